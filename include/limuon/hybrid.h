@@ -1,0 +1,104 @@
+// Parameter routing (ALGORITHMS.md §5) and the hybrid optimizer: hidden weight matrices go to a
+// Muon-family method, everything else (embeddings, output head, biases, norm gains, class token,
+// position embeddings, anything with fewer than two non-unit dimensions) to torch::optim::AdamW.
+#pragma once
+
+#include "limuon/limuon.h"
+#include "limuon/muon.h"
+
+#include <torch/optim/adamw.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace torch::nn {
+class Module;
+}
+
+namespace limuon {
+
+enum class Route { matrix, adamw };
+
+struct NamedParam {
+  std::string name;
+  at::Tensor param;
+  bool is_embedding = false;  // owned by an embedding module (set by route_module)
+};
+
+struct RoutingRules {
+  // Glob patterns (fnmatch) on the full parameter name; checked first, in this order.
+  std::vector<std::string> force_adamw;
+  std::vector<std::string> force_matrix;
+  // Names treated as embeddings / output heads (AdamW) by default.
+  std::vector<std::string> adamw_patterns = {"*wte*",       "*wpe*",           "*embed_tokens*", "*embedding*",
+                                             "*lm_head*",   "head.*",          "*.head.*",       "*cls_token*",
+                                             "*pos_embed*", "*position_embed*"};
+};
+
+struct RoutedParam {
+  std::string name;
+  at::Tensor param;
+  Route route = Route::adamw;
+  std::string reason;
+};
+
+// Routes named parameters; a tensor listed twice (tied weights) is kept once, under its first
+// name, and goes to AdamW if any of its names is an embedding/head. A force_matrix pattern on a
+// parameter with fewer than two non-unit dimensions throws std::invalid_argument.
+std::vector<RoutedParam> route_parameters(const std::vector<NamedParam>& params, const RoutingRules& rules = {});
+// Same, for a module's named parameters; torch::nn::Embedding weights are recognised by type.
+std::vector<RoutedParam> route_module(const torch::nn::Module& module, const RoutingRules& rules = {});
+// A readable table: one line per parameter with shape, route and reason, then totals.
+std::string format_routing(const std::vector<RoutedParam>& routing);
+
+enum class MatrixMethod { muon, limuon, adamw };
+std::string to_string(MatrixMethod m);
+MatrixMethod parse_matrix_method(const std::string& name);
+
+struct HybridOptions {
+  MatrixMethod method = MatrixMethod::limuon;
+  MuonOptions muon;
+  LiMuonOptions limuon;
+  torch::optim::AdamWOptions adamw = torch::optim::AdamWOptions(3e-4).weight_decay(0.0);
+};
+
+// One object a training loop can step(closure) and zero_grad(). With LiMuon (storm exact), the
+// closure runs twice per call and AdamW steps once, on the gradient of the first evaluation, so
+// that the second evaluation of one call and the first of the next see the same parameters. On
+// LiMuon's first call (one evaluation, M_0 only) AdamW does not step either.
+// method = adamw sends every parameter to AdamW (a baseline).
+class HybridOptimizer {
+ public:
+  HybridOptimizer(const std::vector<RoutedParam>& routing, HybridOptions options);
+
+  at::Tensor step(const std::function<at::Tensor()>& closure);
+  void zero_grad();
+
+  void save(torch::serialize::OutputArchive& archive) const;
+  void load(torch::serialize::InputArchive& archive);
+
+  // The underlying optimizers (matrix one may be null), e.g. for a learning-rate schedule.
+  std::vector<torch::optim::Optimizer*> optimizers();
+  torch::optim::Optimizer* matrix_optimizer() { return matrix_.get(); }
+  torch::optim::AdamW* adamw() { return adamw_.get(); }
+
+  int64_t state_bytes() const;
+  int64_t nonfinite_skips() const;
+  int64_t evaluations() const { return evaluations_; }
+  const HybridOptions& options() const { return options_; }
+
+ private:
+  void adamw_step();
+  HybridOptions options_;
+  std::unique_ptr<torch::optim::Optimizer> matrix_;
+  std::unique_ptr<torch::optim::AdamW> adamw_;
+  int64_t adamw_skips_ = 0;
+  int64_t evaluations_ = 0;
+};
+
+// Persistent optimizer-state bytes of LibTorch's AdamW (exp_avg, exp_avg_sq, max_exp_avg_sq).
+int64_t adamw_state_bytes(const torch::optim::AdamW& adamw);
+
+}  // namespace limuon

@@ -1,0 +1,96 @@
+// Orthogonalization kernels: stateless functions returning (an approximation of) the polar
+// factor U Vᵀ of a matrix M = U Σ Vᵀ, for one matrix [m, n] or a batch [k, m, n].
+// Spec: docs ALGORITHMS.md §1.
+#pragma once
+
+#include <ATen/Tensor.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace limuon {
+
+enum class Orthogonalizer { svd, ns5, polar_express, rsvd };
+
+std::string to_string(Orthogonalizer o);
+// Throws std::invalid_argument naming the valid choices.
+Orthogonalizer parse_orthogonalizer(const std::string& name);
+
+// Quintic Newton–Schulz coefficients (a, b, c), from Keller Jordan's Muon.
+constexpr double kNs5A = 3.4445, kNs5B = -4.7750, kNs5C = 2.0315;
+constexpr int kNs5Steps = 5;
+
+// Polar Express per-step coefficients (Amsel, Persson, Musco, Gower 2025), 5 steps,
+// with normalisation ‖M‖_F·1.02 + 1e-6 (values as given in ALGORITHMS.md §1).
+constexpr int kPolarExpressSteps = 5;
+constexpr double kPolarExpressCoeffs[kPolarExpressSteps][3] = {
+    {8.156554524902461, -22.48329292557795, 15.878769915207462},
+    {4.042929935166739, -2.808917465908714, 0.5000178451051316},
+    {3.8916678022926607, -2.772484153217685, 0.5060648178503393},
+    {3.285753657755655, -2.3681294933425376, 0.46449024233003106},
+    {2.3465413258596377, -1.7097828382687081, 0.42323551169305323},
+};
+
+// Exact polar factor from the thin SVD. fp32/fp64 only.
+at::Tensor orth_svd(const at::Tensor& m);
+
+// Newton–Schulz with the quintic coefficients above; works in the input dtype (fp32/fp64 on
+// CPU; bf16/fp16 also on CUDA). Singular values of the result land roughly in [0.5, 1.5].
+at::Tensor orth_ns5(const at::Tensor& m, int steps = kNs5Steps);
+
+// Polar Express: the Newton–Schulz loop with the per-step coefficient table above.
+at::Tensor orth_polar_express(const at::Tensor& m);
+
+// Rank-r factors of a matrix (or batch): m ≈ U diag(S) Vᵀ with U [.., m, r], S [.., r], V [.., n, r].
+struct LowRank {
+  at::Tensor U, S, V;
+  // U diag(S) Vᵀ, dense.
+  at::Tensor reconstruct() const;
+  // U Vᵀ: the polar factor of the rank-r approximation.
+  at::Tensor polar() const;
+};
+
+// Randomized SVD (Halko, Martinsson, Tropp 2011): l = rank + oversample columns (capped at
+// min(m, n)), Ω ~ N(0, 1) of shape [.., n, l] drawn from a CPU generator seeded with `seed`
+// (so results are reproducible and identical across devices), q power iterations with
+// re-orthonormalisation, Q = qr(MΩ), svd(QᵀM), top `rank` kept. fp32/fp64 only.
+LowRank rsvd(const at::Tensor& m, int64_t rank, int64_t oversample, int64_t power_iters,
+             uint64_t seed);
+
+// Same algorithm with a caller-supplied sketch Ω of shape [.., n, l] (l ≥ rank).
+LowRank rsvd_with_sketch(const at::Tensor& m, const at::Tensor& omega, int64_t rank,
+                         int64_t power_iters);
+
+// The Gaussian sketch rsvd() uses: float64 N(0,1) values from a CPU generator seeded with
+// `seed`, shape [n, l] (or [k, n, l] when batch > 0), cast to `like`'s dtype and device.
+at::Tensor gaussian_sketch(int64_t batch, int64_t n, int64_t l, uint64_t seed,
+                           const at::Tensor& like);
+
+// Everything a caller needs to pick and parameterise an orthogonalizer.
+struct OrthSpec {
+  Orthogonalizer method = Orthogonalizer::ns5;
+  int64_t rank = 32;         // rsvd only
+  int64_t oversample = 8;    // rsvd only
+  int64_t power_iters = 0;   // rsvd only
+  uint64_t seed = 0;         // rsvd only
+  // Dtype the kernel computes in; Undefined = the input's. bf16 is allowed on CUDA only.
+  at::ScalarType compute_dtype = at::ScalarType::Undefined;
+};
+
+// Dispatches on spec.method; returns a tensor of m's shape and dtype.
+at::Tensor orthogonalize(const at::Tensor& m, const OrthSpec& spec);
+
+// Orthogonalizes a list of 2-D matrices: same-shape (and same dtype/device) matrices are stacked
+// and handled in one batched call. Result i corresponds to input i. For rsvd, matrix i uses the
+// sketch seeded with seeds[i] (when given) so results do not depend on the grouping.
+std::vector<at::Tensor> orthogonalize_many(const std::vector<at::Tensor>& mats,
+                                           const OrthSpec& spec,
+                                           const std::vector<uint64_t>& seeds = {});
+
+// Floating-point operations of one call on an m×n matrix (for benchmarks): ns5/polar_express
+// count 5·(4·a²·b + 2·a³) with a = min(m, n), b = max(m, n); rsvd counts 4·m·n·l + (m + n)·l².
+double orth_flops(Orthogonalizer method, int64_t m, int64_t n, int64_t rank = 32,
+                  int64_t oversample = 8, int64_t power_iters = 0);
+
+}  // namespace limuon

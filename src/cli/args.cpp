@@ -1,0 +1,84 @@
+// Strict flag parsing for the CLI (see args.h).
+#include "args.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+
+namespace limuon::cli {
+
+Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& boolean) {
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const std::string& a = argv[i];
+    if (a.rfind("--", 0) != 0 || a.size() == 2) {
+      positional_.push_back(a);
+      continue;
+    }
+    std::string key = a.substr(2), value;
+    const auto eq = key.find('=');
+    if (eq != std::string::npos) {
+      value = key.substr(eq + 1);
+      key = key.substr(0, eq);
+    } else if (boolean.count(key)) {
+      value = "true";
+    } else {
+      if (i + 1 >= argv.size()) throw UsageError("--" + key + ": missing value");
+      value = argv[++i];
+    }
+    if (values_.count(key)) throw UsageError("--" + key + ": given more than once");
+    values_[key] = value;
+  }
+}
+
+bool Args::has(const std::string& key) const { return values_.count(key) > 0; }
+
+std::string Args::str(const std::string& key, const std::string& def) {
+  used_.insert(key);
+  auto it = values_.find(key);
+  return it == values_.end() ? def : it->second;
+}
+
+int64_t Args::integer(const std::string& key, int64_t def, int64_t lo, int64_t hi) {
+  used_.insert(key);
+  auto it = values_.find(key);
+  if (it == values_.end()) return def;
+  const std::string& s = it->second;
+  char* end = nullptr;
+  errno = 0;
+  long long v = std::strtoll(s.c_str(), &end, 10);
+  if (s.empty() || *end != '\0' || errno == ERANGE)
+    throw UsageError("--" + key + ": expected an integer, got '" + s + "'");
+  if (v < lo || v > hi)
+    throw UsageError("--" + key + ": must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + s);
+  return v;
+}
+
+double Args::real(const std::string& key, double def, double lo, double hi) {
+  used_.insert(key);
+  auto it = values_.find(key);
+  if (it == values_.end()) return def;
+  const std::string& s = it->second;
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  if (s.empty() || *end != '\0' || !std::isfinite(v))
+    throw UsageError("--" + key + ": expected a finite number, got '" + s + "'");
+  if (v < lo || v > hi)
+    throw UsageError("--" + key + ": must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + s);
+  return v;
+}
+
+bool Args::flag(const std::string& key) {
+  used_.insert(key);
+  auto it = values_.find(key);
+  if (it == values_.end()) return false;
+  if (it->second == "true" || it->second == "1") return true;
+  if (it->second == "false" || it->second == "0") return false;
+  throw UsageError("--" + key + ": expected true or false, got '" + it->second + "'");
+}
+
+void Args::finish() const {
+  for (const auto& kv : values_)
+    if (!used_.count(kv.first)) throw UsageError("unknown flag --" + kv.first);
+}
+
+}  // namespace limuon::cli

@@ -1,0 +1,38 @@
+// Command-line parsing for the limuon CLI: `--key value` and `--flag`, typed getters whose
+// errors name the flag, and a check that rejects unknown flags.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace limuon::cli {
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class Args {
+ public:
+  // Flags named in `boolean` take no value.
+  Args(const std::vector<std::string>& argv, const std::set<std::string>& boolean);
+
+  bool has(const std::string& key) const;
+  std::string str(const std::string& key, const std::string& def);
+  int64_t integer(const std::string& key, int64_t def, int64_t lo, int64_t hi);
+  double real(const std::string& key, double def, double lo, double hi);
+  bool flag(const std::string& key);
+  // Throws UsageError listing flags that were given but never read.
+  void finish() const;
+  const std::vector<std::string>& positional() const { return positional_; }
+
+ private:
+  std::map<std::string, std::string> values_;
+  std::vector<std::string> positional_;
+  mutable std::set<std::string> used_;
+};
+
+}  // namespace limuon::cli

@@ -1,0 +1,455 @@
+// LiMuon: orthogonalized STORM momentum, exact (two gradients per call) or approx (one), with
+// optional low-rank state (ALGORITHMS.md §3). See limuon.h for the recursion.
+#include "limuon/limuon.h"
+
+#include "state_io.h"
+
+#include <ATen/ATen.h>
+#include <torch/serialize/archive.h>
+
+#include <limits>
+#include <stdexcept>
+
+namespace limuon {
+
+namespace {
+constexpr const char* kKind = "limuon";
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// Sketch seeds: the rsvd that compresses M_t uses stream 2i, the orthogonalization of M_t uses
+// stream 2i + 1, both at call t (see derive_seed).
+uint64_t compress_seed(const LiMuonOptions& o, int64_t index, int64_t t) {
+  return derive_seed(o.seed(), 2 * static_cast<uint64_t>(index), static_cast<uint64_t>(t));
+}
+uint64_t orth_seed(const LiMuonOptions& o, int64_t index, int64_t t) {
+  return derive_seed(o.seed(), 2 * static_cast<uint64_t>(index) + 1, static_cast<uint64_t>(t));
+}
+
+at::ScalarType state_dtype(const at::Tensor& p) {
+  return (p.scalar_type() == at::kHalf || p.scalar_type() == at::kBFloat16) ? at::kFloat : p.scalar_type();
+}
+
+at::Tensor grad_matrix(const at::Tensor& p) { return as_matrix(p.grad()).to(state_dtype(p)); }
+
+void store_factors(LiMuonParamState& s, const LowRank& f) {
+  s.factor_u(f.U.contiguous());
+  s.factor_s(f.S.contiguous());
+  s.factor_v(f.V.contiguous());
+}
+
+LowRank factors_of(const LiMuonParamState& s) { return LowRank{s.factor_u(), s.factor_s(), s.factor_v()}; }
+
+LowRank compress(const at::Tensor& m, const LiMuonOptions& o, int64_t index, int64_t t) {
+  return rsvd(m, o.rank(), o.oversample(), o.power_iters(), compress_seed(o, index, t));
+}
+
+double scale_of(const LiMuonOptions& o, const at::Tensor& p) {
+  auto s = matrix_shape(p, "LiMuon");
+  return lr_scale(o.adjust_lr(), s.first, s.second);
+}
+
+// W ← W(1 − lr·wd) − lr·scale·U Vᵀ without forming U Vᵀ when the layout allows.
+void apply_lowrank_update(at::Tensor& p, const LowRank& f, double lr, double scale, double wd) {
+  if (p.scalar_type() == f.U.scalar_type() && (p.dim() == 2 || p.is_contiguous())) {
+    at::Tensor wm = as_matrix(p);  // a view of p
+    wm.addmm_(f.U, f.V.t(), 1.0 - lr * wd, -lr * scale);
+  } else {
+    apply_update(p, f.polar().to(p.scalar_type()), lr, scale, wd);
+  }
+}
+
+void clear_estimate(LiMuonParamState& s) {
+  s.has_estimate(false);
+  s.momentum(at::Tensor());
+  s.direction(at::Tensor());
+  s.factor_u(at::Tensor());
+  s.factor_s(at::Tensor());
+  s.factor_v(at::Tensor());
+  s.prev_grad(at::Tensor());
+}
+
+bool same_tensor(const at::Tensor& a, const at::Tensor& b) {
+  if (a.defined() != b.defined()) return false;
+  return !a.defined() || (a.sizes() == b.sizes() && a.scalar_type() == b.scalar_type() && at::equal(a, b));
+}
+}  // namespace
+
+std::string to_string(LowRankState s) {
+  switch (s) {
+    case LowRankState::none: return "none";
+    case LowRankState::paper: return "paper";
+    case LowRankState::light: return "light";
+  }
+  return "?";
+}
+
+LowRankState parse_lowrank_state(const std::string& name) {
+  if (name == "none") return LowRankState::none;
+  if (name == "paper") return LowRankState::paper;
+  if (name == "light") return LowRankState::light;
+  throw std::invalid_argument("lowrank_state: unknown value '" + name + "' (valid: none, paper, light)");
+}
+
+std::string to_string(Storm s) { return s == Storm::exact ? "exact" : "approx"; }
+
+Storm parse_storm(const std::string& name) {
+  if (name == "exact") return Storm::exact;
+  if (name == "approx") return Storm::approx;
+  throw std::invalid_argument("storm: unknown value '" + name + "' (valid: exact, approx)");
+}
+
+LiMuonOptions::LiMuonOptions(double lr) : lr_(lr) {}
+double LiMuonOptions::get_lr() const { return lr(); }
+void LiMuonOptions::set_lr(const double lr) { this->lr(lr); }
+
+void LiMuonOptions::validate() const {
+  check_range("LiMuon", "lr", lr(), 0.0, kInf, false, true);
+  check_range("LiMuon", "beta", beta(), 0.0, 1.0, true, false);
+  check_range("LiMuon", "weight_decay", weight_decay(), 0.0, kInf, false, true);
+  check_range("LiMuon", "gamma", gamma(), 0.0, 1.0, false, false);
+  check_at_least("LiMuon", "rank", rank(), 1);
+  check_at_least("LiMuon", "oversample", oversample(), 0);
+  check_at_least("LiMuon", "power_iters", power_iters(), 0);
+}
+
+void LiMuonOptions::serialize(torch::serialize::OutputArchive& a) const {
+  io::put(a, "lr", lr());
+  io::put(a, "beta", beta());
+  io::put(a, "weight_decay", weight_decay());
+  io::put(a, "adjust_lr", to_string(adjust_lr()));
+  io::put(a, "orthogonalizer", to_string(orthogonalizer()));
+  io::put(a, "rank", rank());
+  io::put(a, "oversample", oversample());
+  io::put(a, "power_iters", power_iters());
+  io::put(a, "lowrank_state", to_string(lowrank_state()));
+  io::put(a, "storm", to_string(storm()));
+  io::put(a, "gamma", gamma());
+  io::put(a, "seed", static_cast<int64_t>(seed()));
+  io::put(a, "nonfinite", to_string(nonfinite()));
+}
+
+void LiMuonOptions::serialize(torch::serialize::InputArchive& a) {
+  lr(io::get_double(a, "lr"));
+  beta(io::get_double(a, "beta"));
+  weight_decay(io::get_double(a, "weight_decay"));
+  adjust_lr(parse_adjust_lr(io::get_string(a, "adjust_lr")));
+  orthogonalizer(parse_orthogonalizer(io::get_string(a, "orthogonalizer")));
+  rank(io::get_int(a, "rank"));
+  oversample(io::get_int(a, "oversample"));
+  power_iters(io::get_int(a, "power_iters"));
+  lowrank_state(parse_lowrank_state(io::get_string(a, "lowrank_state")));
+  storm(parse_storm(io::get_string(a, "storm")));
+  gamma(io::get_double(a, "gamma"));
+  seed(static_cast<uint64_t>(io::get_int(a, "seed")));
+  nonfinite(parse_nonfinite_policy(io::get_string(a, "nonfinite")));
+}
+
+bool operator==(const LiMuonOptions& l, const LiMuonOptions& r) {
+  return l.lr() == r.lr() && l.beta() == r.beta() && l.weight_decay() == r.weight_decay() &&
+         l.adjust_lr() == r.adjust_lr() && l.orthogonalizer() == r.orthogonalizer() && l.rank() == r.rank() &&
+         l.oversample() == r.oversample() && l.power_iters() == r.power_iters() &&
+         l.lowrank_state() == r.lowrank_state() && l.storm() == r.storm() && l.gamma() == r.gamma() &&
+         l.seed() == r.seed() && l.nonfinite() == r.nonfinite();
+}
+
+void LiMuonParamState::serialize(torch::serialize::OutputArchive& a) const {
+  io::put(a, "step", step());
+  io::put(a, "has_estimate", has_estimate());
+  io::put_tensor(a, "momentum", momentum());
+  io::put_tensor(a, "direction", direction());
+  io::put_tensor(a, "factor_u", factor_u());
+  io::put_tensor(a, "factor_s", factor_s());
+  io::put_tensor(a, "factor_v", factor_v());
+  io::put_tensor(a, "prev_grad", prev_grad());
+}
+
+void LiMuonParamState::serialize(torch::serialize::InputArchive& a) {
+  step(io::get_int(a, "step"));
+  has_estimate(io::get_bool(a, "has_estimate"));
+  momentum(io::get_tensor_opt(a, "momentum"));
+  direction(io::get_tensor_opt(a, "direction"));
+  factor_u(io::get_tensor_opt(a, "factor_u"));
+  factor_s(io::get_tensor_opt(a, "factor_s"));
+  factor_v(io::get_tensor_opt(a, "factor_v"));
+  prev_grad(io::get_tensor_opt(a, "prev_grad"));
+}
+
+bool operator==(const LiMuonParamState& l, const LiMuonParamState& r) {
+  return l.step() == r.step() && l.has_estimate() == r.has_estimate() && same_tensor(l.momentum(), r.momentum()) &&
+         same_tensor(l.direction(), r.direction()) && same_tensor(l.factor_u(), r.factor_u()) &&
+         same_tensor(l.factor_s(), r.factor_s()) && same_tensor(l.factor_v(), r.factor_v()) &&
+         same_tensor(l.prev_grad(), r.prev_grad());
+}
+
+int64_t LiMuonParamState::bytes() const {
+  int64_t total = 0;
+  for (const auto* t : {&momentum(), &direction(), &factor_u(), &factor_s(), &factor_v(), &prev_grad()})
+    if (t->defined()) total += t->numel() * t->element_size();
+  return total;
+}
+
+LiMuon::LiMuon(std::vector<torch::optim::OptimizerParamGroup> param_groups, LiMuonOptions defaults)
+    : torch::optim::Optimizer(std::move(param_groups), std::make_unique<LiMuonOptions>(defaults)) {
+  defaults.validate();
+  for (auto& g : param_groups_) static_cast<const LiMuonOptions&>(g.options()).validate();
+  check_params();
+}
+
+LiMuon::LiMuon(std::vector<at::Tensor> params, LiMuonOptions defaults)
+    : LiMuon({torch::optim::OptimizerParamGroup(std::move(params))}, std::move(defaults)) {}
+
+void LiMuon::check_params() const {
+  for (const auto& g : param_groups_)
+    for (const auto& p : g.params()) matrix_shape(p, "LiMuon");
+}
+
+std::vector<LiMuon::Item> LiMuon::group_items(size_t group, bool create_state) {
+  int64_t index = 0;
+  for (size_t g = 0; g < group; ++g) index += static_cast<int64_t>(param_groups_[g].params().size());
+  std::vector<Item> items;
+  for (auto& p : param_groups_[group].params()) {
+    const int64_t my_index = index++;
+    if (!p.grad().defined()) continue;
+    matrix_shape(p, "LiMuon");
+    auto key = io::state_key(p);
+    auto it = state_.find(key);
+    if (it == state_.end()) {
+      if (!create_state) continue;
+      it = state_.emplace(key, std::make_unique<LiMuonParamState>()).first;
+    }
+    items.push_back({p, static_cast<LiMuonParamState*>(it->second.get()), my_index});
+  }
+  return items;
+}
+
+bool LiMuon::group_finite_or_raise(const std::vector<Item>& items, const LiMuonOptions& o) {
+  std::vector<at::Tensor> grads;
+  for (const auto& it : items) grads.push_back(it.param.grad());
+  if (all_finite(grads)) return true;
+  if (o.nonfinite() == NonFinitePolicy::raise)
+    throw std::runtime_error("LiMuon: non-finite gradient in a parameter group (nonfinite=raise)");
+  ++nonfinite_skips_;
+  return false;
+}
+
+bool LiMuon::needs_old_point_gradient() const {
+  for (const auto& g : param_groups_) {
+    if (static_cast<const LiMuonOptions&>(g.options()).storm() != Storm::exact) continue;
+    for (const auto& p : g.params()) {
+      auto it = state_.find(io::state_key(p));
+      if (it != state_.end() && static_cast<const LiMuonParamState&>(*it->second).has_estimate()) return true;
+    }
+  }
+  return false;
+}
+
+void LiMuon::after_old_point_gradient() {
+  at::NoGradGuard no_grad;
+  pending_.clear();
+  group_skipped_.assign(param_groups_.size(), false);
+  for (size_t g = 0; g < param_groups_.size(); ++g) {
+    const auto& o = static_cast<const LiMuonOptions&>(param_groups_[g].options());
+    if (o.storm() != Storm::exact) continue;
+    std::vector<Item> items;
+    for (auto& it : group_items(g, /*create_state=*/false))
+      if (it.state->has_estimate()) items.push_back(it);
+    if (items.empty()) continue;
+    if (!group_finite_or_raise(items, o)) {
+      group_skipped_[g] = true;
+      continue;
+    }
+    const double keep = 1.0 - o.beta();
+    if (o.lowrank_state() == LowRankState::none) {
+      // Direction from the full M_t (batched by shape), then M ← (1 − β)(M_t − g̃) in place.
+      std::vector<at::Tensor> ms;
+      std::vector<uint64_t> seeds;
+      for (auto& it : items) {
+        ms.push_back(it.state->momentum());
+        seeds.push_back(orth_seed(o, it.index, it.state->step() - 1));
+      }
+      auto dirs = orthogonalize_many(ms, orth_spec_of(o), seeds);
+      for (size_t i = 0; i < items.size(); ++i) {
+        auto& it = items[i];
+        apply_update(it.param, dirs[i].to(it.param.scalar_type()), o.lr(), scale_of(o, it.param), o.weight_decay());
+        it.state->momentum().sub_(grad_matrix(it.param)).mul_(keep);
+        pending_[io::state_key(it.param)] = at::Tensor();
+      }
+    } else {
+      for (auto& it : items) {
+        const LowRank f = factors_of(*it.state);
+        if (o.lowrank_state() == LowRankState::paper)
+          apply_update(it.param, it.state->direction().to(it.param.scalar_type()), o.lr(), scale_of(o, it.param),
+                       o.weight_decay());
+        else
+          apply_lowrank_update(it.param, f, o.lr(), scale_of(o, it.param), o.weight_decay());
+        // (1 − β)(M̂_t − g̃) = (1 − β)·U diag(σ) Vᵀ − (1 − β)·g̃, one fused addmm.
+        pending_[io::state_key(it.param)] =
+            at::addmm(grad_matrix(it.param), f.U * f.S.unsqueeze(0), f.V.t(), -keep, keep);
+      }
+    }
+  }
+}
+
+void LiMuon::new_point_group(size_t g) {
+  const auto& o = static_cast<const LiMuonOptions&>(param_groups_[g].options());
+  std::vector<Item> fresh, active;
+  for (auto& it : group_items(g, /*create_state=*/true)) {
+    if (!it.state->has_estimate()) fresh.push_back(it);
+    else if (pending_.count(io::state_key(it.param))) active.push_back(it);
+  }
+  std::vector<Item> all = fresh;
+  all.insert(all.end(), active.begin(), active.end());
+  if (all.empty()) return;
+  if (!group_finite_or_raise(all, o)) {
+    // W already took its (finite) step; the estimate cannot be formed, so restart it from the
+    // next call's fresh gradient, as at the first call.
+    for (auto& it : active) clear_estimate(*it.state);
+    return;
+  }
+  // Build M_{t+1} (dense) for every item; for none it lives in the state already.
+  std::vector<at::Tensor> dense(all.size());
+  for (size_t i = 0; i < all.size(); ++i) {
+    auto& it = all[i];
+    at::Tensor gm = grad_matrix(it.param);
+    if (!it.state->has_estimate()) {
+      dense[i] = gm.clone();
+    } else if (o.lowrank_state() == LowRankState::none) {
+      dense[i] = it.state->momentum().add_(gm);
+    } else {
+      dense[i] = pending_[io::state_key(it.param)].add_(gm);
+    }
+  }
+  std::vector<at::Tensor> dirs;
+  if (o.lowrank_state() == LowRankState::paper) {
+    std::vector<uint64_t> seeds;
+    for (auto& it : all) seeds.push_back(orth_seed(o, it.index, it.state->step()));
+    dirs = orthogonalize_many(dense, orth_spec_of(o), seeds);
+  }
+  for (size_t i = 0; i < all.size(); ++i) {
+    auto& s = *all[i].state;
+    switch (o.lowrank_state()) {
+      case LowRankState::none: s.momentum(dense[i]); break;
+      case LowRankState::paper:
+        s.direction(dirs[i].contiguous());
+        store_factors(s, compress(dense[i], o, all[i].index, s.step()));
+        break;
+      case LowRankState::light: store_factors(s, compress(dense[i], o, all[i].index, s.step())); break;
+    }
+    s.has_estimate(true);
+    s.step(s.step() + 1);
+  }
+}
+
+void LiMuon::approx_group(size_t g) {
+  const auto& o = static_cast<const LiMuonOptions&>(param_groups_[g].options());
+  auto items = group_items(g, /*create_state=*/true);
+  if (items.empty() || !group_finite_or_raise(items, o)) return;
+  const double keep = 1.0 - o.beta();
+  const double k = o.gamma() * keep / o.beta();
+  std::vector<at::Tensor> to_orth;
+  std::vector<uint64_t> seeds;
+  std::vector<size_t> orth_items;
+  for (size_t i = 0; i < items.size(); ++i) {
+    auto& it = items[i];
+    auto& s = *it.state;
+    at::Tensor gm = grad_matrix(it.param);
+    at::Tensor m;
+    if (!s.has_estimate()) {
+      m = gm.clone();  // M_0 = g_0
+    } else {
+      // c = g + k·(g − g_prev);  M = (1 − β)·M̂ + β·c
+      at::Tensor c = at::add(gm, gm - s.prev_grad(), k);
+      if (o.lowrank_state() == LowRankState::none) {
+        m = s.momentum().mul_(keep).add_(c, o.beta());
+      } else {
+        m = at::addmm(c, s.factor_u() * s.factor_s().unsqueeze(0), s.factor_v().t(), o.beta(), keep);
+      }
+    }
+    if (s.prev_grad().defined()) s.prev_grad().copy_(gm);
+    else s.prev_grad(gm.clone());
+    const double scale = scale_of(o, it.param);
+    switch (o.lowrank_state()) {
+      case LowRankState::none:
+        s.momentum(m);
+        to_orth.push_back(m);
+        seeds.push_back(orth_seed(o, it.index, s.step()));
+        orth_items.push_back(i);
+        break;
+      case LowRankState::paper:
+        store_factors(s, compress(m, o, it.index, s.step()));
+        to_orth.push_back(m);
+        seeds.push_back(orth_seed(o, it.index, s.step()));
+        orth_items.push_back(i);
+        break;
+      case LowRankState::light: {
+        LowRank f = compress(m, o, it.index, s.step());
+        store_factors(s, f);
+        apply_lowrank_update(it.param, f, o.lr(), scale, o.weight_decay());
+        break;
+      }
+    }
+    s.has_estimate(true);
+  }
+  auto dirs = orthogonalize_many(to_orth, orth_spec_of(o), seeds);
+  for (size_t j = 0; j < orth_items.size(); ++j) {
+    auto& it = items[orth_items[j]];
+    apply_update(it.param, dirs[j].to(it.param.scalar_type()), o.lr(), scale_of(o, it.param), o.weight_decay());
+  }
+  for (auto& it : items) it.state->step(it.state->step() + 1);
+}
+
+void LiMuon::after_new_point_gradient() {
+  at::NoGradGuard no_grad;
+  if (group_skipped_.size() != param_groups_.size()) group_skipped_.assign(param_groups_.size(), false);
+  for (size_t g = 0; g < param_groups_.size(); ++g) {
+    const auto& o = static_cast<const LiMuonOptions&>(param_groups_[g].options());
+    o.validate();
+    if (o.storm() == Storm::approx) approx_group(g);
+    else if (!group_skipped_[g]) new_point_group(g);
+  }
+  pending_.clear();
+  group_skipped_.assign(param_groups_.size(), false);
+}
+
+at::Tensor LiMuon::step(LossClosure closure) {
+  bool any_exact = false;
+  for (const auto& g : param_groups_)
+    any_exact = any_exact || static_cast<const LiMuonOptions&>(g.options()).storm() == Storm::exact;
+  if (any_exact && !closure)
+    throw std::invalid_argument(
+        "LiMuon::step: storm=exact needs a closure (zero grads, forward, backward, return loss); it is "
+        "evaluated twice per step on the same batch, at the old and the new weights");
+  auto evaluate = [&]() {
+    at::AutoGradMode enable(true);
+    ++evaluations_;
+    return closure();
+  };
+  at::Tensor loss;
+  if (needs_old_point_gradient()) {
+    loss = evaluate();
+    after_old_point_gradient();
+  }
+  if (closure) loss = evaluate();
+  after_new_point_gradient();
+  return loss;
+}
+
+int64_t LiMuon::state_bytes() const {
+  int64_t total = 0;
+  for (const auto& kv : state_) total += static_cast<const LiMuonParamState&>(*kv.second).bytes();
+  return total;
+}
+
+void LiMuon::save(torch::serialize::OutputArchive& archive) const {
+  io::save_optimizer(archive, *this, kKind, {evaluations_, nonfinite_skips_});
+}
+
+void LiMuon::load(torch::serialize::InputArchive& archive) {
+  auto c = io::load_optimizer<LiMuonParamState, LiMuonOptions>(archive, *this, kKind);
+  evaluations_ = c.calls;
+  nonfinite_skips_ = c.nonfinite_skips;
+  pending_.clear();
+  group_skipped_.clear();
+}
+
+}  // namespace limuon

@@ -1,0 +1,367 @@
+// Orthogonalization kernels (ALGORITHMS.md §1): exact SVD polar factor, Newton–Schulz (ns5),
+// Polar Express and randomized SVD, for single matrices and batches.
+#include "limuon/orth.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <array>
+#include <map>
+#include <stdexcept>
+#include <tuple>
+
+#ifdef LIMUON_HAVE_BLAS
+// Fortran BLAS entry points (netlib ABI; OpenBLAS provides them). The hidden string-length
+// arguments are omitted: every implementation we link reads only the first character.
+extern "C" {
+void ssyrk_(const char* uplo, const char* trans, const int* n, const int* k, const float* alpha,
+            const float* a, const int* lda, const float* beta, float* c, const int* ldc);
+void dsyrk_(const char* uplo, const char* trans, const int* n, const int* k, const double* alpha,
+            const double* a, const int* lda, const double* beta, double* c, const int* ldc);
+void ssymm_(const char* side, const char* uplo, const int* m, const int* n, const float* alpha,
+            const float* a, const int* lda, const float* b, const int* ldb, const float* beta,
+            float* c, const int* ldc);
+void dsymm_(const char* side, const char* uplo, const int* m, const int* n, const double* alpha,
+            const double* a, const int* lda, const double* b, const int* ldb, const double* beta,
+            double* c, const int* ldc);
+}
+#endif
+
+namespace limuon {
+
+std::string to_string(Orthogonalizer o) {
+  switch (o) {
+    case Orthogonalizer::svd: return "svd";
+    case Orthogonalizer::ns5: return "ns5";
+    case Orthogonalizer::polar_express: return "polar_express";
+    case Orthogonalizer::rsvd: return "rsvd";
+  }
+  return "?";
+}
+
+Orthogonalizer parse_orthogonalizer(const std::string& name) {
+  if (name == "svd") return Orthogonalizer::svd;
+  if (name == "ns5") return Orthogonalizer::ns5;
+  if (name == "polar_express" || name == "polar-express") return Orthogonalizer::polar_express;
+  if (name == "rsvd") return Orthogonalizer::rsvd;
+  throw std::invalid_argument("orthogonalizer: unknown value '" + name +
+                              "' (valid: svd, ns5, polar_express, rsvd)");
+}
+
+namespace {
+
+using Coeffs = std::vector<std::array<double, 3>>;
+
+void check_matrix(const at::Tensor& m, const char* who) {
+  if (!m.defined()) throw std::invalid_argument(std::string(who) + ": input tensor is undefined");
+  if (m.dim() != 2 && m.dim() != 3)
+    throw std::invalid_argument(std::string(who) + ": expected a matrix [m, n] or a batch [k, m, n], got " +
+                                std::to_string(m.dim()) + "-D tensor");
+  if (m.size(-1) == 0 || m.size(-2) == 0)
+    throw std::invalid_argument(std::string(who) + ": empty matrix");
+  if (!at::isFloatingType(m.scalar_type()))
+    throw std::invalid_argument(std::string(who) + ": expected a floating-point tensor, got " +
+                                std::string(c10::toString(m.scalar_type())));
+}
+
+void check_full_precision(const at::Tensor& m, const char* who) {
+  auto t = m.scalar_type();
+  if (t != at::kFloat && t != at::kDouble)
+    throw std::invalid_argument(std::string(who) + ": needs float32 or float64 input, got " +
+                                std::string(c10::toString(t)));
+}
+
+void check_ns_dtype(const at::Tensor& m, const char* who) {
+  auto t = m.scalar_type();
+  if (m.is_cpu() && t != at::kFloat && t != at::kDouble)
+    throw std::invalid_argument(std::string(who) + ": on CPU only float32/float64 are supported (got " +
+                                std::string(c10::toString(t)) +
+                                "); bf16 matmul is ~30x slower than fp32 on these CPUs");
+}
+
+#ifdef LIMUON_HAVE_BLAS
+template <typename T> struct Blas;
+template <> struct Blas<float> {
+  static void syrk(const char* u, const char* t, const int* n, const int* k, const float* al,
+                   const float* a, const int* lda, const float* be, float* c, const int* ldc) {
+    ssyrk_(u, t, n, k, al, a, lda, be, c, ldc);
+  }
+  static void symm(const char* s, const char* u, const int* m, const int* n, const float* al,
+                   const float* a, const int* lda, const float* b, const int* ldb, const float* be,
+                   float* c, const int* ldc) {
+    ssymm_(s, u, m, n, al, a, lda, b, ldb, be, c, ldc);
+  }
+};
+template <> struct Blas<double> {
+  static void syrk(const char* u, const char* t, const int* n, const int* k, const double* al,
+                   const double* a, const int* lda, const double* be, double* c, const int* ldc) {
+    dsyrk_(u, t, n, k, al, a, lda, be, c, ldc);
+  }
+  static void symm(const char* s, const char* u, const int* m, const int* n, const double* al,
+                   const double* a, const int* lda, const double* b, const int* ldb,
+                   const double* be, double* c, const int* ldc) {
+    dsymm_(s, u, m, n, al, a, lda, b, ldb, be, c, ldc);
+  }
+};
+
+// Copies the column-major upper triangle of an a×a symmetric matrix (BLAS uplo 'U') into the
+// other triangle, in cache-sized blocks.
+template <typename T>
+void symmetrize_from_upper(T* c, int64_t a) {
+  constexpr int64_t kBlock = 64;
+  at::parallel_for(0, (a + kBlock - 1) / kBlock, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t bj = b0; bj < b1; ++bj) {
+      int64_t j0 = bj * kBlock, j1 = std::min(a, j0 + kBlock);
+      for (int64_t i0 = 0; i0 <= j0; i0 += kBlock) {
+        int64_t i1 = std::min(a, i0 + kBlock);
+        // column-major element (i, j) lives at c[i + j*a]; upper means i ≤ j.
+        for (int64_t j = j0; j < j1; ++j)
+          for (int64_t i = i0; i < std::min(i1, j); ++i) c[j + i * a] = c[i + j * a];
+      }
+    }
+  });
+}
+
+// One matrix, row-major X [a, b] with a ≤ b, contiguous. Runs the Newton–Schulz loop with
+// X·Xᵀ and A·A by syrk (half the flops) and B·X by symm. Returns the final X.
+template <typename T>
+at::Tensor ns_loop_blas(at::Tensor x, const Coeffs& coeffs) {
+  const int steps = static_cast<int>(coeffs.size());
+  const int a = static_cast<int>(x.size(0)), b = static_cast<int>(x.size(1));
+  auto opts = x.options();
+  at::Tensor A = at::empty({a, a}, opts), B = at::empty({a, a}, opts), y = at::empty({a, b}, opts);
+  const T one = 1, zero = 0;
+  for (int s = 0; s < steps; ++s) {
+    const T ca = static_cast<T>(coeffs[s][0]), cb = static_cast<T>(coeffs[s][1]),
+            cc = static_cast<T>(coeffs[s][2]);
+    // Row-major X [a, b] is column-major Z = Xᵀ [b, a]; A = X Xᵀ = Zᵀ Z.
+    Blas<T>::syrk("U", "T", &a, &b, &one, x.data_ptr<T>(), &b, &zero, A.data_ptr<T>(), &a);
+    symmetrize_from_upper(A.data_ptr<T>(), a);
+    // B = cb·A + cc·A·Aᵀ (A symmetric, so A·Aᵀ = A²); upper triangle suffices for symm.
+    B.copy_(A);
+    Blas<T>::syrk("U", "N", &a, &a, &cc, A.data_ptr<T>(), &a, &cb, B.data_ptr<T>(), &a);
+    // X' = ca·X + B·X; transposed: Z' = Z·B + ca·Z (B symmetric), so symm with side 'R'.
+    y.copy_(x);
+    Blas<T>::symm("R", "U", &b, &a, &one, B.data_ptr<T>(), &a, x.data_ptr<T>(), &b, &ca,
+                  y.data_ptr<T>(), &b);
+    std::swap(x, y);
+  }
+  return x;
+}
+#endif
+
+// Newton–Schulz loop on a normalised X [.., a, b] with a ≤ b, fused addmm/baddbmm forms and
+// ping-pong buffers. coeffs[s] = (a, b, c) for step s.
+at::Tensor ns_loop(at::Tensor x, const Coeffs& coeffs) {
+  const int steps = static_cast<int>(coeffs.size());
+#ifdef LIMUON_HAVE_BLAS
+  if (x.is_cpu() && (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble) &&
+      x.size(-1) < (int64_t{1} << 30)) {
+    x = x.contiguous();
+    auto run = [&](const at::Tensor& one) {
+      return x.scalar_type() == at::kFloat ? ns_loop_blas<float>(one, coeffs)
+                                           : ns_loop_blas<double>(one, coeffs);
+    };
+    if (x.dim() == 2) return run(x);
+    std::vector<at::Tensor> outs;
+    outs.reserve(x.size(0));
+    for (int64_t i = 0; i < x.size(0); ++i) outs.push_back(run(x[i].contiguous()));
+    return at::stack(outs);
+  }
+#endif
+  const bool batched = x.dim() == 3;
+  at::Tensor A, B, y = at::empty_like(x);
+  for (int s = 0; s < steps; ++s) {
+    const double ca = coeffs[s][0], cb = coeffs[s][1], cc = coeffs[s][2];
+    auto xt = x.transpose(-2, -1);
+    if (batched) {
+      A = at::bmm(x, xt);
+      B = at::baddbmm(A, A, A, cb, cc);
+      at::baddbmm_out(y, x, B, x, ca, 1.0);
+    } else {
+      A = at::mm(x, xt);
+      B = at::addmm(A, A, A, cb, cc);
+      at::addmm_out(y, x, B, x, ca, 1.0);
+    }
+    std::swap(x, y);
+  }
+  return x;
+}
+
+at::Tensor ns_family(const at::Tensor& m, const Coeffs& coeffs, double norm_scale,
+                     double norm_eps, const char* who) {
+  check_matrix(m, who);
+  check_ns_dtype(m, who);
+  const bool tall = m.size(-2) > m.size(-1);
+  at::Tensor x = tall ? m.transpose(-2, -1) : m;
+  // Per-matrix Frobenius normalisation; contiguous so the loop's matmuls see dense rows.
+  auto norm = x.norm(2, {-2, -1}, /*keepdim=*/true);
+  x = (x / (norm * norm_scale + norm_eps)).contiguous();
+  x = ns_loop(x, coeffs);
+  return tall ? x.transpose(-2, -1) : x;
+}
+
+}  // namespace
+
+at::Tensor orth_svd(const at::Tensor& m) {
+  check_matrix(m, "orth_svd");
+  check_full_precision(m, "orth_svd");
+  auto usv = at::linalg_svd(m, /*full_matrices=*/false);
+  return at::matmul(std::get<0>(usv), std::get<2>(usv));
+}
+
+at::Tensor orth_ns5(const at::Tensor& m, int steps) {
+  if (steps < 1) throw std::invalid_argument("orth_ns5: steps must be >= 1, got " + std::to_string(steps));
+  return ns_family(m, Coeffs(steps, {kNs5A, kNs5B, kNs5C}), 1.0, 1e-7, "orth_ns5");
+}
+
+at::Tensor orth_polar_express(const at::Tensor& m) {
+  Coeffs c;
+  for (const auto& row : kPolarExpressCoeffs) c.push_back({row[0], row[1], row[2]});
+  return ns_family(m, c, 1.02, 1e-6, "orth_polar_express");
+}
+
+at::Tensor LowRank::reconstruct() const {
+  return at::matmul(U * S.unsqueeze(-2), V.transpose(-2, -1));
+}
+
+at::Tensor LowRank::polar() const { return at::matmul(U, V.transpose(-2, -1)); }
+
+at::Tensor gaussian_sketch(int64_t batch, int64_t n, int64_t l, uint64_t seed, const at::Tensor& like) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  std::vector<int64_t> shape = batch > 0 ? std::vector<int64_t>{batch, n, l} : std::vector<int64_t>{n, l};
+  at::Tensor omega = at::randn(shape, gen, at::TensorOptions().dtype(at::kDouble));
+  return omega.to(like.options());
+}
+
+namespace {
+at::Tensor orthonormal_basis(const at::Tensor& y) {
+  return std::get<0>(at::linalg_qr(y, "reduced"));
+}
+int64_t sketch_width(int64_t m, int64_t n, int64_t rank, int64_t oversample) {
+  return std::min(rank + oversample, std::min(m, n));
+}
+}  // namespace
+
+LowRank rsvd_with_sketch(const at::Tensor& m, const at::Tensor& omega, int64_t rank, int64_t power_iters) {
+  check_matrix(m, "rsvd");
+  check_full_precision(m, "rsvd");
+  if (rank < 1) throw std::invalid_argument("rsvd: rank must be >= 1, got " + std::to_string(rank));
+  if (power_iters < 0)
+    throw std::invalid_argument("rsvd: power_iters must be >= 0, got " + std::to_string(power_iters));
+  if (omega.dim() != m.dim() || omega.size(-2) != m.size(-1) || omega.size(-1) < 1)
+    throw std::invalid_argument("rsvd: sketch must have shape [.., n, l] matching the input");
+  auto mt = m.transpose(-2, -1);
+  at::Tensor q = orthonormal_basis(at::matmul(m, omega));  // [.., m, l]
+  for (int64_t i = 0; i < power_iters; ++i) {
+    at::Tensor z = orthonormal_basis(at::matmul(mt, q));     // [.., n, l]
+    q = orthonormal_basis(at::matmul(m, z));                 // [.., m, l]
+  }
+  at::Tensor b = at::matmul(q.transpose(-2, -1), m);         // [.., l, n]
+  auto usv = at::linalg_svd(b, /*full_matrices=*/false);
+  const int64_t r = std::min<int64_t>(rank, std::get<1>(usv).size(-1));
+  LowRank out;
+  out.U = at::matmul(q, std::get<0>(usv).narrow(-1, 0, r));  // [.., m, r]
+  out.S = std::get<1>(usv).narrow(-1, 0, r).contiguous();   // [.., r]
+  out.V = std::get<2>(usv).narrow(-2, 0, r).transpose(-2, -1).contiguous();  // [.., n, r]
+  return out;
+}
+
+LowRank rsvd(const at::Tensor& m, int64_t rank, int64_t oversample, int64_t power_iters, uint64_t seed) {
+  check_matrix(m, "rsvd");
+  if (rank < 1) throw std::invalid_argument("rsvd: rank must be >= 1, got " + std::to_string(rank));
+  if (oversample < 0)
+    throw std::invalid_argument("rsvd: oversample must be >= 0, got " + std::to_string(oversample));
+  const int64_t l = sketch_width(m.size(-2), m.size(-1), rank, oversample);
+  at::Tensor omega = gaussian_sketch(m.dim() == 3 ? m.size(0) : 0, m.size(-1), l, seed, m);
+  return rsvd_with_sketch(m, omega, rank, power_iters);
+}
+
+at::Tensor orthogonalize(const at::Tensor& m, const OrthSpec& spec) {
+  at::Tensor in = m;
+  if (spec.compute_dtype != at::ScalarType::Undefined && spec.compute_dtype != m.scalar_type()) {
+    if (m.is_cpu() && spec.compute_dtype != at::kFloat && spec.compute_dtype != at::kDouble)
+      throw std::invalid_argument("orthogonalize: compute dtype " +
+                                  std::string(c10::toString(spec.compute_dtype)) +
+                                  " is only allowed on CUDA; use float32 on CPU");
+    in = m.to(spec.compute_dtype);
+  }
+  at::Tensor out;
+  switch (spec.method) {
+    case Orthogonalizer::svd: out = orth_svd(in); break;
+    case Orthogonalizer::ns5: out = orth_ns5(in); break;
+    case Orthogonalizer::polar_express: out = orth_polar_express(in); break;
+    case Orthogonalizer::rsvd:
+      out = rsvd(in, spec.rank, spec.oversample, spec.power_iters, spec.seed).polar();
+      break;
+  }
+  return out.scalar_type() == m.scalar_type() ? out : out.to(m.scalar_type());
+}
+
+std::vector<at::Tensor> orthogonalize_many(const std::vector<at::Tensor>& mats, const OrthSpec& spec,
+                                           const std::vector<uint64_t>& seeds) {
+  if (!seeds.empty() && seeds.size() != mats.size())
+    throw std::invalid_argument("orthogonalize_many: got " + std::to_string(seeds.size()) + " seeds for " +
+                                std::to_string(mats.size()) + " matrices");
+  using Key = std::tuple<int64_t, int64_t, int, std::string>;
+  std::map<Key, std::vector<size_t>> groups;
+  std::vector<Key> order;
+  for (size_t i = 0; i < mats.size(); ++i) {
+    const auto& t = mats[i];
+    if (!t.defined() || t.dim() != 2)
+      throw std::invalid_argument("orthogonalize_many: matrix " + std::to_string(i) + " is not 2-D");
+    Key k{t.size(0), t.size(1), static_cast<int>(t.scalar_type()), t.device().str()};
+    auto it = groups.find(k);
+    if (it == groups.end()) order.push_back(k);
+    groups[k].push_back(i);
+  }
+  std::vector<at::Tensor> out(mats.size());
+  for (const auto& k : order) {
+    const auto& idx = groups[k];
+    const uint64_t seed0 = seeds.empty() ? spec.seed : seeds[idx[0]];
+    if (idx.size() == 1) {
+      OrthSpec one = spec;
+      one.seed = seed0;
+      out[idx[0]] = orthogonalize(mats[idx[0]], one);
+      continue;
+    }
+    std::vector<at::Tensor> parts;
+    parts.reserve(idx.size());
+    for (size_t i : idx) parts.push_back(mats[i]);
+    at::Tensor batch = at::stack(parts);
+    at::Tensor res;
+    if (spec.method == Orthogonalizer::rsvd) {
+      at::Tensor in = spec.compute_dtype != at::ScalarType::Undefined ? batch.to(spec.compute_dtype) : batch;
+      const int64_t l = sketch_width(in.size(1), in.size(2), spec.rank, spec.oversample);
+      std::vector<at::Tensor> sketches;
+      for (size_t j = 0; j < idx.size(); ++j)
+        sketches.push_back(gaussian_sketch(0, in.size(2), l, seeds.empty() ? spec.seed + j : seeds[idx[j]], in));
+      res = rsvd_with_sketch(in, at::stack(sketches), spec.rank, spec.power_iters).polar().to(batch.scalar_type());
+    } else {
+      res = orthogonalize(batch, spec);
+    }
+    for (size_t j = 0; j < idx.size(); ++j) out[idx[j]] = res[static_cast<int64_t>(j)];
+  }
+  return out;
+}
+
+double orth_flops(Orthogonalizer method, int64_t m, int64_t n, int64_t rank, int64_t oversample,
+                  int64_t power_iters) {
+  const double a = static_cast<double>(std::min(m, n)), b = static_cast<double>(std::max(m, n));
+  switch (method) {
+    case Orthogonalizer::ns5: return kNs5Steps * (4 * a * a * b + 2 * a * a * a);
+    case Orthogonalizer::polar_express: return kPolarExpressSteps * (4 * a * a * b + 2 * a * a * a);
+    case Orthogonalizer::rsvd: {
+      const double l = static_cast<double>(sketch_width(m, n, rank, oversample));
+      return (4 + 4 * power_iters) * static_cast<double>(m) * n * l + (m + n) * l * l;
+    }
+    case Orthogonalizer::svd:
+      // Golub–Reinsch thin SVD, ~4·a²·b + 8·a³ (Golub & Van Loan), plus the U·Vᵀ product.
+      return 4 * a * a * b + 8 * a * a * a + 2 * a * a * b;
+  }
+  return 0;
+}
+
+}  // namespace limuon

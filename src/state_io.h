@@ -1,0 +1,84 @@
+// Internal: versioned, shape-checked save/load of limuon optimizers through LibTorch archives.
+// Layout: limuon_format, optimizer, counters, then group/<g>/{options, num_params, shape/<i>,
+// state/<i>}. State is matched to parameters by (group, position), like LibTorch's own format,
+// and loading checks the kind, group sizes and every shape before touching the optimizer.
+#pragma once
+
+#include <torch/optim/optimizer.h>
+#include <torch/serialize/archive.h>
+
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace limuon::io {
+
+constexpr int64_t kFormatVersion = 1;
+
+void put(torch::serialize::OutputArchive& a, const std::string& k, double v);
+void put(torch::serialize::OutputArchive& a, const std::string& k, int64_t v);
+void put(torch::serialize::OutputArchive& a, const std::string& k, bool v);
+void put(torch::serialize::OutputArchive& a, const std::string& k, const std::string& v);
+void put_tensor(torch::serialize::OutputArchive& a, const std::string& k, const at::Tensor& t);
+
+double get_double(torch::serialize::InputArchive& a, const std::string& k);
+int64_t get_int(torch::serialize::InputArchive& a, const std::string& k);
+bool get_bool(torch::serialize::InputArchive& a, const std::string& k);
+std::string get_string(torch::serialize::InputArchive& a, const std::string& k);
+at::Tensor get_tensor_opt(torch::serialize::InputArchive& a, const std::string& k);
+
+std::string state_key(const at::Tensor& p);
+
+struct Counters {
+  int64_t calls = 0;
+  int64_t nonfinite_skips = 0;
+};
+
+void save_optimizer(torch::serialize::OutputArchive& archive, const torch::optim::Optimizer& opt,
+                    const std::string& kind, const Counters& counters);
+
+// Reads and validates the header and layout; returns the group archives for the caller.
+Counters check_layout(torch::serialize::InputArchive& archive, const torch::optim::Optimizer& opt,
+                      const std::string& kind, std::vector<torch::serialize::InputArchive>& groups);
+
+template <class State, class Options>
+Counters load_optimizer(torch::serialize::InputArchive& archive, torch::optim::Optimizer& opt,
+                        const std::string& kind) {
+  std::vector<torch::serialize::InputArchive> groups;
+  Counters c = check_layout(archive, opt, kind, groups);
+  // Parse everything first so that a failure leaves the optimizer untouched.
+  std::vector<std::unique_ptr<Options>> options;
+  std::vector<std::vector<std::unique_ptr<State>>> states(groups.size());
+  for (size_t g = 0; g < groups.size(); ++g) {
+    torch::serialize::InputArchive oa;
+    groups[g].read("options", oa);
+    auto o = std::make_unique<Options>();
+    o->serialize(oa);
+    options.push_back(std::move(o));
+    const auto& params = opt.param_groups()[g].params();
+    for (size_t i = 0; i < params.size(); ++i) {
+      torch::serialize::InputArchive sa;
+      if (groups[g].try_read("state/" + std::to_string(i), sa)) {
+        auto s = std::make_unique<State>();
+        s->serialize(sa);
+        states[g].push_back(std::move(s));
+      } else {
+        states[g].push_back(nullptr);
+      }
+    }
+  }
+  for (size_t g = 0; g < groups.size(); ++g) {
+    auto& group = opt.param_groups()[g];
+    group.set_options(std::move(options[g]));
+    for (size_t i = 0; i < group.params().size(); ++i) {
+      const auto key = state_key(group.params()[i]);
+      if (states[g][i]) opt.state()[key] = std::move(states[g][i]);
+      else opt.state().erase(key);
+    }
+  }
+  return c;
+}
+
+}  // namespace limuon::io

@@ -1,0 +1,30 @@
+// Thread-count configuration (see threads.h).
+#include "limuon/threads.h"
+
+#include <ATen/Parallel.h>
+
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+namespace limuon {
+
+int configure_threads(int requested) {
+  int n = requested;
+  if (n <= 0) {
+    if (const char* env = std::getenv("LIMUON_THREADS"); env && *env) {
+      char* end = nullptr;
+      long v = std::strtol(env, &end, 10);
+      if (*end != '\0' || v < 1 || v > 4096)
+        throw std::invalid_argument(std::string("LIMUON_THREADS must be a positive integer, got '") + env + "'");
+      n = static_cast<int>(v);
+    } else {
+      n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    }
+  }
+  at::set_num_threads(n);
+  return at::get_num_threads();
+}
+
+}  // namespace limuon
