@@ -96,10 +96,12 @@ std::vector<RoutedParam> route_parameters(const std::vector<NamedParam>& params,
 std::vector<RoutedParam> route_module(const torch::nn::Module& module, const RoutingRules& rules) {
   std::vector<NamedParam> params;
   std::unordered_map<const void*, bool> embedding_weights;
-  for (const auto& item : module.named_modules()) {
-    if (item.value()->as<torch::nn::EmbeddingImpl>())
-      for (const auto& p : item.value()->parameters(/*recurse=*/false)) embedding_weights[p.unsafeGetTensorImpl()] = true;
-  }
+  auto mark = [&](const torch::nn::Module& m) {
+    if (dynamic_cast<const torch::nn::EmbeddingImpl*>(&m))
+      for (const auto& p : m.parameters(/*recurse=*/false)) embedding_weights[p.unsafeGetTensorImpl()] = true;
+  };
+  mark(module);  // the root may live on the stack: not reachable through named_modules(include_self)
+  for (const auto& item : module.named_modules("", /*include_self=*/false)) mark(*item.value());
   for (const auto& item : module.named_parameters(/*recurse=*/true))
     params.push_back({item.key(), item.value(), embedding_weights.count(item.value().unsafeGetTensorImpl()) > 0});
   return route_parameters(params, rules);

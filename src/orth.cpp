@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <map>
 #include <stdexcept>
 #include <tuple>
@@ -49,6 +50,20 @@ Orthogonalizer parse_orthogonalizer(const std::string& name) {
   throw std::invalid_argument("orthogonalizer: unknown value '" + name +
                               "' (valid: svd, ns5, polar_express, rsvd)");
 }
+
+namespace {
+std::atomic<bool> g_blas_enabled{true};
+}  // namespace
+
+bool symmetric_blas_available() {
+#ifdef LIMUON_HAVE_BLAS
+  return true;
+#else
+  return false;
+#endif
+}
+
+void set_symmetric_blas_enabled(bool enabled) { g_blas_enabled = enabled; }
 
 namespace {
 
@@ -157,7 +172,7 @@ at::Tensor ns_loop_blas(at::Tensor x, const Coeffs& coeffs) {
 at::Tensor ns_loop(at::Tensor x, const Coeffs& coeffs) {
   const int steps = static_cast<int>(coeffs.size());
 #ifdef LIMUON_HAVE_BLAS
-  if (x.is_cpu() && (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble) &&
+  if (g_blas_enabled && x.is_cpu() && (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble) &&
       x.size(-1) < (int64_t{1} << 30)) {
     x = x.contiguous();
     auto run = [&](const at::Tensor& one) {

@@ -88,6 +88,12 @@ std::vector<at::Tensor> orthogonalize_many(const std::vector<at::Tensor>& mats,
                                            const OrthSpec& spec,
                                            const std::vector<uint64_t>& seeds = {});
 
+// The CPU fp32/fp64 Newton–Schulz loop computes X·Xᵀ and A·A with BLAS syrk and B·X with symm
+// when the build links a BLAS (LIMUON_HAVE_BLAS). These switch that path off and on (tests
+// compare it with the at::mm path); available() is false when the build has no BLAS.
+bool symmetric_blas_available();
+void set_symmetric_blas_enabled(bool enabled);
+
 // Floating-point operations of one call on an m×n matrix (for benchmarks): ns5/polar_express
 // count 5·(4·a²·b + 2·a³) with a = min(m, n), b = max(m, n); rsvd counts 4·m·n·l + (m + n)·l².
 double orth_flops(Orthogonalizer method, int64_t m, int64_t n, int64_t rank = 32,

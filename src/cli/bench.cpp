@@ -243,9 +243,11 @@ int bench_step(Args& args, bool json) {
     if (opt_name == "adamw") formula += 2 * mn;
     else if (opt_name == "muon") formula += mn;
     else if (opt_name == "limuon") {
+      // paper keeps the pending direction (mn) only in exact mode, where the update lags a call.
+      const bool approx = lo.storm() == Storm::approx;
       double e = lo.lowrank_state() == LowRankState::none ? mn
-                 : lo.lowrank_state() == LowRankState::paper ? mn + lowrank : lowrank;
-      if (lo.storm() == Storm::approx) e += mn;  // g_{t−1}
+                 : lo.lowrank_state() == LowRankState::paper && !approx ? mn + lowrank : lowrank;
+      if (approx) e += mn;  // g_{t−1}
       formula += e;
     }
   }

@@ -1,0 +1,83 @@
+#!/usr/bin/python3
+"""CLI contract of `limuon bench` (keys scripts rely on) and its handling of bad input.
+
+Usage: cli_contract.py path/to/limuon
+"""
+import json
+import subprocess
+import sys
+
+BIN = sys.argv[1]
+failures = []
+passed = 0
+
+
+def run(args):
+    return subprocess.run([BIN] + args, capture_output=True, text=True, timeout=300)
+
+
+def check(name, cond, detail=""):
+    global passed
+    if cond:
+        passed += 1
+    else:
+        failures.append(f"{name}: {detail}")
+
+
+def json_lines(out):
+    return [json.loads(l) for l in out.splitlines() if l.strip()]
+
+
+# bench orth: one JSON object per line with the documented keys, sane values.
+r = run(["bench", "orth", "--shape", "64x96", "--method", "all", "--json", "--repeats", "2", "--warmup", "1"])
+check("orth exit", r.returncode == 0, r.stderr)
+rows = json_lines(r.stdout) if r.returncode == 0 else []
+check("orth rows", [x.get("method") for x in rows] == ["svd", "ns5", "polar_express", "rsvd"], r.stdout)
+for row in rows:
+    for key in ("method", "shape", "batch", "median_ms", "gflops", "matmul_gflops", "ortho_err", "polar_rel_err"):
+        check(f"orth key {key}", key in row, row)
+    check("orth shape", row.get("shape") == "64x96", row)
+    check("orth median", row.get("median_ms", 0) > 0, row)
+by = {x["method"]: x for x in rows}
+if "svd" in by:
+    check("svd exact", by["svd"]["polar_rel_err"] < 1e-4 and by["svd"]["ortho_err"] < 1e-4, by["svd"])
+if "ns5" in by:
+    check("ns5 band", 0.3 < by["ns5"]["sv_min"] and by["ns5"]["sv_max"] < 1.5, by["ns5"])
+
+r = run(["bench", "orth", "--shape", "32x48", "--batch", "3", "--method", "ns5", "--json", "--repeats", "2"])
+rows = json_lines(r.stdout) if r.returncode == 0 else []
+check("orth batch", len(rows) == 1 and rows[0]["batch"] == 3 and "loop_median_ms" in rows[0], r.stdout + r.stderr)
+
+# bench step: keys, and state bytes equal to the §6 formula for every configuration.
+for extra in (["--optimizer", "muon"], ["--optimizer", "adamw"], ["--optimizer", "limuon"],
+              ["--optimizer", "limuon", "--lowrank-state", "light", "--rank", "8", "--storm", "exact"],
+              ["--optimizer", "limuon", "--lowrank-state", "paper", "--rank", "8"],
+              ["--optimizer", "limuon", "--lowrank-state", "light", "--storm", "approx"]):
+    r = run(["bench", "step", "--model", "tiny", "--json", "--repeats", "2"] + extra)
+    rows = json_lines(r.stdout) if r.returncode == 0 else []
+    check(f"step {extra}", len(rows) == 1, r.stdout + r.stderr)
+    for row in rows:
+        for key in ("optimizer", "median_ms", "state_bytes", "formula_state_bytes"):
+            check(f"step key {key}", key in row, row)
+        check(f"step formula {extra}", row.get("state_bytes") == row.get("formula_state_bytes"), row)
+        exact = extra[1] == "limuon" and "approx" not in extra
+        check(f"step evals {extra}", row.get("grad_evals_per_step") == (2 if exact else 1), row)
+
+# Bad input: clear message naming the flag, exit code 2, no traceback.
+for args, needle in ((["bench", "orth", "--shape", "12by3"], "--shape"),
+                     (["bench", "orth", "--method", "magic"], "--method"),
+                     (["bench", "orth", "--batch", "0"], "--batch"),
+                     (["bench", "orth", "--nonsense", "1"], "unknown flag --nonsense"),
+                     (["bench", "step", "--optimizer", "sgd"], "--optimizer"),
+                     (["bench", "step", "--rank", "abc"], "--rank"),
+                     (["bench", "step", "--lowrank-state", "tiny"], "lowrank_state"),
+                     (["frobnicate"], "unknown command"),
+                     (["bench", "orth", "--threads", "-3"], "--threads")):
+    r = run(args)
+    check(f"bad {args}", r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr,
+          f"rc={r.returncode} stderr={r.stderr!r}")
+
+for f in failures:
+    print("FAIL", f)
+print(f"{passed} passed, {len(failures)} failed")
+sys.exit(1 if failures else 0)

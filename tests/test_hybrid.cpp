@@ -1,0 +1,275 @@
+// Parameter routing, the hybrid optimizer's evaluation/AdamW ordering, the warm-up + cosine
+// schedule, and hybrid save → load → continue with learning rates restored.
+#include "limuon/hybrid.h"
+#include "limuon/schedule.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <sstream>
+
+using namespace limuon;
+
+namespace {
+
+// A miniature GPT-2-like module with Hugging Face-style names.
+struct TinyLM : torch::nn::Module {
+  TinyLM() {
+    wte = register_module("wte", torch::nn::Embedding(11, 6));
+    wpe = register_parameter("wpe", torch::randn({5, 6}) * 0.1);
+    attn = register_module("attn", torch::nn::Linear(6, 18));
+    proj = register_module("proj", torch::nn::Linear(6, 6));
+    conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(2, 3, 2)));
+    ln = register_module("ln_f", torch::nn::LayerNorm(torch::nn::LayerNormOptions({6})));
+    gain = register_parameter("gain", torch::ones({1, 6}));
+  }
+  torch::Tensor forward(const torch::Tensor& idx) {
+    auto h = wte->forward(idx) + wpe.narrow(0, 0, idx.size(1));
+    auto qkv = attn->forward(h);
+    h = h + proj->forward(torch::tanh(qkv.narrow(-1, 0, 6) * qkv.narrow(-1, 6, 6)));
+    h = ln->forward(h) * gain;
+    auto img = h.reshape({idx.size(0), 2, -1, 3});
+    auto c = conv->forward(img).mean();
+    return torch::matmul(h, wte->weight.t()) + c;  // tied output head
+  }
+  torch::nn::Embedding wte{nullptr};
+  torch::Tensor wpe, gain;
+  torch::nn::Linear attn{nullptr}, proj{nullptr};
+  torch::nn::Conv2d conv{nullptr};
+  torch::nn::LayerNorm ln{nullptr};
+};
+
+const RoutedParam& find(const std::vector<RoutedParam>& r, const std::string& name) {
+  for (const auto& p : r)
+    if (p.name == name) return p;
+  throw std::runtime_error("no routed parameter " + name);
+}
+
+}  // namespace
+
+TEST(Routing, SendsOnlyHiddenMatricesToTheMatrixOptimizer) {
+  torch::manual_seed(0);
+  TinyLM m;
+  auto r = route_module(m);
+  EXPECT_EQ(find(r, "wte.weight").route, Route::adamw);
+  EXPECT_NE(find(r, "wte.weight").reason.find("embedding"), std::string::npos);
+  EXPECT_EQ(find(r, "wpe").route, Route::adamw);
+  EXPECT_EQ(find(r, "attn.weight").route, Route::matrix);
+  EXPECT_EQ(find(r, "attn.bias").route, Route::adamw);
+  EXPECT_EQ(find(r, "proj.weight").route, Route::matrix);
+  EXPECT_EQ(find(r, "conv.weight").route, Route::matrix);  // 4-D, flattened
+  EXPECT_EQ(find(r, "ln_f.weight").route, Route::adamw);
+  EXPECT_EQ(find(r, "gain").route, Route::adamw);  // [1, 6]: one non-unit dim
+  const std::string table = format_routing(r);
+  EXPECT_NE(table.find("attn.weight"), std::string::npos);
+  EXPECT_NE(table.find("3 tensors"), std::string::npos) << table;
+}
+
+TEST(Routing, TiedHeadAndOverrides) {
+  auto emb = torch::randn({10, 4});
+  std::vector<NamedParam> ps = {{"h.0.mlp.c_fc.weight", torch::randn({16, 4})},
+                                {"tok.weight", emb},
+                                {"lm_head.weight", emb},  // tied: same tensor
+                                {"h.0.mlp.c_proj.weight", torch::randn({4, 16})},
+                                {"h.0.mlp.c_proj.bias", torch::randn({4})}};
+  auto r = route_parameters(ps);
+  ASSERT_EQ(r.size(), 4u);  // the tied tensor appears once
+  EXPECT_EQ(find(r, "tok.weight").route, Route::adamw);
+  EXPECT_NE(find(r, "tok.weight").reason.find("tied with lm_head.weight"), std::string::npos);
+  EXPECT_EQ(find(r, "h.0.mlp.c_fc.weight").route, Route::matrix);
+  RoutingRules rules;
+  rules.force_adamw = {"*c_proj*"};
+  auto r2 = route_parameters(ps, rules);
+  EXPECT_EQ(find(r2, "h.0.mlp.c_proj.weight").route, Route::adamw);
+  EXPECT_EQ(find(r2, "h.0.mlp.c_fc.weight").route, Route::matrix);
+  RoutingRules bad;
+  bad.force_matrix = {"*bias"};
+  EXPECT_THROW(route_parameters(ps, bad), std::invalid_argument);
+  RoutingRules embed_to_matrix;
+  embed_to_matrix.force_matrix = {"tok.weight"};
+  EXPECT_EQ(find(route_parameters(ps, embed_to_matrix), "tok.weight").route, Route::matrix);
+}
+
+namespace {
+struct HybridRun {
+  uint64_t seed;
+  TinyLM model;
+  torch::Tensor idx, target;
+  int evals = 0;
+  std::vector<torch::Tensor> seen;  // flattened parameter vector at each evaluation
+  // The comma expression seeds the generator before the model's parameters are drawn.
+  explicit HybridRun(uint64_t s) : seed((torch::manual_seed(s), s)), model() {
+    idx = torch::randint(0, 11, {2, 5});
+    target = torch::randint(0, 11, {2, 5});
+  }
+  std::function<torch::Tensor()> closure(HybridOptimizer& opt, bool record = false) {
+    return [this, &opt, record]() {
+      opt.zero_grad();
+      ++evals;
+      if (record) {
+        std::vector<torch::Tensor> flat;
+        for (const auto& p : model.parameters()) flat.push_back(p.detach().reshape(-1).clone());
+        seen.push_back(torch::cat(flat));
+      }
+      auto logits = model.forward(idx);
+      auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, 11}), target.reshape(-1));
+      loss.backward();
+      return loss.detach();
+    };
+  }
+};
+}  // namespace
+
+TEST(Hybrid, LiMuonExactStepsAdamWBetweenTheTwoEvaluations) {
+  HybridRun run(1);
+  HybridOptions o;
+  o.method = MatrixMethod::limuon;
+  o.limuon = LiMuonOptions(0.02).beta(0.2);
+  HybridOptimizer opt(route_module(run.model), o);
+  auto c = run.closure(opt, /*record=*/true);
+  opt.step(c);
+  EXPECT_EQ(run.evals, 1);
+  EXPECT_EQ(opt.adamw()->state().size(), 0u) << "AdamW must not step on LiMuon's first (M_0) call";
+  for (int t = 1; t < 4; ++t) opt.step(c);
+  EXPECT_EQ(run.evals, 7);
+  // Every AdamW parameter has stepped 3 times (once per two-evaluation call).
+  for (const auto& kv : opt.adamw()->state())
+    EXPECT_EQ(static_cast<const torch::optim::AdamWParamState&>(*kv.second).step(), 3);
+  // The second evaluation of call k and the first of call k + 1 see the same full parameters.
+  ASSERT_EQ(run.seen.size(), 7u);
+  EXPECT_TRUE(torch::equal(run.seen[0], run.seen[1]));  // call 0's only eval; call 1 eval 1
+  for (int k = 1; k < 3; ++k) EXPECT_TRUE(torch::equal(run.seen[2 * k], run.seen[2 * k + 1])) << "call " << k;
+  // Within a call the parameters differ (both the matrices and the AdamW group moved).
+  EXPECT_FALSE(torch::equal(run.seen[1], run.seen[2]));
+}
+
+TEST(Hybrid, MuonAndAdamWBaselinesStepOncePerCall) {
+  for (auto method : {MatrixMethod::muon, MatrixMethod::adamw}) {
+    HybridRun run(2);
+    HybridOptions o;
+    o.method = method;
+    HybridOptimizer opt(route_module(run.model), o);
+    if (method == MatrixMethod::adamw) EXPECT_EQ(opt.matrix_optimizer(), nullptr);
+    auto c = run.closure(opt);
+    auto first = opt.step(c).item<double>();
+    for (int t = 0; t < 20; ++t) opt.step(c);
+    EXPECT_EQ(run.evals, 21);
+    EXPECT_LT(opt.step(c).item<double>(), first) << to_string(method) << " did not reduce the loss on a fixed batch";
+  }
+}
+
+TEST(Schedule, WarmupThenCosineDrivesEveryGroup) {
+  auto w = std::vector<torch::Tensor>{torch::randn({4, 3}, torch::requires_grad())};
+  auto b = std::vector<torch::Tensor>{torch::randn({3}, torch::requires_grad())};
+  Muon muon(w, MuonOptions(0.02));
+  torch::optim::AdamW adamw(b, torch::optim::AdamWOptions(1e-3));
+  WarmupCosine sched({&muon, &adamw}, 10, 110, 0.1);
+  auto lr_m = [&] { return muon.param_groups()[0].options().get_lr(); };
+  auto lr_a = [&] { return adamw.param_groups()[0].options().get_lr(); };
+  EXPECT_NEAR(lr_m(), 0.02 * 0.1, 1e-15);  // t = 0: 1/10 of the way up
+  EXPECT_NEAR(lr_a(), 1e-3 * 0.1, 1e-15);
+  for (int t = 1; t <= 9; ++t) sched.step();
+  EXPECT_NEAR(lr_m(), 0.02, 1e-15);  // t = 9: peak
+  sched.step();
+  EXPECT_NEAR(lr_m(), 0.02, 1e-15);  // t = 10: cosine starts at 1
+  for (int t = 11; t <= 60; ++t) sched.step();
+  EXPECT_NEAR(lr_m(), 0.02 * 0.55, 1e-12);  // halfway: 0.1 + 0.9 · 0.5
+  for (int t = 61; t <= 110; ++t) sched.step();
+  EXPECT_NEAR(lr_m(), 0.02 * 0.1, 1e-15);
+  sched.step();
+  EXPECT_NEAR(lr_a(), 1e-3 * 0.1, 1e-15);  // stays at the floor past the end
+  std::stringstream ss;
+  {
+    torch::serialize::OutputArchive a;
+    sched.save(a);
+    a.save_to(ss);
+  }
+  Muon muon2(w, MuonOptions(0.02));
+  torch::optim::AdamW adamw2(b, torch::optim::AdamWOptions(1e-3));
+  WarmupCosine sched2({&muon2, &adamw2}, 10, 110, 0.1);
+  torch::serialize::InputArchive in;
+  in.load_from(ss);
+  sched2.load(in);
+  EXPECT_EQ(sched2.current_step(), 111);
+  EXPECT_NEAR(muon2.param_groups()[0].options().get_lr(), 0.02 * 0.1, 1e-15);
+  EXPECT_THROW(WarmupCosine({&muon}, -1, 10), std::invalid_argument);
+  EXPECT_THROW(WarmupCosine({&muon}, 1, 0), std::invalid_argument);
+}
+
+TEST(Hybrid, SaveLoadContinueRestoresLearningRatesAndIsBitIdentical) {
+  for (auto method : {MatrixMethod::limuon, MatrixMethod::muon, MatrixMethod::adamw}) {
+    HybridRun a(3), b(3);
+    HybridOptions o;
+    o.method = method;
+    o.limuon = LiMuonOptions(0.02).lowrank_state(LowRankState::light).rank(2);
+    HybridOptimizer oa(route_module(a.model), o), ob(route_module(b.model), o);
+    WarmupCosine sa(oa.optimizers(), 5, 20), sb(ob.optimizers(), 5, 20);
+    auto ca = a.closure(oa), cb = b.closure(ob);
+    for (int t = 0; t < 3; ++t) {
+      oa.step(ca);
+      sa.step();
+    }
+    std::stringstream ss;
+    {
+      torch::serialize::OutputArchive ar;
+      oa.save(ar);
+      torch::serialize::OutputArchive sched;
+      sa.save(sched);
+      ar.write("schedule", sched);
+      ar.save_to(ss);
+    }
+    {
+      torch::NoGradGuard g;
+      auto pa = a.model.parameters(), pb = b.model.parameters();
+      for (size_t i = 0; i < pa.size(); ++i) pb[i].copy_(pa[i]);
+    }
+    torch::serialize::InputArchive in;
+    in.load_from(ss);
+    ob.load(in);
+    // The hybrid restores lrs itself (before, and independently of, the schedule).
+    ASSERT_NE(ob.adamw(), nullptr);
+    const double saved_lr = oa.adamw()->param_groups()[0].options().get_lr();
+    EXPECT_DOUBLE_EQ(ob.adamw()->param_groups()[0].options().get_lr(), saved_lr);
+    EXPECT_NEAR(saved_lr, 3e-4 * 0.8, 1e-15) << "warm-up step 3 of 5";
+    if (ob.matrix_optimizer())
+      EXPECT_DOUBLE_EQ(ob.matrix_optimizer()->param_groups()[0].options().get_lr(),
+                       oa.matrix_optimizer()->param_groups()[0].options().get_lr());
+    torch::serialize::InputArchive sched;
+    in.read("schedule", sched);
+    sb.load(sched);
+    for (int t = 0; t < 3; ++t) {
+      EXPECT_TRUE(torch::equal(oa.step(ca), ob.step(cb)));
+      sa.step();
+      sb.step();
+    }
+    auto pa = a.model.parameters(), pb = b.model.parameters();
+    for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], pb[i])) << to_string(method) << " param " << i;
+    EXPECT_EQ(oa.state_bytes(), ob.state_bytes());
+    EXPECT_EQ(oa.evaluations(), ob.evaluations());
+  }
+}
+
+TEST(Hybrid, NonFiniteAdamWGradientIsSkippedNotWritten) {
+  HybridRun run(4);
+  HybridOptions o;
+  o.method = MatrixMethod::muon;
+  HybridOptimizer opt(route_module(run.model), o);
+  auto inner = run.closure(opt);
+  bool poison = false;
+  auto c = [&]() {
+    auto l = inner();
+    if (poison) run.model.ln->weight.mutable_grad()[0] = std::numeric_limits<float>::quiet_NaN();
+    return l;
+  };
+  opt.step(c);
+  poison = true;
+  auto ln_before = run.model.ln->weight.detach().clone();
+  opt.step(c);
+  EXPECT_TRUE(torch::equal(run.model.ln->weight, ln_before));
+  EXPECT_EQ(opt.nonfinite_skips(), 1);
+  for (const auto& kv : opt.adamw()->state()) {
+    const auto& s = static_cast<const torch::optim::AdamWParamState&>(*kv.second);
+    EXPECT_TRUE(torch::isfinite(s.exp_avg()).all().item<bool>());
+  }
+}

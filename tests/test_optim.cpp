@@ -1,0 +1,403 @@
+// Optimizer behaviour: the identities of ALGORITHMS.md §3, closure counts, save → load → continue
+// bit-identity and generic behaviour for every configuration, option validation, non-finite policy.
+#include "limuon/limuon.h"
+#include "limuon/muon.h"
+#include "test_support.h"
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+using namespace limuon;
+using namespace limuon::test;
+
+namespace {
+
+using Factory = std::function<std::unique_ptr<torch::optim::Optimizer>(const std::vector<torch::Tensor>&, double)>;
+
+struct Config {
+  std::string name;
+  Factory make;
+};
+
+LiMuonOptions li(double lr, LowRankState s, Storm storm, Orthogonalizer o = Orthogonalizer::ns5) {
+  return LiMuonOptions(lr).beta(0.3).rank(2).oversample(1).lowrank_state(s).storm(storm).orthogonalizer(o).gamma(0.2).weight_decay(0.01).seed(3);
+}
+
+std::vector<Config> all_configs() {
+  std::vector<Config> out;
+  for (auto o : {Orthogonalizer::ns5, Orthogonalizer::svd, Orthogonalizer::polar_express, Orthogonalizer::rsvd})
+    out.push_back({"muon_" + to_string(o), [o](const std::vector<torch::Tensor>& p, double lr) {
+                     return std::make_unique<Muon>(p, MuonOptions(lr).orthogonalizer(o).rank(2).oversample(1).weight_decay(0.01));
+                   }});
+  out.push_back({"muon_plain", [](const std::vector<torch::Tensor>& p, double lr) {
+                   return std::make_unique<Muon>(p, MuonOptions(lr).nesterov(false).adjust_lr(AdjustLr::match_rms_adamw));
+                 }});
+  for (auto s : {LowRankState::none, LowRankState::paper, LowRankState::light})
+    for (auto st : {Storm::exact, Storm::approx})
+      out.push_back({"limuon_" + to_string(s) + "_" + to_string(st), [s, st](const std::vector<torch::Tensor>& p, double lr) {
+                       return std::make_unique<LiMuon>(p, li(lr, s, st));
+                     }});
+  out.push_back({"limuon_none_exact_rsvd", [](const std::vector<torch::Tensor>& p, double lr) {
+                   return std::make_unique<LiMuon>(p, li(lr, LowRankState::none, Storm::exact, Orthogonalizer::rsvd));
+                 }});
+  out.push_back({"limuon_paper_exact_pe", [](const std::vector<torch::Tensor>& p, double lr) {
+                   return std::make_unique<LiMuon>(p, li(lr, LowRankState::paper, Storm::exact, Orthogonalizer::polar_express));
+                 }});
+  return out;
+}
+
+class EveryConfig : public ::testing::TestWithParam<Config> {};
+
+std::vector<torch::Tensor> snapshot(const std::vector<torch::Tensor>& ps) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : ps) out.push_back(p.detach().clone());
+  return out;
+}
+
+bool any_nonfinite_state(const torch::optim::Optimizer& opt) {
+  for (const auto& kv : opt.state()) {
+    std::vector<torch::Tensor> ts;
+    if (auto* m = dynamic_cast<const MuonParamState*>(kv.second.get())) ts = {m->momentum_buffer()};
+    if (auto* l = dynamic_cast<const LiMuonParamState*>(kv.second.get()))
+      ts = {l->momentum(), l->direction(), l->factor_u(), l->factor_s(), l->factor_v(), l->prev_grad()};
+    for (const auto& t : ts)
+      if (t.defined() && !torch::isfinite(t).all().item<bool>()) return true;
+  }
+  return false;
+}
+
+bool states_equal(const torch::optim::Optimizer& a, const torch::optim::Optimizer& b) {
+  const auto& pa = a.param_groups()[0].params();
+  const auto& pb = b.param_groups()[0].params();
+  for (size_t i = 0; i < pa.size(); ++i) {
+    auto ia = a.state().find(c10::guts::to_string(pa[i].unsafeGetTensorImpl()));
+    auto ib = b.state().find(c10::guts::to_string(pb[i].unsafeGetTensorImpl()));
+    if ((ia == a.state().end()) != (ib == b.state().end())) return false;
+    if (ia == a.state().end()) continue;
+    if (auto* m = dynamic_cast<const MuonParamState*>(ia->second.get())) {
+      if (!(*m == static_cast<const MuonParamState&>(*ib->second))) return false;
+    } else if (!(static_cast<const LiMuonParamState&>(*ia->second) ==
+                 static_cast<const LiMuonParamState&>(*ib->second))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_P(EveryConfig, SaveLoadContinueIsBitIdentical) {
+  const Config& cfg = GetParam();
+  Problem a = make_problem(torch::kFloat);
+  auto opt_a = cfg.make(a.params, 0.05);
+  for (int t = 0; t < 2; ++t) {
+    a.batch = t;
+    opt_a->step(a.closure());
+  }
+  std::stringstream ss;
+  torch::save(*opt_a, ss);
+  // A fresh run built with a different lr: load must restore the saved one.
+  Problem b = make_problem(torch::kFloat);
+  for (size_t i = 0; i < b.params.size(); ++i) {
+    torch::NoGradGuard g;
+    b.params[i].copy_(a.params[i]);
+  }
+  auto opt_b = cfg.make(b.params, 0.5);
+  torch::load(*opt_b, ss);
+  EXPECT_DOUBLE_EQ(opt_b->param_groups()[0].options().get_lr(), 0.05);
+  EXPECT_TRUE(states_equal(*opt_a, *opt_b));
+  for (int t = 2; t < 5; ++t) {
+    a.batch = b.batch = t;
+    auto la = opt_a->step(a.closure());
+    auto lb = opt_b->step(b.closure());
+    EXPECT_TRUE(torch::equal(la, lb)) << "call " << t;
+    for (size_t i = 0; i < a.params.size(); ++i)
+      ASSERT_TRUE(torch::equal(a.params[i], b.params[i])) << cfg.name << " call " << t << " param " << i;
+  }
+  EXPECT_TRUE(states_equal(*opt_a, *opt_b));
+}
+
+TEST_P(EveryConfig, KeepsDtypeSkipsUndefinedGradsAndWritesNoNaN) {
+  const Config& cfg = GetParam();
+  for (auto dt : {torch::kFloat, torch::kDouble}) {
+    Problem p = make_problem(dt);
+    auto opt = cfg.make(p.params, 0.05);
+    auto w3_before = p.params[2].detach().clone();
+    auto w1_before = p.params[0].detach().clone();
+    auto inner = p.closure();
+    auto closure = [&]() {
+      auto l = inner();
+      p.params[2].mutable_grad() = torch::Tensor();  // W3 gets no gradient
+      return l;
+    };
+    for (int t = 0; t < 3; ++t) {
+      p.batch = t;
+      opt->step(closure);
+    }
+    for (const auto& w : p.params) EXPECT_EQ(w.scalar_type(), dt);
+    EXPECT_TRUE(torch::equal(p.params[2], w3_before)) << "a parameter without gradient moved";
+    EXPECT_GT((p.params[0] - w1_before).abs().max().item<double>(), 1e-4) << "W1 did not move";
+    for (const auto& kv : opt->state()) {
+      if (auto* l = dynamic_cast<const LiMuonParamState*>(kv.second.get()))
+        for (const auto& t : {l->momentum(), l->factor_u(), l->prev_grad(), l->direction()})
+          if (t.defined()) EXPECT_EQ(t.scalar_type(), dt);
+      if (auto* m = dynamic_cast<const MuonParamState*>(kv.second.get())) EXPECT_EQ(m->momentum_buffer().scalar_type(), dt);
+    }
+    EXPECT_FALSE(any_nonfinite_state(*opt));
+  }
+}
+
+TEST_P(EveryConfig, NonFiniteGradientSkipsTheGroupAndCountsIt) {
+  const Config& cfg = GetParam();
+  Problem p = make_problem(torch::kFloat);
+  auto opt = cfg.make(p.params, 0.05);
+  auto inner = p.closure();
+  int poison_at = -1, evals = 0;
+  auto closure = [&]() {
+    auto l = inner();
+    if (evals++ == poison_at) p.params[1].mutable_grad()[0][0] = std::numeric_limits<float>::quiet_NaN();
+    return l;
+  };
+  for (int t = 0; t < 3; ++t) {
+    p.batch = t;
+    opt->step(closure);
+  }
+  // Poison the first evaluation of the next call (the only one for Muon and approx; the old-point
+  // gradient for exact): nothing may move, nothing may become NaN.
+  auto before = snapshot(p.params);
+  poison_at = evals;
+  p.batch = 3;
+  auto count = [&]() {
+    if (auto* m = dynamic_cast<Muon*>(opt.get())) return m->nonfinite_skips();
+    return dynamic_cast<LiMuon*>(opt.get())->nonfinite_skips();
+  };
+  opt->step(closure);
+  EXPECT_EQ(count(), 1);
+  for (size_t i = 0; i < p.params.size(); ++i) {
+    EXPECT_TRUE(torch::isfinite(p.params[i]).all().item<bool>());
+    EXPECT_TRUE(torch::equal(p.params[i], before[i])) << "param " << i << " moved on a skipped step";
+  }
+  EXPECT_FALSE(any_nonfinite_state(*opt));
+  // Training goes on.
+  poison_at = -1;
+  for (int t = 4; t < 7; ++t) {
+    p.batch = t % 7;
+    opt->step(closure);
+  }
+  for (const auto& w : p.params) EXPECT_TRUE(torch::isfinite(w).all().item<bool>());
+  EXPECT_FALSE(any_nonfinite_state(*opt));
+}
+
+INSTANTIATE_TEST_SUITE_P(Optim, EveryConfig, ::testing::ValuesIn(all_configs()),
+                         [](const ::testing::TestParamInfo<Config>& i) { return i.param.name; });
+
+TEST(LiMuonIdentity, BetaOneIsMomentumFreeMuonOnTheFreshGradient) {
+  const auto& ref = reference();
+  Problem a = make_problem(), b = make_problem();
+  LiMuon lim(a.params, LiMuonOptions(0.05).beta(1.0).weight_decay(0.1));
+  Muon muon(b.params, MuonOptions(0.05).momentum(0.0).weight_decay(0.1));
+  // LiMuon call c (c ≥ 1) applies orth(M_{c−1}) with M_{c−1} = ∇f(W_{c−1}; ξ_{c−1}): Muon's step c−1.
+  a.batch = 0;
+  lim.step(a.closure());
+  for (int c = 1; c < ref.calls; ++c) {
+    a.batch = c;
+    b.batch = c - 1;
+    lim.step(a.closure());
+    muon.step(b.closure());
+    for (size_t i = 0; i < 3; ++i) EXPECT_LT(rel_diff(a.params[i], b.params[i]), 1e-12) << "call " << c;
+  }
+}
+
+TEST(LiMuonIdentity, LightAtFullRankEqualsOptionOneWithSvd) {
+  const auto& ref = reference();
+  Problem a = make_problem(), b = make_problem();
+  LiMuon light(a.params, LiMuonOptions(0.05).beta(0.3).lowrank_state(LowRankState::light).rank(5).oversample(0));
+  LiMuon dense(b.params, LiMuonOptions(0.05).beta(0.3).orthogonalizer(Orthogonalizer::svd));
+  for (int t = 0; t < ref.calls; ++t) {
+    a.batch = b.batch = t;
+    light.step(a.closure());
+    dense.step(b.closure());
+    for (size_t i = 0; i < 3; ++i) EXPECT_LT(rel_diff(a.params[i], b.params[i]), 1e-9) << "call " << t;
+  }
+  EXPECT_GT(rel_diff(a.params[0], ref.at("init/W1")), 1e-3);
+}
+
+TEST(LiMuonIdentity, ExactEvaluatesTheClosureTwicePerStepOnceOnTheFirst) {
+  for (auto s : {LowRankState::none, LowRankState::paper, LowRankState::light}) {
+    Problem p = make_problem();
+    LiMuon opt(p.params, LiMuonOptions(0.05).lowrank_state(s).rank(2));
+    opt.step(p.closure());
+    EXPECT_EQ(p.evaluations, 1);
+    for (int t = 1; t < 4; ++t) {
+      p.batch = t;
+      opt.step(p.closure());
+      EXPECT_EQ(p.evaluations, 1 + 2 * t);
+    }
+    EXPECT_EQ(opt.evaluations(), 7);
+  }
+  Problem q = make_problem();
+  LiMuon approx(q.params, LiMuonOptions(0.05).storm(Storm::approx));
+  for (int t = 0; t < 3; ++t) approx.step(q.closure());
+  EXPECT_EQ(q.evaluations, 3);
+}
+
+TEST(LiMuonIdentity, ApproxWithGammaOneCollapsesToTheBareGradient) {
+  // With gamma = 1 the approx recursion gives M_t = g_t: LiMuon is then momentum-free Muon,
+  // whatever beta is. This is why gamma = 1 must never be the default.
+  const auto& ref = reference();
+  Problem a = make_problem(), b = make_problem();
+  LiMuon lim(a.params, LiMuonOptions(0.05).beta(0.3).gamma(1.0).storm(Storm::approx));
+  Muon muon(b.params, MuonOptions(0.05).momentum(0.0));
+  for (int t = 0; t < ref.calls; ++t) {
+    a.batch = b.batch = t;
+    lim.step(a.closure());
+    muon.step(b.closure());
+    for (size_t i = 0; i < 3; ++i) EXPECT_LT(rel_diff(a.params[i], b.params[i]), 1e-9) << "call " << t;
+  }
+  // and the default damping does not collapse
+  Problem c = make_problem(), d = make_problem();
+  LiMuon damped(c.params, LiMuonOptions(0.05).beta(0.3).storm(Storm::approx));
+  Muon bare(d.params, MuonOptions(0.05).momentum(0.0));
+  for (int t = 0; t < ref.calls; ++t) {
+    c.batch = d.batch = t;
+    damped.step(c.closure());
+    bare.step(d.closure());
+  }
+  EXPECT_GT(rel_diff(c.params[0], d.params[0]), 1e-4);
+}
+
+TEST(LiMuonIdentity, StateBytesMatchTheFormulas) {
+  // ALGORITHMS.md §6 per m×n matrix, r = min(rank, m, n): none mn; paper mn + (m+n)r + r;
+  // light (m+n)r + r. approx adds g_{t−1} (mn) and, having no lag, paper keeps no direction there.
+  std::vector<std::pair<int64_t, int64_t>> shapes = {{5, 3}, {4, 5}, {3, 4}};
+  for (auto s : {LowRankState::none, LowRankState::paper, LowRankState::light})
+    for (auto st : {Storm::exact, Storm::approx}) {
+      Problem p = make_problem(torch::kFloat);
+      LiMuon opt(p.params, LiMuonOptions(0.05).lowrank_state(s).storm(st).rank(2));
+      for (int t = 0; t < 3; ++t) opt.step(p.closure());
+      int64_t elems = 0;
+      for (auto [m, n] : shapes) {
+        const int64_t r = std::min<int64_t>(2, std::min(m, n)), lowrank = (m + n) * r + r;
+        const bool keeps_direction = s == LowRankState::paper && st == Storm::exact;
+        elems += s == LowRankState::none ? m * n : keeps_direction ? m * n + lowrank : lowrank;
+        if (st == Storm::approx) elems += m * n;
+      }
+      EXPECT_EQ(opt.state_bytes(), elems * 4) << to_string(s) << "/" << to_string(st);
+    }
+  Problem p = make_problem(torch::kFloat);
+  Muon muon(p.params, MuonOptions(0.05));
+  muon.step(p.closure());
+  EXPECT_EQ(muon.state_bytes(), (15 + 20 + 12) * 4);
+}
+
+namespace {
+void expect_invalid(const std::function<void()>& f, const std::vector<std::string>& needles) {
+  try {
+    f();
+    ADD_FAILURE() << "expected std::invalid_argument";
+  } catch (const std::invalid_argument& e) {
+    for (const auto& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
+  }
+}
+}  // namespace
+
+TEST(Options, BadValuesNameTheOptionAndTheRange) {
+  auto w = [] { return std::vector<torch::Tensor>{torch::randn({4, 3}, torch::requires_grad())}; };
+  expect_invalid([&] { Muon(w(), MuonOptions(-1.0)); }, {"Muon", "lr", "[0, inf)", "-1"});
+  expect_invalid([&] { Muon(w(), MuonOptions(0.1).momentum(1.0)); }, {"momentum", "[0, 1)"});
+  expect_invalid([&] { Muon(w(), MuonOptions(0.1).weight_decay(-0.1)); }, {"weight_decay"});
+  expect_invalid([&] { LiMuon(w(), LiMuonOptions(-0.5)); }, {"LiMuon", "lr", "[0, inf)"});
+  expect_invalid([&] { LiMuon(w(), LiMuonOptions(0.1).rank(0)); }, {"rank", ">= 1", "got 0"});
+  expect_invalid([&] { LiMuon(w(), LiMuonOptions(0.1).beta(0.0)); }, {"beta", "(0, 1]", "got 0"});
+  expect_invalid([&] { LiMuon(w(), LiMuonOptions(0.1).beta(1.5)); }, {"beta", "(0, 1]", "1.5"});
+  expect_invalid([&] { LiMuon(w(), LiMuonOptions(0.1).gamma(2.0)); }, {"gamma", "[0, 1]"});
+  expect_invalid([&] { LiMuon(w(), LiMuonOptions(0.1).oversample(-1)); }, {"oversample", ">= 0"});
+  expect_invalid([&] { LiMuon(w(), LiMuonOptions(0.1).power_iters(-2)); }, {"power_iters", ">= 0"});
+  expect_invalid([&] { Muon(std::vector<torch::Tensor>{torch::randn({7}, torch::requires_grad())}); },
+                 {"Muon", "not a matrix", "AdamW"});
+  expect_invalid([&] { LiMuon(std::vector<torch::Tensor>{torch::randn({7}, torch::requires_grad())}); },
+                 {"LiMuon", "not a matrix"});
+  expect_invalid([] { parse_lowrank_state("tiny"); }, {"none, paper, light"});
+  expect_invalid([] { parse_storm("fast"); }, {"exact, approx"});
+  expect_invalid([] { parse_adjust_lr("auto"); }, {"original, match_rms_adamw, spectral, none"});
+}
+
+TEST(Options, ExactStepWithoutClosureIsAClearError) {
+  Problem p = make_problem();
+  LiMuon opt(p.params, LiMuonOptions(0.05));
+  expect_invalid([&] { opt.step(); }, {"closure", "twice"});
+  // approx runs on the gradients already there
+  LiMuon approx(p.params, LiMuonOptions(0.05).storm(Storm::approx));
+  auto before = p.params[0].detach().clone();
+  p.closure()();
+  approx.step();
+  EXPECT_GT((p.params[0] - before).abs().max().item<double>(), 1e-4);
+}
+
+TEST(Options, LoadingIntoTheWrongOptimizerOrShapeFails) {
+  Problem p = make_problem(torch::kFloat);
+  Muon muon(p.params, MuonOptions(0.05));
+  muon.step(p.closure());
+  std::stringstream ss;
+  torch::save(muon, ss);
+  LiMuon lim(p.params, LiMuonOptions(0.05));
+  try {
+    torch::load(lim, ss);
+    ADD_FAILURE() << "loaded Muon state into LiMuon";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("'muon'"), std::string::npos) << e.what();
+  }
+  std::stringstream ss2;
+  torch::save(muon, ss2);
+  std::vector<torch::Tensor> other = {torch::randn({5, 3}), torch::randn({4, 6}), torch::randn({3, 2, 2})};
+  Muon wrong(other, MuonOptions(0.05));
+  try {
+    torch::load(wrong, ss2);
+    ADD_FAILURE() << "loaded state for a different shape";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("shape"), std::string::npos) << e.what();
+    EXPECT_TRUE(wrong.state().empty()) << "a failed load must leave the optimizer untouched";
+  }
+}
+
+TEST(NonFinite, NewPointGradientResetsTheEstimateWithoutNaN) {
+  for (auto s : {LowRankState::none, LowRankState::paper, LowRankState::light}) {
+    Problem p = make_problem(torch::kFloat);
+    LiMuon opt(p.params, LiMuonOptions(0.05).lowrank_state(s).rank(2));
+    auto inner = p.closure();
+    int evals = 0, poison_at = -1;
+    auto closure = [&]() {
+      auto l = inner();
+      if (evals++ == poison_at) p.params[0].mutable_grad().fill_(std::numeric_limits<float>::infinity());
+      return l;
+    };
+    for (int t = 0; t < 3; ++t) opt.step(closure);
+    auto before = snapshot(p.params);
+    poison_at = evals + 1;  // the new-point gradient of this call
+    opt.step(closure);
+    EXPECT_EQ(opt.nonfinite_skips(), 1);
+    // The pending direction was finite and was applied; the estimate is restarted.
+    EXPECT_GT((p.params[0] - before[0]).abs().max().item<double>(), 1e-5);
+    EXPECT_FALSE(opt.needs_old_point_gradient());
+    EXPECT_FALSE(any_nonfinite_state(opt));
+    const int e0 = evals;
+    opt.step(closure);  // re-initialisation call: one evaluation
+    EXPECT_EQ(evals - e0, 1);
+    opt.step(closure);
+    EXPECT_EQ(evals - e0, 3);
+    for (const auto& w : p.params) EXPECT_TRUE(torch::isfinite(w).all().item<bool>());
+  }
+}
+
+TEST(NonFinite, RaisePolicyThrows) {
+  Problem p = make_problem(torch::kFloat);
+  Muon opt(p.params, MuonOptions(0.05).nonfinite(NonFinitePolicy::raise));
+  auto inner = p.closure();
+  auto closure = [&]() {
+    auto l = inner();
+    p.params[0].mutable_grad()[0][0] = std::numeric_limits<float>::quiet_NaN();
+    return l;
+  };
+  EXPECT_THROW(opt.step(closure), std::runtime_error);
+}
