@@ -282,9 +282,8 @@ void LiMuon::after_old_point_gradient() {
                        o.weight_decay());
         else
           apply_lowrank_update(it.param, f, o.lr(), scale_of(o, it.param), o.weight_decay());
-        // (1 − β)(M̂_t − g̃) = (1 − β)·U diag(σ) Vᵀ − (1 − β)·g̃, one fused addmm.
-        pending_[io::state_key(it.param)] =
-            at::addmm(grad_matrix(it.param), f.U * f.S.unsqueeze(0), f.V.t(), -keep, keep);
+        // Keep g̃ until the new-point gradient arrives (the closure will zero .grad()).
+        pending_[io::state_key(it.param)] = grad_matrix(it.param).clone();
       }
     }
   }
@@ -306,8 +305,11 @@ void LiMuon::new_point_group(size_t g) {
     for (auto& it : active) clear_estimate(*it.state);
     return;
   }
-  // Build M_{t+1} (dense) for every item; for none it lives in the state already.
+  // M_{t+1} = g + (1 − β)(M̂_t − g̃) = D + (1 − β)·U diag(σ) Vᵀ with D = g − (1 − β)·g̃. It is
+  // formed densely except for light, whose rsvd applies the low-rank part through its factors.
+  const double keep = 1.0 - o.beta();
   std::vector<at::Tensor> dense(all.size());
+  std::vector<LowRank> light_factors(all.size());
   for (size_t i = 0; i < all.size(); ++i) {
     auto& it = all[i];
     at::Tensor gm = grad_matrix(it.param);
@@ -316,7 +318,14 @@ void LiMuon::new_point_group(size_t g) {
     } else if (o.lowrank_state() == LowRankState::none) {
       dense[i] = it.state->momentum().add_(gm);
     } else {
-      dense[i] = pending_[io::state_key(it.param)].add_(gm);
+      at::Tensor& pend = pending_[io::state_key(it.param)];
+      at::Tensor d = at::add_out(pend, gm, pend, -keep);  // D, in g̃'s buffer
+      const LowRank f = factors_of(*it.state);
+      if (o.lowrank_state() == LowRankState::light)
+        light_factors[i] = rsvd_plus_low_rank(d, f, keep, o.rank(), o.oversample(), o.power_iters(),
+                                              compress_seed(o, it.index, it.state->step()));
+      else
+        dense[i] = d.addmm_(f.U * f.S.unsqueeze(0), f.V.t(), 1.0, keep);
     }
   }
   std::vector<at::Tensor> dirs;
@@ -333,7 +342,9 @@ void LiMuon::new_point_group(size_t g) {
         s.direction(dirs[i].contiguous());
         store_factors(s, compress(dense[i], o, all[i].index, s.step()));
         break;
-      case LowRankState::light: store_factors(s, compress(dense[i], o, all[i].index, s.step())); break;
+      case LowRankState::light:
+        store_factors(s, dense[i].defined() ? compress(dense[i], o, all[i].index, s.step()) : light_factors[i]);
+        break;
     }
     s.has_estimate(true);
     s.step(s.step() + 1);
@@ -361,8 +372,10 @@ void LiMuon::approx_group(size_t g) {
       at::Tensor c = at::add(gm, gm - s.prev_grad(), k);
       if (o.lowrank_state() == LowRankState::none) {
         m = s.momentum().mul_(keep).add_(c, o.beta());
-      } else {
+      } else if (o.lowrank_state() == LowRankState::paper) {
         m = at::addmm(c, s.factor_u() * s.factor_s().unsqueeze(0), s.factor_v().t(), o.beta(), keep);
+      } else {
+        m = c.mul_(o.beta());  // light: M = β·c + (1 − β)·U diag(σ) Vᵀ, low-rank part kept factored
       }
     }
     if (s.prev_grad().defined()) s.prev_grad().copy_(gm);
@@ -382,7 +395,9 @@ void LiMuon::approx_group(size_t g) {
         orth_items.push_back(i);
         break;
       case LowRankState::light: {
-        LowRank f = compress(m, o, it.index, s.step());
+        LowRank f = s.has_estimate() ? rsvd_plus_low_rank(m, factors_of(s), keep, o.rank(), o.oversample(),
+                                                          o.power_iters(), compress_seed(o, it.index, s.step()))
+                                     : compress(m, o, it.index, s.step());
         store_factors(s, f);
         apply_lowrank_update(it.param, f, o.lr(), scale, o.weight_decay());
         break;

@@ -4,6 +4,9 @@
 #include <ATen/Parallel.h>
 
 #include <cstdlib>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -25,6 +28,17 @@ int configure_threads(int requested) {
   }
   at::set_num_threads(n);
   return at::get_num_threads();
+}
+
+bool configure_allocator() {
+#if defined(__GLIBC__)
+  // 32 MiB is glibc's upper limit for the mmap threshold on 64-bit systems.
+  const bool a = mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1;
+  const bool b = mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1;
+  return a && b;
+#else
+  return false;
+#endif
 }
 
 }  // namespace limuon

@@ -62,8 +62,14 @@ LowRank rsvd(const at::Tensor& m, int64_t rank, int64_t oversample, int64_t powe
 LowRank rsvd_with_sketch(const at::Tensor& m, const at::Tensor& omega, int64_t rank,
                          int64_t power_iters);
 
-// The Gaussian sketch rsvd() uses: float64 N(0,1) values from a CPU generator seeded with
-// `seed`, shape [n, l] (or [k, n, l] when batch > 0), cast to `like`'s dtype and device.
+// rsvd() of A = d + coef·f.U diag(f.S) f.Vᵀ for one matrix, without forming A: the low-rank part
+// is applied through its factors. Same sketch (and seed convention) as rsvd(A, ...).
+LowRank rsvd_plus_low_rank(const at::Tensor& d, const LowRank& f, double coef, int64_t rank, int64_t oversample,
+                           int64_t power_iters, uint64_t seed);
+
+// The Gaussian sketch rsvd() uses: float32 N(0,1) values from a CPU generator seeded with
+// `seed` (torch.randn(n, l, generator=g, dtype=torch.float32) in Python), shape [n, l] (or
+// [k, n, l] when batch > 0), cast to `like`'s dtype and device.
 at::Tensor gaussian_sketch(int64_t batch, int64_t n, int64_t l, uint64_t seed,
                            const at::Tensor& like);
 

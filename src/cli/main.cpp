@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
     }
     const bool json = args.flag("json");
     limuon::configure_threads(static_cast<int>(args.integer("threads", 0, 0, 4096)));
+    limuon::configure_allocator();
     const auto& pos = args.positional();
     if (pos.size() == 2 && pos[0] == "bench" && pos[1] == "orth") return limuon::cli::bench_orth(args, json);
     if (pos.size() == 2 && pos[0] == "bench" && pos[1] == "step") return limuon::cli::bench_step(args, json);

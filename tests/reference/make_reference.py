@@ -35,7 +35,7 @@ def derive_seed(seed, stream, step):
 def sketch(n, l, seed):
     g = torch.Generator()
     g.manual_seed(seed)
-    return torch.randn(n, l, generator=g, dtype=torch.float64)
+    return torch.randn(n, l, generator=g, dtype=torch.float32).to(torch.float64)
 
 
 # ---------------------------------------------------------------- orthogonalizers (§1)
