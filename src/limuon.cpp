@@ -14,7 +14,6 @@ namespace limuon {
 
 namespace {
 constexpr const char* kKind = "limuon";
-constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // Sketch seeds: the rsvd that compresses M_t uses stream 2i, the orthogonalization of M_t uses
 // stream 2i + 1, both at call t (see derive_seed).
@@ -103,53 +102,30 @@ double LiMuonOptions::get_lr() const { return lr(); }
 void LiMuonOptions::set_lr(const double lr) { this->lr(lr); }
 
 void LiMuonOptions::validate() const {
-  check_range("LiMuon", "lr", lr(), 0.0, kInf, false, true);
+  io::validate_shared_options("LiMuon", *this);
   check_range("LiMuon", "beta", beta(), 0.0, 1.0, true, false);
-  check_range("LiMuon", "weight_decay", weight_decay(), 0.0, kInf, false, true);
   check_range("LiMuon", "gamma", gamma(), 0.0, 1.0, false, false);
-  check_at_least("LiMuon", "rank", rank(), 1);
-  check_at_least("LiMuon", "oversample", oversample(), 0);
-  check_at_least("LiMuon", "power_iters", power_iters(), 0);
 }
 
 void LiMuonOptions::serialize(torch::serialize::OutputArchive& a) const {
-  io::put(a, "lr", lr());
+  io::put_shared_options(a, *this);
   io::put(a, "beta", beta());
-  io::put(a, "weight_decay", weight_decay());
-  io::put(a, "adjust_lr", to_string(adjust_lr()));
-  io::put(a, "orthogonalizer", to_string(orthogonalizer()));
-  io::put(a, "rank", rank());
-  io::put(a, "oversample", oversample());
-  io::put(a, "power_iters", power_iters());
   io::put(a, "lowrank_state", to_string(lowrank_state()));
   io::put(a, "storm", to_string(storm()));
   io::put(a, "gamma", gamma());
-  io::put(a, "seed", static_cast<int64_t>(seed()));
-  io::put(a, "nonfinite", to_string(nonfinite()));
 }
 
 void LiMuonOptions::serialize(torch::serialize::InputArchive& a) {
-  lr(io::get_double(a, "lr"));
+  io::get_shared_options(a, *this);
   beta(io::get_double(a, "beta"));
-  weight_decay(io::get_double(a, "weight_decay"));
-  adjust_lr(parse_adjust_lr(io::get_string(a, "adjust_lr")));
-  orthogonalizer(parse_orthogonalizer(io::get_string(a, "orthogonalizer")));
-  rank(io::get_int(a, "rank"));
-  oversample(io::get_int(a, "oversample"));
-  power_iters(io::get_int(a, "power_iters"));
   lowrank_state(parse_lowrank_state(io::get_string(a, "lowrank_state")));
   storm(parse_storm(io::get_string(a, "storm")));
   gamma(io::get_double(a, "gamma"));
-  seed(static_cast<uint64_t>(io::get_int(a, "seed")));
-  nonfinite(parse_nonfinite_policy(io::get_string(a, "nonfinite")));
 }
 
 bool operator==(const LiMuonOptions& l, const LiMuonOptions& r) {
-  return l.lr() == r.lr() && l.beta() == r.beta() && l.weight_decay() == r.weight_decay() &&
-         l.adjust_lr() == r.adjust_lr() && l.orthogonalizer() == r.orthogonalizer() && l.rank() == r.rank() &&
-         l.oversample() == r.oversample() && l.power_iters() == r.power_iters() &&
-         l.lowrank_state() == r.lowrank_state() && l.storm() == r.storm() && l.gamma() == r.gamma() &&
-         l.seed() == r.seed() && l.nonfinite() == r.nonfinite();
+  return io::shared_options_equal(l, r) && l.beta() == r.beta() && l.lowrank_state() == r.lowrank_state() &&
+         l.storm() == r.storm() && l.gamma() == r.gamma();
 }
 
 void LiMuonParamState::serialize(torch::serialize::OutputArchive& a) const {

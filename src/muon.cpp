@@ -13,7 +13,6 @@ namespace limuon {
 
 namespace {
 constexpr const char* kKind = "muon";
-constexpr double kInf = std::numeric_limits<double>::infinity();
 }  // namespace
 
 MuonOptions::MuonOptions(double lr) : lr_(lr) {}
@@ -22,47 +21,24 @@ double MuonOptions::get_lr() const { return lr(); }
 void MuonOptions::set_lr(const double lr) { this->lr(lr); }
 
 void MuonOptions::validate() const {
-  check_range("Muon", "lr", lr(), 0.0, kInf, false, true);
+  io::validate_shared_options("Muon", *this);
   check_range("Muon", "momentum", momentum(), 0.0, 1.0, false, true);
-  check_range("Muon", "weight_decay", weight_decay(), 0.0, kInf, false, true);
-  check_at_least("Muon", "rank", rank(), 1);
-  check_at_least("Muon", "oversample", oversample(), 0);
-  check_at_least("Muon", "power_iters", power_iters(), 0);
 }
 
 void MuonOptions::serialize(torch::serialize::OutputArchive& a) const {
-  io::put(a, "lr", lr());
+  io::put_shared_options(a, *this);
   io::put(a, "momentum", momentum());
   io::put(a, "nesterov", nesterov());
-  io::put(a, "weight_decay", weight_decay());
-  io::put(a, "adjust_lr", to_string(adjust_lr()));
-  io::put(a, "orthogonalizer", to_string(orthogonalizer()));
-  io::put(a, "rank", rank());
-  io::put(a, "oversample", oversample());
-  io::put(a, "power_iters", power_iters());
-  io::put(a, "seed", static_cast<int64_t>(seed()));
-  io::put(a, "nonfinite", to_string(nonfinite()));
 }
 
 void MuonOptions::serialize(torch::serialize::InputArchive& a) {
-  lr(io::get_double(a, "lr"));
+  io::get_shared_options(a, *this);
   momentum(io::get_double(a, "momentum"));
   nesterov(io::get_bool(a, "nesterov"));
-  weight_decay(io::get_double(a, "weight_decay"));
-  adjust_lr(parse_adjust_lr(io::get_string(a, "adjust_lr")));
-  orthogonalizer(parse_orthogonalizer(io::get_string(a, "orthogonalizer")));
-  rank(io::get_int(a, "rank"));
-  oversample(io::get_int(a, "oversample"));
-  power_iters(io::get_int(a, "power_iters"));
-  seed(static_cast<uint64_t>(io::get_int(a, "seed")));
-  nonfinite(parse_nonfinite_policy(io::get_string(a, "nonfinite")));
 }
 
 bool operator==(const MuonOptions& l, const MuonOptions& r) {
-  return l.lr() == r.lr() && l.momentum() == r.momentum() && l.nesterov() == r.nesterov() &&
-         l.weight_decay() == r.weight_decay() && l.adjust_lr() == r.adjust_lr() &&
-         l.orthogonalizer() == r.orthogonalizer() && l.rank() == r.rank() && l.oversample() == r.oversample() &&
-         l.power_iters() == r.power_iters() && l.seed() == r.seed() && l.nonfinite() == r.nonfinite();
+  return io::shared_options_equal(l, r) && l.momentum() == r.momentum() && l.nesterov() == r.nesterov();
 }
 
 void MuonParamState::serialize(torch::serialize::OutputArchive& a) const {

@@ -4,9 +4,13 @@
 // and loading checks the kind, group sizes and every shape before touching the optimizer.
 #pragma once
 
+#include "limuon/common.h"
+#include "limuon/orth.h"
+
 #include <torch/optim/optimizer.h>
 #include <torch/serialize/archive.h>
 
+#include <limits>
 #include <memory>
 #include <sstream>
 #include <stdexcept>
@@ -42,6 +46,51 @@ void save_optimizer(torch::serialize::OutputArchive& archive, const torch::optim
 // Reads and validates the header and layout; returns the group archives for the caller.
 Counters check_layout(torch::serialize::InputArchive& archive, const torch::optim::Optimizer& opt,
                       const std::string& kind, std::vector<torch::serialize::InputArchive>& groups);
+
+// The options every Muon-family optimizer shares (lr, weight_decay, adjust_lr, orthogonalizer,
+// rank, oversample, power_iters, seed, nonfinite): written, read and validated in one place.
+template <class Options>
+void put_shared_options(torch::serialize::OutputArchive& a, const Options& o) {
+  put(a, "lr", o.lr());
+  put(a, "weight_decay", o.weight_decay());
+  put(a, "adjust_lr", to_string(o.adjust_lr()));
+  put(a, "orthogonalizer", to_string(o.orthogonalizer()));
+  put(a, "rank", o.rank());
+  put(a, "oversample", o.oversample());
+  put(a, "power_iters", o.power_iters());
+  put(a, "seed", static_cast<int64_t>(o.seed()));
+  put(a, "nonfinite", to_string(o.nonfinite()));
+}
+
+template <class Options>
+void get_shared_options(torch::serialize::InputArchive& a, Options& o) {
+  o.lr(get_double(a, "lr"));
+  o.weight_decay(get_double(a, "weight_decay"));
+  o.adjust_lr(parse_adjust_lr(get_string(a, "adjust_lr")));
+  o.orthogonalizer(parse_orthogonalizer(get_string(a, "orthogonalizer")));
+  o.rank(get_int(a, "rank"));
+  o.oversample(get_int(a, "oversample"));
+  o.power_iters(get_int(a, "power_iters"));
+  o.seed(static_cast<uint64_t>(get_int(a, "seed")));
+  o.nonfinite(parse_nonfinite_policy(get_string(a, "nonfinite")));
+}
+
+template <class Options>
+void validate_shared_options(const char* who, const Options& o) {
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  check_range(who, "lr", o.lr(), 0.0, inf, false, true);
+  check_range(who, "weight_decay", o.weight_decay(), 0.0, inf, false, true);
+  check_at_least(who, "rank", o.rank(), 1);
+  check_at_least(who, "oversample", o.oversample(), 0);
+  check_at_least(who, "power_iters", o.power_iters(), 0);
+}
+
+template <class Options>
+bool shared_options_equal(const Options& l, const Options& r) {
+  return l.lr() == r.lr() && l.weight_decay() == r.weight_decay() && l.adjust_lr() == r.adjust_lr() &&
+         l.orthogonalizer() == r.orthogonalizer() && l.rank() == r.rank() && l.oversample() == r.oversample() &&
+         l.power_iters() == r.power_iters() && l.seed() == r.seed() && l.nonfinite() == r.nonfinite();
+}
 
 template <class State, class Options>
 Counters load_optimizer(torch::serialize::InputArchive& archive, torch::optim::Optimizer& opt,
