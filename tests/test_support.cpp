@@ -13,6 +13,39 @@ const torch::Tensor& Reference::at(const std::string& key) const {
   return it->second;
 }
 
+namespace {
+torch::Tensor parse_tensor_line(std::istringstream& ls, std::string& key) {
+  int ndim = 0;
+  ls >> key >> ndim;
+  std::vector<int64_t> dims(ndim);
+  int64_t numel = 1;
+  for (auto& d : dims) {
+    ls >> d;
+    numel *= d;
+  }
+  std::vector<double> vals(numel);
+  for (auto& v : vals)
+    if (!(ls >> v)) throw std::runtime_error("reference: short tensor " + key);
+  return torch::tensor(vals, torch::kDouble).reshape(dims);
+}
+}  // namespace
+
+std::map<std::string, torch::Tensor> read_tensor_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot open " + path);
+  std::map<std::string, torch::Tensor> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string kind, key;
+    ls >> kind;
+    if (kind != "tensor") continue;
+    auto t = parse_tensor_line(ls, key);
+    out[key] = t;
+  }
+  return out;
+}
+
 const Reference& reference() {
   static const Reference ref = [] {
     Reference r;
@@ -29,18 +62,8 @@ const Reference& reference() {
         ls >> r.calls;
       } else if (kind == "tensor") {
         std::string key;
-        int ndim = 0;
-        ls >> key >> ndim;
-        std::vector<int64_t> dims(ndim);
-        int64_t numel = 1;
-        for (auto& d : dims) {
-          ls >> d;
-          numel *= d;
-        }
-        std::vector<double> vals(numel);
-        for (auto& v : vals)
-          if (!(ls >> v)) throw std::runtime_error("reference: short tensor " + key);
-        r.tensors[key] = torch::tensor(vals, torch::kDouble).reshape(dims);
+        auto t = parse_tensor_line(ls, key);
+        r.tensors[key] = t;
       } else if (kind == "loss") {
         std::string name;
         int call = 0;

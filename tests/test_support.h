@@ -40,6 +40,9 @@ struct Problem {
 
 Problem make_problem(torch::ScalarType dtype = torch::kDouble);
 
+// Every "tensor <key> <ndim> <dims...> <values...>" line of a reference file (float64).
+std::map<std::string, torch::Tensor> read_tensor_file(const std::string& path);
+
 // max |a − b| / (1 + max |b|)
 double rel_diff(const torch::Tensor& a, const torch::Tensor& b);
 
