@@ -19,6 +19,8 @@ struct Config {
   std::string name;
   Factory make;
 };
+// Shown by GoogleTest/CTest in place of the raw bytes of the parameter.
+void PrintTo(const Config& c, std::ostream* os) { *os << c.name; }
 
 LiMuonOptions li(double lr, LowRankState s, Storm storm, Orthogonalizer o = Orthogonalizer::ns5) {
   return LiMuonOptions(lr).beta(0.3).rank(2).oversample(1).lowrank_state(s).storm(storm).orthogonalizer(o).gamma(0.2).weight_decay(0.01).seed(3);

@@ -30,6 +30,22 @@ Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& bo
   }
 }
 
+void Args::add_defaults(const std::map<std::string, std::string>& values, const std::string& origin) {
+  for (const auto& kv : values) {
+    std::string key = kv.first;
+    for (auto& ch : key)
+      if (ch == '_') ch = '-';
+    if (values_.count(key)) continue;
+    values_[key] = kv.second;
+    origins_[key] = origin;
+  }
+}
+
+std::string Args::origin(const std::string& key) const {
+  auto it = origins_.find(key);
+  return it == origins_.end() ? "--" + key : "'" + key + "' in " + it->second;
+}
+
 bool Args::has(const std::string& key) const { return values_.count(key) > 0; }
 
 std::string Args::str(const std::string& key, const std::string& def) {
@@ -47,9 +63,9 @@ int64_t Args::integer(const std::string& key, int64_t def, int64_t lo, int64_t h
   errno = 0;
   long long v = std::strtoll(s.c_str(), &end, 10);
   if (s.empty() || *end != '\0' || errno == ERANGE)
-    throw UsageError("--" + key + ": expected an integer, got '" + s + "'");
+    throw UsageError(origin(key) + ": expected an integer, got '" + s + "'");
   if (v < lo || v > hi)
-    throw UsageError("--" + key + ": must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + s);
+    throw UsageError(origin(key) + ": must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + s);
   return v;
 }
 
@@ -61,9 +77,9 @@ double Args::real(const std::string& key, double def, double lo, double hi) {
   char* end = nullptr;
   double v = std::strtod(s.c_str(), &end);
   if (s.empty() || *end != '\0' || !std::isfinite(v))
-    throw UsageError("--" + key + ": expected a finite number, got '" + s + "'");
+    throw UsageError(origin(key) + ": expected a finite number, got '" + s + "'");
   if (v < lo || v > hi)
-    throw UsageError("--" + key + ": must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + s);
+    throw UsageError(origin(key) + ": must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + s);
   return v;
 }
 
@@ -73,12 +89,13 @@ bool Args::flag(const std::string& key) {
   if (it == values_.end()) return false;
   if (it->second == "true" || it->second == "1") return true;
   if (it->second == "false" || it->second == "0") return false;
-  throw UsageError("--" + key + ": expected true or false, got '" + it->second + "'");
+  throw UsageError(origin(key) + ": expected true or false, got '" + it->second + "'");
 }
 
 void Args::finish() const {
   for (const auto& kv : values_)
-    if (!used_.count(kv.first)) throw UsageError("unknown flag --" + kv.first);
+    if (!used_.count(kv.first))
+      throw UsageError(origins_.count(kv.first) ? "unknown option " + origin(kv.first) : "unknown flag --" + kv.first);
 }
 
 }  // namespace limuon::cli

@@ -25,12 +25,17 @@ class Args {
   int64_t integer(const std::string& key, int64_t def, int64_t lo, int64_t hi);
   double real(const std::string& key, double def, double lo, double hi);
   bool flag(const std::string& key);
+  // Values from a config file: used for keys not given on the command line. `origin` names the
+  // file in error messages.
+  void add_defaults(const std::map<std::string, std::string>& values, const std::string& origin);
   // Throws UsageError listing flags that were given but never read.
   void finish() const;
   const std::vector<std::string>& positional() const { return positional_; }
 
  private:
+  std::string origin(const std::string& key) const;
   std::map<std::string, std::string> values_;
+  std::map<std::string, std::string> origins_;
   std::vector<std::string> positional_;
   mutable std::set<std::string> used_;
 };

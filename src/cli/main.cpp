@@ -2,6 +2,7 @@
 // non-zero exit codes (2 for usage errors, 1 for failures).
 #include "args.h"
 #include "bench.h"
+#include "train.h"
 
 #include "limuon/threads.h"
 
@@ -28,6 +29,22 @@ commands:
                --storm exact|approx (exact) --rank R (32) --oversample S (8) --power-iters Q (0)
                --beta B (0.1) --gamma G (0.025) --momentum M (0.95) --warmup W (2) --repeats N (5)
 
+  train        train a model (see docs below); writes OUT/metrics.jsonl, OUT/summary.json,
+               OUT/ckpt_*.pt (atomic, last --keep K), OUT/model.safetensors
+               --task lm|image --model gpt2-tiny|gpt2-byte-small|gpt2-mini|distilgpt2|gpt2|vit-test|vit-tiny|...
+               --data default|FILE[,FILE..]|TRAIN.bin,VAL.bin|fashion-mnist|cifar10:DIR --out DIR
+               --optimizer adamw|muon|limuon (+ --lr --adamw-lr --beta --momentum --lowrank-state --rank
+               --storm --gamma --orthogonalizer --adjust-lr --weight-decay --adamw-weight-decay)
+               --steps N --batch-size B --grad-accum A --block-size T --warmup W --min-lr-ratio R
+               --eval-interval N --eval-batches N --checkpoint-interval N --keep K --resume --seed S
+               --tokenizer auto|gpt2|byte --dropout P --patch P --augment --device cpu|cuda
+               --progress auto|bar|lines|none --config FILE.json (flags override the file)
+  eval         --model NAME (--weights F.safetensors | --checkpoint DIR) --text-file F → JSON val_loss, ppl, tokens
+  generate     --model NAME (--weights F | --checkpoint DIR) --prompt STR --max-new-tokens N --temperature T --top-k K --seed S
+  tokenize     --text STR [--tokenizer gpt2|byte] [--decode] → token ids separated by spaces
+  bench train-step  --task lm|image --model NAME --batch-size B --block-size T: one training step (forward,
+               backward, AdamW) median ms and throughput
+
 global flags:
   --json        one JSON object per result line
   --threads N   intra-op threads (default: all cores, or LIMUON_THREADS)
@@ -44,7 +61,7 @@ int main(int argc, char** argv) {
       std::cout << kUsage;
       return argv_s.empty() ? 2 : 0;
     }
-    Args args(argv_s, {"json", "help"});
+    Args args(argv_s, {"json", "help", "resume", "augment", "no-nesterov", "decode"});
     if (args.flag("help")) {
       std::cout << kUsage;
       return 0;
@@ -55,6 +72,11 @@ int main(int argc, char** argv) {
     const auto& pos = args.positional();
     if (pos.size() == 2 && pos[0] == "bench" && pos[1] == "orth") return limuon::cli::bench_orth(args, json);
     if (pos.size() == 2 && pos[0] == "bench" && pos[1] == "step") return limuon::cli::bench_step(args, json);
+    if (pos.size() == 2 && pos[0] == "bench" && pos[1] == "train-step") return limuon::cli::bench_train_step(args, json);
+    if (pos.size() == 1 && pos[0] == "train") return limuon::cli::cmd_train(args);
+    if (pos.size() == 1 && pos[0] == "eval") return limuon::cli::cmd_eval(args);
+    if (pos.size() == 1 && pos[0] == "generate") return limuon::cli::cmd_generate(args);
+    if (pos.size() == 1 && pos[0] == "tokenize") return limuon::cli::cmd_tokenize(args);
     std::string cmd;
     for (const auto& p : pos) cmd += (cmd.empty() ? "" : " ") + p;
     throw UsageError("unknown command '" + cmd + "' (try: limuon --help)");

@@ -1,0 +1,3 @@
+# Training program: checkpoint directories (library) and the train/eval/generate/tokenize commands.
+target_sources(limuon_lib PRIVATE ${PROJECT_SOURCE_DIR}/src/train/checkpoint.cpp)
+target_sources(limuon PRIVATE ${PROJECT_SOURCE_DIR}/src/cli/train.cpp)

@@ -1,0 +1,888 @@
+// `limuon train | eval | generate | tokenize`: the training program. Reads top to bottom: resolve
+// the configuration, build data, model and optimizer, resume if asked, loop (progress, metrics,
+// evaluation, atomic checkpoints), then write summary.json and the final weights.
+#include "train.h"
+
+#include "limuon/data/images.h"
+#include "limuon/data/text.h"
+#include "limuon/hybrid.h"
+#include "limuon/io/safetensors.h"
+#include "limuon/models/gpt2.h"
+#include "limuon/models/vit.h"
+#include "limuon/schedule.h"
+#include "limuon/train/checkpoint.h"
+
+#include <nlohmann/json.hpp>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace limuon::cli {
+
+namespace {
+
+double peak_rss_mb() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
+
+std::string human_time(double s) {
+  char b[32];
+  if (s < 60) std::snprintf(b, sizeof(b), "%.0fs", s);
+  else if (s < 3600) std::snprintf(b, sizeof(b), "%dm%02ds", static_cast<int>(s / 60), static_cast<int>(s) % 60);
+  else std::snprintf(b, sizeof(b), "%dh%02dm", static_cast<int>(s / 3600), (static_cast<int>(s) % 3600) / 60);
+  return b;
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::string cur;
+  std::istringstream is(s);
+  while (std::getline(is, cur, sep))
+    if (!cur.empty()) out.push_back(cur);
+  return out;
+}
+
+// A config file is a JSON object whose keys are flag names (kebab- or snake-case).
+void load_config_file(Args& args) {
+  const std::string path = args.str("config", "");
+  if (path.empty()) return;
+  std::ifstream in(path);
+  if (!in) throw UsageError("--config: cannot read '" + path + "'");
+  json j;
+  try {
+    j = json::parse(in);
+  } catch (const json::exception& e) {
+    throw UsageError("--config: '" + path + "' is not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) throw UsageError("--config: '" + path + "' must hold a JSON object of flag: value");
+  std::map<std::string, std::string> values;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const auto& v = it.value();
+    if (v.is_string()) values[it.key()] = v.get<std::string>();
+    else if (v.is_boolean()) values[it.key()] = v.get<bool>() ? "true" : "false";
+    else if (v.is_number_integer()) values[it.key()] = std::to_string(v.get<int64_t>());
+    else if (v.is_number()) {
+      std::ostringstream os;
+      os.precision(17);
+      os << v.get<double>();
+      values[it.key()] = os.str();
+    } else throw UsageError("--config: key '" + it.key() + "' in '" + path + "' must be a string, number or bool");
+  }
+  args.add_defaults(values, path);
+}
+
+// Everything the run needs, resolved from flags, config file and defaults.
+struct Config {
+  std::string task, model, data, tokenizer, optimizer, out, device, progress, lowrank_state, storm, orthogonalizer, adjust_lr;
+  int64_t steps = 0, batch = 0, accum = 1, block = 0, warmup = 0, eval_interval = 0, eval_batches = 0, seed = 0;
+  int64_t checkpoint_interval = 0, stop_after = 0, keep = 3, rank = 32, oversample = 8, power_iters = 0, patch = 4, pad = 0;
+  double lr = 0, adamw_lr = 0, weight_decay = 0, adamw_weight_decay = 0, beta = 0.1, momentum = 0.95, gamma = 0.025;
+  double min_lr_ratio = 0.1, val_fraction = 0.05, dropout = -1;
+  bool resume = false, nesterov = true, augment = false;
+  json to_json() const {
+    return json{{"task", task},       {"model", model},           {"data", data},
+                {"tokenizer", tokenizer}, {"optimizer", optimizer}, {"out", out},
+                {"device", device},   {"steps", steps},           {"batch_size", batch},
+                {"grad_accum", accum}, {"block_size", block},     {"warmup", warmup},
+                {"eval_interval", eval_interval}, {"eval_batches", eval_batches}, {"seed", seed},
+                {"checkpoint_interval", checkpoint_interval}, {"keep", keep}, {"lr", lr},
+                {"adamw_lr", adamw_lr}, {"weight_decay", weight_decay}, {"adamw_weight_decay", adamw_weight_decay},
+                {"beta", beta},       {"momentum", momentum},     {"nesterov", nesterov},
+                {"gamma", gamma},     {"lowrank_state", lowrank_state}, {"storm", storm},
+                {"rank", rank},       {"oversample", oversample}, {"power_iters", power_iters},
+                {"orthogonalizer", orthogonalizer}, {"adjust_lr", adjust_lr}, {"min_lr_ratio", min_lr_ratio},
+                {"val_fraction", val_fraction}, {"dropout", dropout}, {"patch", patch},
+                {"augment", augment}, {"pad", pad}, {"resume", resume}};
+  }
+};
+
+Config parse_config(Args& args) {
+  load_config_file(args);
+  Config c;
+  c.task = args.str("task", "lm");
+  if (c.task != "lm" && c.task != "image") throw UsageError("--task: unknown value '" + c.task + "' (valid: lm, image)");
+  c.model = args.str("model", c.task == "lm" ? "gpt2-byte-small" : "vit-test");
+  c.data = args.str("data", c.task == "lm" ? "default" : "fashion-mnist");
+  c.tokenizer = args.str("tokenizer", "auto");
+  c.optimizer = args.str("optimizer", "limuon");
+  c.out = args.str("out", "");
+  if (c.out.empty()) throw UsageError("--out: required (the run's output directory)");
+  c.device = args.str("device", "cpu");
+  c.progress = args.str("progress", "auto");
+  c.steps = args.integer("steps", 200, 1, 100000000);
+  c.batch = args.integer("batch-size", c.task == "lm" ? 8 : 64, 1, 1 << 20);
+  c.accum = args.integer("grad-accum", 1, 1, 1 << 16);
+  c.block = args.integer("block-size", 0, 0, 1 << 20);
+  c.warmup = args.integer("warmup", std::max<int64_t>(1, c.steps / 20), 0, 100000000);
+  c.eval_interval = args.integer("eval-interval", std::max<int64_t>(1, c.steps / 5), 1, 100000000);
+  c.eval_batches = args.integer("eval-batches", 20, 1, 1 << 20);
+  c.seed = args.integer("seed", 0, 0, INT64_MAX);
+  c.checkpoint_interval = args.integer("checkpoint-interval", c.eval_interval, 1, 100000000);
+  c.keep = args.integer("keep", 3, 1, 1000);
+  // Stop (after a checkpoint) once this many steps are done, as an interrupted run would.
+  c.stop_after = args.integer("stop-after", 0, 0, 100000000);
+  c.lr = args.real("lr", c.optimizer == "adamw" ? 1e-3 : 0.02, 0, 1e6);
+  c.adamw_lr = args.real("adamw-lr", 1e-3, 0, 1e6);
+  c.weight_decay = args.real("weight-decay", 0.0, 0, 1e6);
+  c.adamw_weight_decay = args.real("adamw-weight-decay", 0.0, 0, 1e6);
+  c.beta = args.real("beta", 0.1, 0, 1);
+  c.momentum = args.real("momentum", 0.95, 0, 1);
+  c.nesterov = !args.flag("no-nesterov");
+  c.gamma = args.real("gamma", 0.025, 0, 1);
+  c.lowrank_state = args.str("lowrank-state", "none");
+  c.storm = args.str("storm", "exact");
+  c.rank = args.integer("rank", 32, 1, 1 << 20);
+  c.oversample = args.integer("oversample", 8, 0, 1 << 20);
+  c.power_iters = args.integer("power-iters", 0, 0, 100);
+  c.orthogonalizer = args.str("orthogonalizer", "ns5");
+  c.adjust_lr = args.str("adjust-lr", "original");
+  c.min_lr_ratio = args.real("min-lr-ratio", 0.1, 0, 1);
+  c.val_fraction = args.real("val-fraction", 0.05, 1e-6, 0.5);
+  c.dropout = args.real("dropout", -1, -1, 1);
+  c.patch = args.integer("patch", 4, 1, 1024);
+  c.augment = args.flag("augment");
+  c.pad = args.integer("pad", c.augment ? 2 : 0, 0, 64);
+  c.resume = args.flag("resume");
+  if (c.device != "cpu" && c.device != "cuda") throw UsageError("--device: unknown value '" + c.device + "' (valid: cpu, cuda)");
+  if (c.progress != "auto" && c.progress != "bar" && c.progress != "lines" && c.progress != "none")
+    throw UsageError("--progress: unknown value '" + c.progress + "' (valid: auto, bar, lines, none)");
+  try {
+    parse_matrix_method(c.optimizer);
+    parse_lowrank_state(c.lowrank_state);
+    parse_storm(c.storm);
+    parse_orthogonalizer(c.orthogonalizer);
+    parse_adjust_lr(c.adjust_lr);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  return c;
+}
+
+HybridOptions hybrid_options(const Config& c) {
+  HybridOptions o;
+  o.method = parse_matrix_method(c.optimizer);
+  o.muon = MuonOptions(c.lr)
+               .momentum(c.momentum)
+               .nesterov(c.nesterov)
+               .weight_decay(c.weight_decay)
+               .adjust_lr(parse_adjust_lr(c.adjust_lr))
+               .orthogonalizer(parse_orthogonalizer(c.orthogonalizer))
+               .rank(c.rank)
+               .oversample(c.oversample)
+               .power_iters(c.power_iters)
+               .seed(static_cast<uint64_t>(c.seed));
+  o.limuon = LiMuonOptions(c.lr)
+                 .beta(c.beta)
+                 .gamma(c.gamma)
+                 .weight_decay(c.weight_decay)
+                 .adjust_lr(parse_adjust_lr(c.adjust_lr))
+                 .orthogonalizer(parse_orthogonalizer(c.orthogonalizer))
+                 .rank(c.rank)
+                 .oversample(c.oversample)
+                 .power_iters(c.power_iters)
+                 .lowrank_state(parse_lowrank_state(c.lowrank_state))
+                 .storm(parse_storm(c.storm))
+                 .seed(static_cast<uint64_t>(c.seed));
+  const double adamw_lr = c.optimizer == "adamw" ? c.lr : c.adamw_lr;
+  o.adamw = torch::optim::AdamWOptions(adamw_lr).betas(std::make_tuple(0.9, 0.95)).weight_decay(c.adamw_weight_decay);
+  return o;
+}
+
+struct EvalResult {
+  double loss = 0, accuracy = -1;
+  int64_t count = 0;  // tokens or images
+};
+
+// What a task supplies to the training loop.
+struct Task {
+  virtual ~Task() = default;
+  virtual torch::nn::Module& module() = 0;
+  virtual void sample_step() = 0;                // draws all micro-batches of the next step
+  virtual at::Tensor micro_loss(int64_t a) = 0;  // loss on micro-batch a of the current step
+  virtual EvalResult evaluate(int64_t max_batches) = 0;
+  virtual int64_t samples_per_micro() const = 0;
+  virtual int64_t tokens_per_micro() const = 0;  // tokens (lm) or images
+  virtual const char* unit() const = 0;
+  virtual void save_position(torch::serialize::OutputArchive& a) const = 0;
+  virtual void load_position(torch::serialize::InputArchive& a) = 0;
+  virtual std::vector<std::pair<std::string, at::Tensor>> weights() = 0;
+  virtual std::string describe() const = 0;
+};
+
+std::unique_ptr<data::Tokenizer> tokenizer_for(const std::string& name, int64_t vocab) {
+  std::string n = name;
+  if (n == "auto") n = vocab <= 257 ? "byte" : "gpt2";
+  auto tok = data::make_tokenizer(n);
+  if (tok->vocab_size() > vocab)
+    throw UsageError("--tokenizer: '" + n + "' has " + std::to_string(tok->vocab_size()) + " tokens but the model's vocabulary is " +
+                     std::to_string(vocab));
+  return tok;
+}
+
+struct LmTask : Task {
+  models::GPT2 model{nullptr};
+  std::unique_ptr<data::Tokenizer> tok;
+  data::TokenSplits splits;
+  std::unique_ptr<data::WindowSampler> sampler;
+  std::vector<std::pair<at::Tensor, at::Tensor>> batches;
+  int64_t B, T, A;
+  torch::Device device;
+  std::string source;
+
+  LmTask(const Config& c, torch::Device dev) : B(c.batch), A(c.accum), device(dev) {
+    auto cfg = models::gpt2_config(c.model);
+    if (c.dropout >= 0) cfg.dropout = c.dropout;
+    T = c.block > 0 ? c.block : std::min<int64_t>(cfg.n_ctx, 128);
+    if (T > cfg.n_ctx) throw UsageError("--block-size: " + std::to_string(T) + " exceeds the model context " + std::to_string(cfg.n_ctx));
+    tok = tokenizer_for(c.tokenizer, cfg.vocab_size);
+    auto parts = split(c.data, ',');
+    if (parts.size() == 2 && parts[0].size() > 4 && parts[0].substr(parts[0].size() - 4) == ".bin") {
+      splits = data::load_token_splits(parts[0], parts[1]);
+      source = "shards " + parts[0] + ", " + parts[1];
+    } else {
+      auto docs = c.data == "default" ? data::default_corpus_documents() : data::read_text_documents(parts);
+      source = c.data == "default" ? "default corpus (" + std::to_string(docs.size()) + " documents)" : c.data;
+      splits = data::build_token_splits(docs, *tok, data::data_dir() + "/cache", c.val_fraction);
+    }
+    data::check_token_range(splits.train, cfg.vocab_size, splits.train_path.empty() ? "training tokens" : splits.train_path);
+    data::check_token_range(splits.val, cfg.vocab_size, splits.val_path.empty() ? "validation tokens" : splits.val_path);
+    if (static_cast<int64_t>(splits.val.size()) < T + 1)
+      throw UsageError("--data: the validation split has " + std::to_string(splits.val.size()) + " tokens, fewer than --block-size + 1");
+    sampler = std::make_unique<data::WindowSampler>(&splits.train, B, T, static_cast<uint64_t>(c.seed));
+    model = models::GPT2(cfg);
+    model->to(device);
+  }
+  torch::nn::Module& module() override { return *model; }
+  void sample_step() override {
+    batches.clear();
+    for (int64_t a = 0; a < A; ++a) {
+      auto xy = sampler->next();
+      batches.emplace_back(xy.first.to(device), xy.second.to(device));
+    }
+  }
+  at::Tensor micro_loss(int64_t a) override { return model->loss(batches[a].first, batches[a].second); }
+  EvalResult evaluate(int64_t max_batches) override {
+    torch::NoGradGuard ng;
+    model->eval();
+    EvalResult r;
+    double total = 0;
+    for (auto& xy : data::sequential_batches(splits.val, B, T, max_batches)) {
+      const int64_t n = xy.first.numel();
+      total += model->loss(xy.first.to(device), xy.second.to(device)).item<double>() * static_cast<double>(n);
+      r.count += n;
+    }
+    model->train();
+    r.loss = r.count ? total / static_cast<double>(r.count) : NAN;
+    return r;
+  }
+  int64_t samples_per_micro() const override { return B; }
+  int64_t tokens_per_micro() const override { return B * T; }
+  const char* unit() const override { return "tok"; }
+  void save_position(torch::serialize::OutputArchive& a) const override {
+    a.write("sampler_step", c10::IValue(sampler->step()));
+  }
+  void load_position(torch::serialize::InputArchive& a) override {
+    c10::IValue v;
+    a.read("sampler_step", v);
+    sampler->set_step(v.toInt());
+  }
+  std::vector<std::pair<std::string, at::Tensor>> weights() override {
+    auto w = models::gpt2_to_hf(*model);
+    for (auto& p : w) p.second = p.second.cpu();
+    return w;
+  }
+  std::string describe() const override {
+    std::ostringstream os;
+    os << "task lm: " << model->config.name << " (" << model->num_parameters() << " parameters, " << model->config.n_layer << " layers, width "
+       << model->config.n_embd << ", " << model->config.n_head << " heads, vocab " << model->config.vocab_size << "), context " << T
+       << ", tokenizer " << tok->name() << "; data: " << source << ", " << splits.train.size() << " train / " << splits.val.size()
+       << " validation tokens";
+    return os.str();
+  }
+};
+
+struct ImageTask : Task {
+  models::ViT model{nullptr};
+  data::ImageDataset train, test;
+  std::unique_ptr<data::ImageBatcher> batcher;
+  std::vector<std::pair<at::Tensor, at::Tensor>> batches;
+  int64_t B, A, pad, step_seed = 0;
+  bool augment;
+  uint64_t seed;
+  torch::Device device;
+  std::string source;
+
+  ImageTask(const Config& c, torch::Device dev)
+      : B(c.batch), A(c.accum), pad(c.pad), augment(c.augment), seed(static_cast<uint64_t>(c.seed)), device(dev) {
+    if (c.data == "fashion-mnist") {
+      const char* env = std::getenv("LIMUON_FASHION_MNIST_DIR");
+      const std::string dir = env && *env ? env : "/usr/share/datasets/fashion-mnist";
+      train = data::load_fashion_mnist(dir, "train");
+      test = data::load_fashion_mnist(dir, "test");
+      source = "Fashion-MNIST (" + dir + ")";
+    } else if (c.data.rfind("cifar10:", 0) == 0) {
+      const std::string dir = c.data.substr(8);
+      train = data::load_cifar10(dir, "train");
+      test = data::load_cifar10(dir, "test");
+      source = "CIFAR-10 (" + dir + ")";
+    } else {
+      throw UsageError("--data: unknown image data '" + c.data + "' (valid: fashion-mnist, cifar10:DIR)");
+    }
+    auto cfg = models::vit_config(c.model, train.images.size(2), train.images.size(1), train.num_classes, c.patch);
+    if (c.dropout >= 0) cfg.dropout = c.dropout;
+    model = models::ViT(cfg);
+    model->to(device);
+    batcher = std::make_unique<data::ImageBatcher>(&train, B, seed);
+  }
+  torch::nn::Module& module() override { return *model; }
+  at::Tensor prepare(const at::Tensor& u8, bool train_mode) {
+    at::Tensor x = data::normalize(u8, train.mean, train.std);
+    if (train_mode && augment) x = data::augment(x, pad, true, seed ^ static_cast<uint64_t>(0x9E3779B97F4A7C15ULL * ++step_seed));
+    return x.to(device);
+  }
+  void sample_step() override {
+    batches.clear();
+    for (int64_t a = 0; a < A; ++a) {
+      auto xy = batcher->next();
+      batches.emplace_back(prepare(xy.first, true), xy.second.to(device));
+    }
+  }
+  at::Tensor micro_loss(int64_t a) override { return model->loss(batches[a].first, batches[a].second); }
+  EvalResult evaluate(int64_t max_batches) override {
+    torch::NoGradGuard ng;
+    model->eval();
+    EvalResult r;
+    double total = 0;
+    int64_t correct = 0;
+    const int64_t n = test.images.size(0);
+    for (int64_t i = 0, b = 0; i < n && b < max_batches; i += B, ++b) {
+      const int64_t len = std::min(B, n - i);
+      at::Tensor x = prepare(test.images.narrow(0, i, len), false);
+      at::Tensor y = test.labels.narrow(0, i, len).to(device);
+      at::Tensor logits = model->forward(x);
+      total += torch::nn::functional::cross_entropy(logits, y).item<double>() * static_cast<double>(len);
+      correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+      r.count += len;
+    }
+    model->train();
+    r.loss = r.count ? total / static_cast<double>(r.count) : NAN;
+    r.accuracy = r.count ? static_cast<double>(correct) / static_cast<double>(r.count) : NAN;
+    return r;
+  }
+  int64_t samples_per_micro() const override { return B; }
+  int64_t tokens_per_micro() const override { return B; }
+  const char* unit() const override { return "img"; }
+  void save_position(torch::serialize::OutputArchive& a) const override {
+    a.write("batcher_epoch", c10::IValue(batcher->epoch()));
+    a.write("batcher_index", c10::IValue(batcher->index()));
+    a.write("augment_step", c10::IValue(step_seed));
+  }
+  void load_position(torch::serialize::InputArchive& a) override {
+    c10::IValue e, i, s;
+    a.read("batcher_epoch", e);
+    a.read("batcher_index", i);
+    a.read("augment_step", s);
+    batcher->set_position(e.toInt(), i.toInt());
+    step_seed = s.toInt();
+  }
+  std::vector<std::pair<std::string, at::Tensor>> weights() override {
+    std::vector<std::pair<std::string, at::Tensor>> w;
+    for (const auto& p : model->named_parameters()) w.emplace_back(p.key(), p.value().detach().cpu().contiguous());
+    return w;
+  }
+  std::string describe() const override {
+    std::ostringstream os;
+    int64_t n = 0;
+    for (const auto& p : model->parameters()) n += p.numel();
+    os << "task image: " << model->config.name << " (" << n << " parameters, depth " << model->config.depth << ", width "
+       << model->config.dim << ", patch " << model->config.patch << "); data: " << source << ", " << train.images.size(0)
+       << " train / " << test.images.size(0) << " test images" << (augment ? ", augmented" : "");
+    return os.str();
+  }
+};
+
+// Shapes of every parameter, to refuse a checkpoint written for another model.
+std::string model_signature(torch::nn::Module& m, const std::string& name) {
+  std::ostringstream os;
+  os << name;
+  for (const auto& p : m.named_parameters()) os << ";" << p.key() << p.value().sizes();
+  return os.str();
+}
+
+struct Counters {
+  int64_t step = 0, samples = 0, tokens = 0, grad_evals = 0, evaluations = 0;
+  double wall_s = 0;
+};
+
+std::string serialize_checkpoint(Task& task, HybridOptimizer& opt, WarmupCosine& sched, const Counters& c, const Config& cfg,
+                                 const std::string& signature) {
+  torch::serialize::OutputArchive a;
+  a.write("limuon_checkpoint", c10::IValue(int64_t{1}));
+  a.write("signature", c10::IValue(signature));
+  a.write("config", c10::IValue(cfg.to_json().dump()));
+  torch::serialize::OutputArchive m(a.compilation_unit());
+  for (const auto& p : task.module().named_parameters()) m.write(p.key(), p.value().detach().cpu());
+  for (const auto& b : task.module().named_buffers()) m.write(b.key(), b.value().detach().cpu(), true);
+  a.write("model", m);
+  torch::serialize::OutputArchive o(a.compilation_unit());
+  opt.save(o);
+  a.write("optimizer", o);
+  torch::serialize::OutputArchive s(a.compilation_unit());
+  sched.save(s);
+  a.write("schedule", s);
+  task.save_position(a);
+  {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    a.write("rng", gen.get_state());
+  }
+  for (auto [k, v] : {std::pair<const char*, int64_t>{"step", c.step}, {"samples", c.samples}, {"tokens", c.tokens},
+                      {"grad_evals", c.grad_evals}, {"evaluations", c.evaluations}})
+    a.write(k, c10::IValue(v));
+  a.write("wall_s", c10::IValue(c.wall_s));
+  std::ostringstream os;
+  a.save_to(os);
+  return os.str();
+}
+
+void load_checkpoint(const std::string& path, Task& task, HybridOptimizer& opt, WarmupCosine& sched, Counters& c,
+                     const std::string& signature, const std::string& model_name) {
+  torch::serialize::InputArchive a;
+  a.load_from(path);
+  c10::IValue v;
+  if (!a.try_read("limuon_checkpoint", v)) throw std::runtime_error("not a limuon checkpoint");
+  a.read("signature", v);
+  if (v.toStringRef() != signature) {
+    const std::string saved = v.toStringRef().substr(0, v.toStringRef().find(';'));
+    // std::invalid_argument: fatal, do not fall back to older checkpoints of the same wrong model.
+    throw std::invalid_argument("checkpoint " + path + " was written for model '" + saved + "' with other shapes; this run uses '" +
+                                model_name + "'");
+  }
+  torch::serialize::InputArchive m;
+  a.read("model", m);
+  torch::NoGradGuard ng;
+  for (auto& p : task.module().named_parameters()) {
+    at::Tensor t;
+    m.read(p.key(), t);
+    p.value().copy_(t);
+  }
+  for (auto& b : task.module().named_buffers()) {
+    at::Tensor t;
+    m.read(b.key(), t, true);
+    b.value().copy_(t);
+  }
+  torch::serialize::InputArchive o, s;
+  a.read("optimizer", o);
+  opt.load(o);
+  a.read("schedule", s);
+  sched.load(s);
+  task.load_position(a);
+  at::Tensor rng;
+  a.read("rng", rng);
+  {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle sharing the global state
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(rng);
+  }
+  auto get = [&](const char* k) {
+    a.read(k, v);
+    return v.toInt();
+  };
+  c.step = get("step");
+  c.samples = get("samples");
+  c.tokens = get("tokens");
+  c.grad_evals = get("grad_evals");
+  c.evaluations = get("evaluations");
+  a.read("wall_s", v);
+  c.wall_s = v.toDouble();
+}
+
+class Progress {
+ public:
+  Progress(const std::string& mode, int64_t total) : total_(total) {
+    bar_ = mode == "bar" || (mode == "auto" && isatty(STDERR_FILENO));
+    silent_ = mode == "none";
+    every_ = std::max<int64_t>(1, total / 20);
+  }
+  void update(int64_t step, double loss, double lr, double rate, const char* unit, double eta_s) {
+    if (silent_) return;
+    char line[256];
+    std::snprintf(line, sizeof(line), "loss %.4f  lr %.3g  %.0f %s/s  ETA %s", loss, lr, rate, unit, human_time(eta_s).c_str());
+    if (bar_) {
+      const int width = 24;
+      const int filled = static_cast<int>(width * step / std::max<int64_t>(1, total_));
+      std::string b(filled, '#');
+      b.resize(width, '.');
+      std::fprintf(stderr, "\r[%s] %lld/%lld  %s   ", b.c_str(), static_cast<long long>(step), static_cast<long long>(total_), line);
+      if (step == total_) std::fprintf(stderr, "\n");
+    } else if (step % every_ == 0 || step == total_) {
+      std::fprintf(stderr, "step %lld/%lld  %s\n", static_cast<long long>(step), static_cast<long long>(total_), line);
+    }
+    std::fflush(stderr);
+  }
+  void message(const std::string& m) {
+    if (silent_) return;
+    if (bar_) std::fprintf(stderr, "\r%-100s\r", "");
+    std::fprintf(stderr, "%s\n", m.c_str());
+  }
+
+ private:
+  int64_t total_, every_;
+  bool bar_ = false, silent_ = false;
+};
+
+torch::Device pick_device(const std::string& d) {
+  if (d == "cuda") {
+    if (!torch::cuda::is_available()) throw UsageError("--device cuda: CUDA is not available in this build or on this machine");
+    return torch::Device(torch::kCUDA);
+  }
+  return torch::Device(torch::kCPU);
+}
+
+}  // namespace
+
+int cmd_train(Args& args) {
+  Config cfg = parse_config(args);
+  args.finish();
+  torch::manual_seed(static_cast<uint64_t>(cfg.seed));
+  const torch::Device device = pick_device(cfg.device);
+  std::error_code ec;
+  fs::create_directories(cfg.out, ec);
+  if (ec || !fs::is_directory(cfg.out)) throw std::runtime_error("--out: cannot create directory '" + cfg.out + "': " + ec.message());
+  const auto existing = train::list_checkpoints(cfg.out);
+  if (!existing.empty() && !cfg.resume)
+    throw UsageError("--out: '" + cfg.out + "' already holds checkpoints (" + fs::path(existing.back()).filename().string() +
+                     "); pass --resume to continue that run or choose another directory");
+
+  std::unique_ptr<Task> task;
+  if (cfg.task == "lm") task = std::make_unique<LmTask>(cfg, device);
+  else task = std::make_unique<ImageTask>(cfg, device);
+  const std::string signature = model_signature(task->module(), cfg.model);
+
+  auto routing = route_module(task->module());
+  HybridOptimizer opt(routing, hybrid_options(cfg));
+  WarmupCosine sched(opt.optimizers(), cfg.warmup, cfg.steps, cfg.min_lr_ratio);
+
+  std::cout << "limuon train: resolved configuration\n" << cfg.to_json().dump(2) << "\n" << task->describe() << "\n";
+  std::cout << "parameter routing (" << cfg.optimizer << "):\n" << format_routing(routing) << std::flush;
+
+  Counters c;
+  Progress progress(cfg.progress, cfg.steps);
+  if (cfg.resume) {
+    const std::string loaded = train::load_latest_checkpoint(
+        cfg.out, [&](const std::string& p) { load_checkpoint(p, *task, opt, sched, c, signature, cfg.model); },
+        [&](const std::string& w) { progress.message("warning: " + w); });
+    if (loaded.empty()) progress.message("--resume: no checkpoint in " + cfg.out + ", starting from scratch");
+    else progress.message("resumed from " + loaded + " at step " + std::to_string(c.step));
+  }
+
+  const std::string metrics_path = (fs::path(cfg.out) / "metrics.jsonl").string();
+  {
+    // Keep only the metrics of steps the run resumes from (a crash may have logged later ones).
+    std::ifstream old(metrics_path);
+    std::string line, kept;
+    while (old && std::getline(old, line)) {
+      try {
+        if (json::parse(line).value("step", int64_t{0}) <= c.step) kept += line + "\n";
+      } catch (const json::exception&) {  // a line cut by a crash
+      }
+    }
+    io::atomic_write_file(metrics_path, kept);
+  }
+  std::ofstream metrics(metrics_path, std::ios::app);
+  if (!metrics) throw std::runtime_error("cannot write " + metrics_path);
+  auto write_metrics = [&](json j) {
+    metrics << j.dump() << "\n";
+    metrics.flush();
+  };
+
+  EvalResult last_eval;
+  double best_val = INFINITY;
+  int64_t evals_in_step = 0;
+  auto closure = [&]() {
+    opt.zero_grad();
+    ++evals_in_step;
+    double total = 0;
+    for (int64_t a = 0; a < cfg.accum; ++a) {
+      at::Tensor loss = task->micro_loss(a) / static_cast<double>(cfg.accum);
+      loss.backward();
+      total += loss.item<double>();
+    }
+    return at::tensor(total);
+  };
+  auto evaluate = [&](int64_t step) {
+    last_eval = task->evaluate(cfg.eval_batches);
+    best_val = std::min(best_val, last_eval.loss);
+    json j{{"step", step}, {"samples", c.samples}, {"grad_evals", c.grad_evals}, {"val_loss", last_eval.loss},
+           {"val_ppl", std::exp(last_eval.loss)}, {"wall_s", c.wall_s}};
+    if (last_eval.accuracy >= 0) j["val_accuracy"] = last_eval.accuracy;
+    write_metrics(j);
+    std::ostringstream os;
+    os << "step " << step << ": val_loss " << last_eval.loss;
+    if (cfg.task == "lm") os << " (ppl " << std::exp(last_eval.loss) << ")";
+    else os << ", accuracy " << last_eval.accuracy;
+    progress.message(os.str());
+  };
+  auto checkpoint = [&]() {
+    auto path = train::write_checkpoint(cfg.out, c.step, serialize_checkpoint(*task, opt, sched, c, cfg, signature),
+                                        static_cast<int>(cfg.keep));
+    progress.message("checkpoint " + path);
+  };
+
+  double ema_rate = 0;
+  while (c.step < cfg.steps) {
+    auto t0 = std::chrono::steady_clock::now();
+    task->sample_step();
+    evals_in_step = 0;
+    const double lr = opt.optimizers()[opt.matrix_optimizer() ? 0 : 1]->param_groups()[0].options().get_lr();
+    const double loss = opt.step(closure).item<double>();
+    sched.step();
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    ++c.step;
+    c.samples += task->samples_per_micro() * cfg.accum;
+    c.tokens += task->tokens_per_micro() * cfg.accum;
+    c.evaluations += evals_in_step;
+    c.grad_evals += evals_in_step * task->samples_per_micro() * cfg.accum;
+    c.wall_s += ms / 1000.0;
+    const double rate = task->tokens_per_micro() * cfg.accum / (ms / 1000.0);
+    ema_rate = ema_rate == 0 ? rate : 0.9 * ema_rate + 0.1 * rate;
+    write_metrics({{"step", c.step}, {"samples", c.samples}, {"tokens", c.tokens}, {"grad_evals", c.grad_evals},
+                   {"evaluations", c.evaluations}, {"loss", loss}, {"lr", lr}, {"ms_per_step", ms},
+                   {std::string(task->unit()) + "_per_s", rate}, {"optimizer_state_bytes", opt.state_bytes()},
+                   {"peak_rss_mb", peak_rss_mb()}, {"nonfinite_skips", opt.nonfinite_skips()}});
+    const double eta = (cfg.steps - c.step) * (task->tokens_per_micro() * cfg.accum) / std::max(ema_rate, 1e-9);
+    progress.update(c.step, loss, lr, ema_rate, task->unit(), eta);
+    if (!std::isfinite(loss)) progress.message("warning: non-finite loss at step " + std::to_string(c.step));
+    if (c.step % cfg.eval_interval == 0 || c.step == cfg.steps) evaluate(c.step);
+    if (c.step % cfg.checkpoint_interval == 0 || c.step == cfg.steps) checkpoint();
+    if (cfg.stop_after > 0 && c.step == cfg.stop_after && c.step < cfg.steps) {
+      if (c.step % cfg.checkpoint_interval != 0) checkpoint();
+      std::cout << "stopped after step " << c.step << " (--stop-after); continue with --resume\n";
+      return 0;
+    }
+  }
+  if (last_eval.count == 0) evaluate(c.step);
+
+  const std::string weights_path = (fs::path(cfg.out) / "model.safetensors").string();
+  io::write_safetensors(weights_path, task->weights(), {{"limuon_model", cfg.model}, {"format", "pt"}});
+  json summary{{"final_val_loss", last_eval.loss}, {"best_val_loss", best_val}, {"steps", c.step}, {"samples", c.samples},
+               {"tokens", c.tokens}, {"grad_evals", c.grad_evals}, {"evaluations", c.evaluations}, {"wall_s", c.wall_s},
+               {"optimizer", cfg.optimizer}, {"optimizer_state_bytes", opt.state_bytes()}, {"peak_rss_mb", peak_rss_mb()},
+               {"nonfinite_skips", opt.nonfinite_skips()}, {"weights", weights_path}, {"config", cfg.to_json()}};
+  if (cfg.task == "lm") summary["final_val_ppl"] = std::exp(last_eval.loss);
+  else summary["final_val_accuracy"] = last_eval.accuracy;
+  io::atomic_write_file((fs::path(cfg.out) / "summary.json").string(), summary.dump(2) + "\n");
+  std::cout << "done: " << c.step << " steps, " << c.samples << " samples, " << c.evaluations << " gradient evaluations, "
+            << human_time(c.wall_s) << "; final val_loss " << last_eval.loss;
+  if (cfg.task == "lm") std::cout << " (perplexity " << std::exp(last_eval.loss) << ")";
+  else std::cout << ", accuracy " << last_eval.accuracy;
+  std::cout << "\nmetrics: " << metrics_path << "\nsummary: " << (fs::path(cfg.out) / "summary.json").string()
+            << "\nweights: " << weights_path << "\n";
+  return 0;
+}
+
+namespace {
+// A GPT-2 model from --weights FILE.safetensors (HF names) or --checkpoint DIR.
+models::GPT2 load_gpt2(Args& args, const std::string& model_name) {
+  const std::string weights = args.str("weights", ""), ckpt = args.str("checkpoint", "");
+  if (weights.empty() == ckpt.empty()) throw UsageError("give exactly one of --weights FILE.safetensors or --checkpoint DIR");
+  models::GPT2 model(models::gpt2_config(model_name));
+  if (!weights.empty()) {
+    auto st = io::read_safetensors(weights);
+    models::gpt2_from_hf(*model, st.tensors);
+  } else {
+    auto all = train::list_checkpoints(ckpt);
+    if (all.empty()) throw std::runtime_error("--checkpoint: no checkpoint in '" + ckpt + "'");
+    torch::serialize::InputArchive a;
+    a.load_from(all.back());
+    c10::IValue sig;
+    a.read("signature", sig);
+    if (sig.toStringRef() != model_signature(*model, model_name))
+      throw std::runtime_error("--checkpoint: " + all.back() + " was not written for model '" + model_name + "'");
+    torch::serialize::InputArchive m;
+    a.read("model", m);
+    torch::NoGradGuard ng;
+    for (auto& p : model->named_parameters()) {
+      at::Tensor t;
+      m.read(p.key(), t);
+      p.value().copy_(t);
+    }
+  }
+  model->eval();
+  return model;
+}
+}  // namespace
+
+int cmd_eval(Args& args) {
+  const std::string model_name = args.str("model", "gpt2-byte-small");
+  const std::string text_file = args.str("text-file", "");
+  const std::string tok_name = args.str("tokenizer", "auto");
+  const int64_t block = args.integer("block-size", 0, 0, 1 << 20);
+  const int64_t batch = args.integer("batch-size", 8, 1, 1 << 20);
+  const int64_t max_batches = args.integer("max-batches", 1000000, 1, INT64_MAX);
+  if (text_file.empty()) throw UsageError("--text-file: required");
+  auto model = load_gpt2(args, model_name);
+  args.finish();
+  auto tok = tokenizer_for(tok_name, model->config.vocab_size);
+  auto docs = data::read_text_documents({text_file});
+  std::vector<uint16_t> tokens;
+  for (int32_t id : tok->encode(docs[0])) tokens.push_back(static_cast<uint16_t>(id));
+  const int64_t T = block > 0 ? block : std::min<int64_t>(model->config.n_ctx, 128);
+  if (static_cast<int64_t>(tokens.size()) < T + 1)
+    throw UsageError("--text-file: '" + text_file + "' has " + std::to_string(tokens.size()) + " tokens, fewer than block size + 1");
+  torch::NoGradGuard ng;
+  double total = 0;
+  int64_t count = 0;
+  for (auto& xy : data::sequential_batches(tokens, batch, T, max_batches)) {
+    total += model->loss(xy.first, xy.second).item<double>() * static_cast<double>(xy.first.numel());
+    count += xy.first.numel();
+  }
+  const double loss = total / static_cast<double>(count);
+  std::cout << json{{"val_loss", loss}, {"ppl", std::exp(loss)}, {"tokens", count}, {"model", model_name}}.dump() << std::endl;
+  return 0;
+}
+
+int cmd_generate(Args& args) {
+  const std::string model_name = args.str("model", "gpt2-byte-small");
+  const std::string prompt = args.str("prompt", "\n");
+  const std::string tok_name = args.str("tokenizer", "auto");
+  const int64_t n = args.integer("max-new-tokens", 100, 1, 1 << 20);
+  const double temperature = args.real("temperature", 0.8, 1e-6, 100);
+  const int64_t top_k = args.integer("top-k", 40, 0, 1 << 20);
+  const int64_t seed = args.integer("seed", 0, 0, INT64_MAX);
+  auto model = load_gpt2(args, model_name);
+  args.finish();
+  auto tok = tokenizer_for(tok_name, model->config.vocab_size);
+  std::cout << generate_text(*model, *tok, prompt, n, temperature, top_k, static_cast<uint64_t>(seed)) << std::endl;
+  return 0;
+}
+
+std::string generate_text(models::GPT2Impl& model, const data::Tokenizer& tok, const std::string& prompt, int64_t n,
+                          double temperature, int64_t top_k, uint64_t seed) {
+  torch::NoGradGuard ng;
+  auto gen = at::detail::createCPUGenerator(seed);
+  std::vector<int32_t> ids = tok.encode(prompt);
+  if (ids.empty()) ids.push_back(tok.eot());
+  const auto device = model.wte->weight.device();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t start = std::max<int64_t>(0, static_cast<int64_t>(ids.size()) - model.config.n_ctx);
+    std::vector<int64_t> window(ids.begin() + start, ids.end());
+    at::Tensor x = at::tensor(window, at::kLong).unsqueeze(0).to(device);
+    at::Tensor logits = model.forward(x).select(1, x.size(1) - 1).squeeze(0).to(at::kFloat).cpu() / temperature;
+    if (top_k > 0 && top_k < logits.size(0)) {
+      auto kth = std::get<0>(logits.topk(top_k)).min();
+      logits = logits.masked_fill(logits < kth, -INFINITY);
+    }
+    at::Tensor probs = at::softmax(logits, -1);
+    const int64_t next = at::multinomial(probs, 1, false, gen).item<int64_t>();
+    if (next == tok.eot()) break;
+    ids.push_back(static_cast<int32_t>(next));
+  }
+  return tok.decode(ids);
+}
+
+int cmd_tokenize(Args& args) {
+  const std::string text = args.str("text", "");
+  const std::string tok_name = args.str("tokenizer", "gpt2");
+  const bool decode = args.flag("decode");
+  args.finish();
+  auto tok = data::make_tokenizer(tok_name);
+  if (decode) {
+    std::vector<int32_t> ids;
+    std::istringstream is(text);
+    std::string w;
+    while (is >> w) {
+      try {
+        ids.push_back(static_cast<int32_t>(std::stol(w)));
+      } catch (const std::exception&) {
+        throw UsageError("--text: with --decode, expected token ids separated by spaces, got '" + w + "'");
+      }
+    }
+    std::cout << tok->decode(ids) << std::endl;
+    return 0;
+  }
+  auto ids = tok->encode(text);
+  for (size_t i = 0; i < ids.size(); ++i) std::cout << (i ? " " : "") << ids[i];
+  std::cout << std::endl;
+  return 0;
+}
+
+int bench_train_step(Args& args, bool json_out) {
+  const std::string task = args.str("task", "lm");
+  const std::string name = args.str("model", task == "lm" ? "gpt2-byte-small" : "vit-tiny");
+  const int64_t batch = args.integer("batch-size", task == "lm" ? 8 : 64, 1, 1 << 20);
+  const int64_t block = args.integer("block-size", 128, 1, 1 << 20);
+  const int64_t warmup = args.integer("warmup", 2, 0, 1000);
+  const int64_t repeats = args.integer("repeats", 5, 1, 100000);
+  args.finish();
+  torch::manual_seed(0);
+  std::shared_ptr<torch::nn::Module> module;
+  std::function<at::Tensor()> loss_fn;
+  int64_t units = 0;
+  at::Tensor x, y;
+  if (task == "lm") {
+    auto cfg = models::gpt2_config(name);
+    cfg.dropout = 0.0;
+    auto m = models::GPT2(cfg);
+    module = m.ptr();
+    x = torch::randint(0, cfg.vocab_size, {batch, block});
+    y = torch::randint(0, cfg.vocab_size, {batch, block});
+    loss_fn = [m, &x, &y]() mutable { return m->loss(x, y); };
+    units = batch * block;
+  } else if (task == "image") {
+    auto m = models::ViT(models::vit_config(name, 28, 1, 10, 4));
+    module = m.ptr();
+    x = torch::randn({batch, 1, 28, 28});
+    y = torch::randint(0, 10, {batch});
+    loss_fn = [m, &x, &y]() mutable { return m->loss(x, y); };
+    units = batch;
+  } else {
+    throw UsageError("--task: unknown value '" + task + "' (valid: lm, image)");
+  }
+  torch::optim::AdamW opt(module->parameters(), torch::optim::AdamWOptions(1e-4));
+  auto step = [&] {
+    opt.zero_grad();
+    loss_fn().backward();
+    opt.step();
+  };
+  for (int64_t i = 0; i < warmup; ++i) step();
+  std::vector<double> t;
+  for (int64_t i = 0; i < repeats; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    step();
+    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  const double ms = t[t.size() / 2];
+  if (json_out)
+    std::cout << json{{"bench", "train_step"}, {"impl", "limuon"}, {"task", task}, {"model", name}, {"batch", batch},
+                      {"block", task == "lm" ? block : 0}, {"median_ms", ms}, {"units_per_s", units / (ms / 1000.0)},
+                      {"threads", at::get_num_threads()}}
+                     .dump()
+              << std::endl;
+  else
+    std::printf("%s %s batch %lld: median %.1f ms, %.0f %s/s\n", task.c_str(), name.c_str(), static_cast<long long>(batch), ms,
+                units / (ms / 1000.0), task == "lm" ? "tok" : "img");
+  return 0;
+}
+
+}  // namespace limuon::cli

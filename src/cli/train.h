@@ -1,0 +1,28 @@
+// Training-program commands of the CLI: train, eval, generate, tokenize.
+#pragma once
+
+#include "args.h"
+
+#include <cstdint>
+#include <string>
+
+namespace limuon::data {
+class Tokenizer;
+}
+namespace limuon::models {
+struct GPT2Impl;
+}
+
+namespace limuon::cli {
+
+int cmd_train(Args& args);
+int cmd_eval(Args& args);
+int cmd_generate(Args& args);
+int cmd_tokenize(Args& args);
+// One training step (forward, backward, AdamW) of a model on random data: median ms, throughput.
+int bench_train_step(Args& args, bool json);
+// Samples n tokens after `prompt` (temperature, top-k; seeded), stopping at end-of-text.
+std::string generate_text(models::GPT2Impl& model, const data::Tokenizer& tok, const std::string& prompt, int64_t n,
+                          double temperature, int64_t top_k, uint64_t seed);
+
+}  // namespace limuon::cli
