@@ -1,0 +1,52 @@
+"""limuon: LiMuon and Muon optimizers (C++ core on LibTorch) for PyTorch.
+
+    import limuon
+    opt = limuon.LiMuon(model_matrices, lr=0.02, beta=0.1)        # torch.optim.Optimizer
+    opt = limuon.hybrid(model, method="limuon", matrix_kwargs={"lr": 0.02},
+                        adamw_kwargs={"lr": 3e-4})                  # routes an nn.Module
+    loss = opt.step(closure)                                         # LiMuon: closure runs twice
+
+Kernels (no autograd; matrices [m, n] or batches [k, m, n]): ns5, polar_express, svd_polar,
+rsvd, orthogonalize. Build the extension with scripts/build_python.sh.
+"""
+import torch  # loads LibTorch before the extension that links against it
+
+from . import _C
+from ._hybrid import HybridOptimizer, hybrid, route
+from .optim import LiMuon, Muon
+
+__version__ = "0.1.0"
+__all__ = ["Muon", "LiMuon", "hybrid", "route", "HybridOptimizer", "ns5", "polar_express", "svd_polar", "rsvd",
+           "orthogonalize"]
+
+
+@torch.no_grad()
+def ns5(m, steps=5):
+    """Quintic Newton-Schulz (3.4445, -4.7750, 2.0315): singular values of the result land
+    roughly in [0.5, 1.5]."""
+    return _C.ns5(m, steps)
+
+
+@torch.no_grad()
+def polar_express(m):
+    """Polar Express (Amsel et al. 2025), 5 steps: an approximate polar factor."""
+    return _C.polar_express(m)
+
+
+@torch.no_grad()
+def svd_polar(m):
+    """Exact polar factor U V^T from the thin SVD (float32/float64)."""
+    return _C.svd_polar(m)
+
+
+@torch.no_grad()
+def rsvd(m, rank, oversample=8, power_iters=0, seed=0):
+    """Randomized SVD (Halko et al. 2011): returns (U [.., m, r], S [.., r], V [.., n, r]) with
+    m ~ U diag(S) V^T. The Gaussian sketch comes from a CPU generator seeded with ``seed``."""
+    return _C.rsvd(m, rank, oversample, power_iters, seed)
+
+
+@torch.no_grad()
+def orthogonalize(m, method="ns5", rank=32, oversample=8, power_iters=0, seed=0):
+    """Dispatch on an orthogonalizer name (svd, ns5, polar_express, rsvd), as the optimizers do."""
+    return _C.orthogonalize(m, method, rank, oversample, power_iters, seed)

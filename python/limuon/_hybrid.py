@@ -1,0 +1,204 @@
+"""Hybrid optimizer for nn.Module models: hidden weight matrices go to Muon/LiMuon, everything
+else (embeddings, output heads, biases, norm gains, class/position tokens) to torch.optim.AdamW.
+
+Routing uses the C++ rules (limuon._C.route_parameters), so a Python model and the C++ CLI place
+the same parameter names the same way. With LiMuon in exact mode the closure runs twice per call
+and AdamW steps once, on the first (old-point) gradient, between the two evaluations: that keeps
+the second evaluation of one call and the first of the next on the same weights.
+"""
+import torch
+import torch.nn as nn
+
+from . import _C
+from .optim import LiMuon, Muon
+
+__all__ = ["hybrid", "route", "HybridOptimizer"]
+
+_EMBEDDING_TYPES = (nn.Embedding, nn.EmbeddingBag)
+
+
+def _named_parameters(model):
+    """(name, tensor, is_embedding) for every trainable parameter, tied aliases included: the C++
+    router needs every name of a tied tensor to send it to AdamW when any alias is a head."""
+    out = []
+    for mod_name, mod in model.named_modules(remove_duplicate=False):
+        is_emb = isinstance(mod, _EMBEDDING_TYPES)
+        for p_name, p in mod._parameters.items():
+            if p is None or not p.requires_grad:
+                continue
+            name = f"{mod_name}.{p_name}" if mod_name else p_name
+            out.append((name, p, is_emb))
+    # A tensor that is an embedding weight anywhere is an embedding everywhere.
+    emb = {id(p) for _, p, e in out if e}
+    return [(n, p, e or id(p) in emb) for n, p, e in out]
+
+
+def route(model, force_adamw=(), force_matrix=()):
+    """Routes a module's trainable parameters (or an iterable of (name, tensor) pairs, with no
+    embedding-by-type detection). Returns (list of (name, param, 'matrix'|'adamw', reason),
+    printable table). force_adamw / force_matrix are fnmatch patterns on names."""
+    if isinstance(model, nn.Module):
+        named = _named_parameters(model)
+    else:
+        named = [(str(n), p, False) for n, p in model if p.requires_grad]
+    if not named:
+        raise ValueError("hybrid: the model has no trainable parameters")
+    by_name = {n: p for n, p, _ in named}
+    routed, table = _C.route_parameters(named, list(force_adamw), list(force_matrix))
+    return [(n, by_name[n], r, why) for n, r, why in routed], table
+
+
+class HybridOptimizer:
+    """One object a training loop can ``step(closure)`` and ``zero_grad()``.
+
+    ``matrix`` is the limuon.LiMuon / limuon.Muon instance (None when no parameter is a hidden
+    matrix or method='adamw'); ``adamw`` the torch.optim.AdamW instance (None when nothing is
+    routed there). Attach learning-rate schedulers to either of them directly.
+
+    Per call: LiMuon exact - closure at W_t, LiMuon moves the matrices, AdamW steps, closure at
+    W_{t+1}, LiMuon forms its new estimate (the first call: one evaluation, nobody moves).
+    LiMuon approx, Muon and AdamW-only - one evaluation, then every optimizer steps.
+    """
+
+    def __init__(self, routing, method="limuon", matrix_kwargs=None, adamw_kwargs=None):
+        if method not in ("limuon", "muon", "adamw"):
+            raise ValueError(f"hybrid: method must be one of limuon, muon, adamw, got {method!r}")
+        self.method = method
+        self.routing = routing
+        matrices = [p for _, p, r, _ in routing if r == "matrix" and method != "adamw"]
+        rest = [p for _, p, r, _ in routing if not (r == "matrix" and method != "adamw")]
+        matrix_kwargs = dict(matrix_kwargs or {})
+        adamw_kwargs = dict({"lr": 3e-4, "weight_decay": 0.0}, **(adamw_kwargs or {}))
+        self.matrix = None
+        if matrices:
+            self.matrix = (LiMuon if method == "limuon" else Muon)(matrices, **matrix_kwargs)
+        elif matrix_kwargs and method != "adamw":
+            raise ValueError("hybrid: matrix_kwargs given but no parameter was routed to the matrix optimizer")
+        self.adamw = torch.optim.AdamW(rest, **adamw_kwargs) if rest else None
+        self._raise_on_nonfinite = (self.matrix is not None and
+                                    self.matrix.param_groups[0]["nonfinite"] == "raise")
+        self.evaluations = 0
+        self.adamw_steps = 0
+        self.adamw_skips = 0
+        self._stepped = []
+
+    @property
+    def optimizers(self):
+        return [o for o in (self.matrix, self.adamw) if o is not None]
+
+    def zero_grad(self, set_to_none=None):
+        """Zeroes (or, with set_to_none=True, drops) every routed gradient; None keeps torch's default."""
+        for o in self.optimizers:
+            if set_to_none is None:
+                o.zero_grad()
+            else:
+                o.zero_grad(set_to_none=set_to_none)
+
+    def _evaluate(self, closure):
+        self.evaluations += 1
+        with torch.enable_grad():
+            return closure()
+
+    def _adamw_step(self):
+        if self.adamw is None:
+            return
+        grads = [p.grad for g in self.adamw.param_groups for p in g["params"] if p.grad is not None]
+        # Same non-finite policy as the matrix optimizer: torch's AdamW would write NaN into its moments.
+        if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+            if self._raise_on_nonfinite:
+                raise RuntimeError("AdamW group: non-finite gradient (nonfinite=raise)")
+            self.adamw_skips += 1
+            return
+        self.adamw.step()
+        self.adamw_steps += 1
+        self._stepped.append(self.adamw)
+
+    def _count_call(self, stepped):
+        # A hybrid call counts as one step of each underlying optimizer, also when LiMuon is
+        # driven through its stage methods or AdamW sits out LiMuon's first call: learning-rate
+        # schedulers attached to them track optimizer steps (torch 1.x: _step_count, 2.x:
+        # _opt_called) and would otherwise warn that they stepped first.
+        for o in self.optimizers:
+            if o in stepped:
+                continue
+            if hasattr(o, "_step_count"):
+                o._step_count += 1
+            o._opt_called = True
+
+    def step(self, closure):
+        """One training step; ``closure`` zeroes the gradients, runs forward and backward on one
+        fixed batch and returns the loss. Returns the loss of the last evaluation."""
+        self._stepped = []
+        loss = self._step(closure)
+        self._count_call(self._stepped)
+        return loss
+
+    def _step(self, closure):
+        if closure is None:
+            raise ValueError("HybridOptimizer.step: a closure is required (zero grads, forward, backward, "
+                             "return loss)")
+        li = self.matrix if isinstance(self.matrix, LiMuon) else None
+        if li is None:
+            loss = self._evaluate(closure)
+            if self.matrix is not None:
+                self.matrix.step()  # on the gradients the closure left in .grad
+                self._stepped.append(self.matrix)
+            self._adamw_step()
+            return loss
+        if li.needs_old_point_gradient():
+            self._evaluate(closure)
+            li.after_old_point_gradient()
+            self._adamw_step()
+            loss = self._evaluate(closure)
+            li.after_new_point_gradient()
+        else:
+            loss = self._evaluate(closure)
+            li.after_new_point_gradient()
+            if li.param_groups[0]["storm"] == "approx":
+                self._adamw_step()  # one evaluation per call: AdamW steps on it
+        return loss
+
+    def state_dict(self):
+        return {"method": self.method, "evaluations": self.evaluations, "adamw_steps": self.adamw_steps,
+                "adamw_skips": self.adamw_skips,
+                "matrix": self.matrix.state_dict() if self.matrix is not None else None,
+                "adamw": self.adamw.state_dict() if self.adamw is not None else None}
+
+    def load_state_dict(self, state_dict):
+        if state_dict.get("method") != self.method:
+            raise ValueError(f"hybrid: state saved with method {state_dict.get('method')!r}, "
+                             f"this optimizer uses {self.method!r}")
+        for key, opt in (("matrix", self.matrix), ("adamw", self.adamw)):
+            if (state_dict.get(key) is None) != (opt is None):
+                raise ValueError(f"hybrid: the saved {key} optimizer does not match this routing")
+        if self.matrix is not None:
+            self.matrix.load_state_dict(state_dict["matrix"])
+        if self.adamw is not None:
+            self.adamw.load_state_dict(state_dict["adamw"])
+        self.evaluations = state_dict["evaluations"]
+        self.adamw_steps = state_dict["adamw_steps"]
+        self.adamw_skips = state_dict["adamw_skips"]
+
+    def state_bytes(self):
+        total = self.matrix.state_bytes() if self.matrix is not None else 0
+        if self.adamw is not None:
+            for st in self.adamw.state.values():
+                total += sum(v.numel() * v.element_size() for v in st.values()
+                             if isinstance(v, torch.Tensor) and v.dim() > 0)
+        return total
+
+
+def hybrid(model, method="limuon", matrix_kwargs=None, adamw_kwargs=None, force_adamw=(), force_matrix=(),
+           verbose=True):
+    """Builds a :class:`HybridOptimizer` for ``model`` (an nn.Module).
+
+    Hidden weights with >= 2 non-unit dims go to ``method`` ('limuon', 'muon', or 'adamw' for an
+    all-AdamW baseline) with ``matrix_kwargs``; nn.Embedding weights, names matching
+    wte/wpe/embed_tokens/embedding/lm_head/head./cls_token/pos_embed/position_embed, and
+    everything with fewer than two non-unit dims go to torch.optim.AdamW with ``adamw_kwargs``
+    (default lr=3e-4, weight_decay=0). The routing table is printed unless ``verbose=False``.
+    """
+    routing, table = route(model, force_adamw, force_matrix)
+    if verbose:
+        print(table, end="")
+    return HybridOptimizer(routing, method, matrix_kwargs, adamw_kwargs)

@@ -1,0 +1,93 @@
+"""The orthogonalization kernels exposed as functions: limuon.ns5, polar_express, svd_polar,
+rsvd, orthogonalize."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import limuon  # noqa: E402
+
+
+def randn(*shape, dtype=torch.float64, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+@pytest.mark.parametrize("shape", [(64, 32), (32, 64), (48, 48)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ns5_singular_values_in_band(shape, dtype):
+    m = randn(*shape, dtype=dtype)
+    o = limuon.ns5(m)
+    assert o.shape == m.shape and o.dtype == dtype
+    s = torch.linalg.svdvals(o.double())
+    # Quintic Newton-Schulz does not converge to 1; it lands in a band around it.
+    assert s.min() > 0.5 and s.max() < 1.5, (s.min().item(), s.max().item())
+
+
+def test_polar_express_is_close_to_orthogonal():
+    m = randn(40, 24)
+    s = torch.linalg.svdvals(limuon.polar_express(m))
+    assert s.min() > 0.7 and s.max() < 1.3
+
+
+@pytest.mark.parametrize("shape", [(30, 12), (12, 30), (16, 16)])
+def test_svd_polar_is_orthogonal_and_the_polar_factor(shape):
+    m = randn(*shape)
+    q = limuon.svd_polar(m)
+    k = min(shape)
+    gram = q.T @ q if shape[0] >= shape[1] else q @ q.T
+    assert torch.allclose(gram, torch.eye(k, dtype=torch.float64), atol=1e-12)
+    # Polar factor: Q^T M is symmetric positive (semi)definite for tall M.
+    if shape[0] >= shape[1]:
+        h = q.T @ m
+        assert torch.allclose(h, h.T, atol=1e-10)
+        assert torch.linalg.eigvalsh(h).min() > 0
+
+
+@pytest.mark.parametrize("power_iters", [0, 2])
+def test_rsvd_is_exact_on_a_rank_r_matrix(power_iters):
+    r = 3
+    m = randn(20, r, seed=1) @ randn(r, 15, seed=2)
+    u, s, v = limuon.rsvd(m, rank=r, oversample=2, power_iters=power_iters, seed=11)
+    assert u.shape == (20, r) and s.shape == (r,) and v.shape == (15, r)
+    rec = u @ torch.diag(s) @ v.T
+    assert ((rec - m).abs().max() / m.abs().max()).item() < 1e-10
+    assert torch.allclose(s, torch.linalg.svdvals(m)[:r], rtol=1e-10)
+    assert torch.allclose(u.T @ u, torch.eye(r, dtype=torch.float64), atol=1e-12)
+
+
+def test_rsvd_is_reproducible_by_seed():
+    m = randn(30, 20)
+    a = limuon.rsvd(m, 4, seed=5)
+    b = limuon.rsvd(m, 4, seed=5)
+    c = limuon.rsvd(m, 4, seed=6)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not torch.equal(a[0].abs(), c[0].abs())
+
+
+def test_batched_input_matches_per_matrix():
+    ms = randn(3, 10, 6)
+    batched = limuon.ns5(ms)
+    for i in range(3):
+        assert torch.allclose(batched[i], limuon.ns5(ms[i]), atol=1e-12)
+
+
+def test_orthogonalize_dispatch_matches_the_kernels():
+    m = randn(12, 8)
+    assert torch.equal(limuon.orthogonalize(m, "ns5"), limuon.ns5(m))
+    assert torch.equal(limuon.orthogonalize(m, "svd"), limuon.svd_polar(m))
+    assert torch.equal(limuon.orthogonalize(m, "polar_express"), limuon.polar_express(m))
+    u, _, v = limuon.rsvd(m, 3, 1, 0, 9)
+    assert torch.allclose(limuon.orthogonalize(m, "rsvd", rank=3, oversample=1, seed=9), u @ v.T, atol=1e-12)
+
+
+def test_kernels_ignore_autograd_and_reject_bad_input():
+    m = randn(6, 4).requires_grad_(True)
+    assert not limuon.ns5(m).requires_grad
+    with pytest.raises(ValueError, match="matrix"):
+        limuon.svd_polar(torch.zeros(5, dtype=torch.float64))
+    with pytest.raises(ValueError, match="rank"):
+        limuon.rsvd(randn(5, 5), rank=0)
+    with pytest.raises(ValueError, match="valid"):
+        limuon.orthogonalize(randn(5, 5), "qr")
