@@ -87,6 +87,19 @@ if r.returncode == 0:
     r2 = run(["generate", "--model", "gpt2-tiny", "--checkpoint", full, "--prompt", "Line 1", "--max-new-tokens", "20", "--seed", "1"])
     check("generate is seeded", r.stdout == r2.stdout, r.stdout + "|" + r2.stdout)
 
+    # fine-tuning from exported (Hugging Face layout) weights: the run starts where the first ended
+    ft = os.path.join(TMP, "ft")
+    lm_ft = LM[:]
+    for flag, value in (("--steps", "1"), ("--lr", "0"), ("--adamw-lr", "0"), ("--warmup", "0")):
+        lm_ft[lm_ft.index(flag) + 1] = value
+    r = run(lm_ft + ["--out", ft, "--init-weights", os.path.join(full, "model.safetensors")])
+    ok = r.returncode == 0
+    check("fine-tune from weights", ok, r.stdout + r.stderr)
+    if ok:
+        s_ft = json.load(open(os.path.join(ft, "summary.json")))
+        check("fine-tune starts from the loaded weights", abs(s_ft["final_val_loss"] - summary["final_val_loss"]) < 1e-6,
+              (s_ft["final_val_loss"], summary["final_val_loss"]))
+
     # interrupted at step 4, resumed: bit-identical weights to the uninterrupted run
     part = os.path.join(TMP, "part")
     r = run(LM + ["--out", part, "--stop-after", "4"])

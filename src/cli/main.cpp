@@ -39,6 +39,7 @@ commands:
                --eval-interval N --eval-batches N --checkpoint-interval N --keep K --resume --seed S
                --tokenizer auto|gpt2|byte --dropout P --patch P --augment --device cpu|cuda
                --progress auto|bar|lines|none --config FILE.json (flags override the file)
+               --init-weights F.safetensors (fine-tune from Hugging Face GPT-2 weights, e.g. distilgpt2)
   eval         --model NAME (--weights F.safetensors | --checkpoint DIR) --text-file F → JSON val_loss, ppl, tokens
   generate     --model NAME (--weights F | --checkpoint DIR) --prompt STR --max-new-tokens N --temperature T --top-k K --seed S
   tokenize     --text STR [--tokenizer gpt2|byte] [--decode] → token ids separated by spaces

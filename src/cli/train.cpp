@@ -93,6 +93,7 @@ void load_config_file(Args& args) {
 // Everything the run needs, resolved from flags, config file and defaults.
 struct Config {
   std::string task, model, data, tokenizer, optimizer, out, device, progress, lowrank_state, storm, orthogonalizer, adjust_lr;
+  std::string init_weights;  // safetensors (Hugging Face names) to fine-tune from
   int64_t steps = 0, batch = 0, accum = 1, block = 0, warmup = 0, eval_interval = 0, eval_batches = 0, seed = 0;
   int64_t checkpoint_interval = 0, stop_after = 0, keep = 3, rank = 32, oversample = 8, power_iters = 0, patch = 4, pad = 0;
   double lr = 0, adamw_lr = 0, weight_decay = 0, adamw_weight_decay = 0, beta = 0.1, momentum = 0.95, gamma = 0.025;
@@ -111,7 +112,7 @@ struct Config {
                 {"rank", rank},       {"oversample", oversample}, {"power_iters", power_iters},
                 {"orthogonalizer", orthogonalizer}, {"adjust_lr", adjust_lr}, {"min_lr_ratio", min_lr_ratio},
                 {"val_fraction", val_fraction}, {"dropout", dropout}, {"patch", patch},
-                {"augment", augment}, {"pad", pad}, {"resume", resume}};
+                {"augment", augment}, {"pad", pad}, {"resume", resume}, {"init_weights", init_weights}};
   }
 };
 
@@ -125,6 +126,7 @@ Config parse_config(Args& args) {
   c.tokenizer = args.str("tokenizer", "auto");
   c.optimizer = args.str("optimizer", "limuon");
   c.out = args.str("out", "");
+  c.init_weights = args.str("init-weights", "");
   if (c.out.empty()) throw UsageError("--out: required (the run's output directory)");
   c.device = args.str("device", "cpu");
   c.progress = args.str("progress", "auto");
@@ -177,31 +179,29 @@ Config parse_config(Args& args) {
   return c;
 }
 
+// The options Muon and LiMuon share, set from the run's configuration.
+template <class Options>
+Options with_shared(Options o, const Config& c) {
+  o.weight_decay(c.weight_decay)
+      .adjust_lr(parse_adjust_lr(c.adjust_lr))
+      .orthogonalizer(parse_orthogonalizer(c.orthogonalizer))
+      .rank(c.rank)
+      .oversample(c.oversample)
+      .power_iters(c.power_iters)
+      .seed(static_cast<uint64_t>(c.seed));
+  return o;
+}
+
 HybridOptions hybrid_options(const Config& c) {
   HybridOptions o;
   o.method = parse_matrix_method(c.optimizer);
-  o.muon = MuonOptions(c.lr)
-               .momentum(c.momentum)
-               .nesterov(c.nesterov)
-               .weight_decay(c.weight_decay)
-               .adjust_lr(parse_adjust_lr(c.adjust_lr))
-               .orthogonalizer(parse_orthogonalizer(c.orthogonalizer))
-               .rank(c.rank)
-               .oversample(c.oversample)
-               .power_iters(c.power_iters)
-               .seed(static_cast<uint64_t>(c.seed));
-  o.limuon = LiMuonOptions(c.lr)
-                 .beta(c.beta)
-                 .gamma(c.gamma)
-                 .weight_decay(c.weight_decay)
-                 .adjust_lr(parse_adjust_lr(c.adjust_lr))
-                 .orthogonalizer(parse_orthogonalizer(c.orthogonalizer))
-                 .rank(c.rank)
-                 .oversample(c.oversample)
-                 .power_iters(c.power_iters)
-                 .lowrank_state(parse_lowrank_state(c.lowrank_state))
-                 .storm(parse_storm(c.storm))
-                 .seed(static_cast<uint64_t>(c.seed));
+  o.muon = with_shared(MuonOptions(c.lr).momentum(c.momentum).nesterov(c.nesterov), c);
+  o.limuon = with_shared(LiMuonOptions(c.lr)
+                             .beta(c.beta)
+                             .gamma(c.gamma)
+                             .lowrank_state(parse_lowrank_state(c.lowrank_state))
+                             .storm(parse_storm(c.storm)),
+                         c);
   const double adamw_lr = c.optimizer == "adamw" ? c.lr : c.adamw_lr;
   o.adamw = torch::optim::AdamWOptions(adamw_lr).betas(std::make_tuple(0.9, 0.95)).weight_decay(c.adamw_weight_decay);
   return o;
@@ -269,6 +269,11 @@ struct LmTask : Task {
       throw UsageError("--data: the validation split has " + std::to_string(splits.val.size()) + " tokens, fewer than --block-size + 1");
     sampler = std::make_unique<data::WindowSampler>(&splits.train, B, T, static_cast<uint64_t>(c.seed));
     model = models::GPT2(cfg);
+    if (!c.init_weights.empty()) {
+      // Fine-tuning: e.g. a Hugging Face distilgpt2 model.safetensors with --model distilgpt2.
+      models::gpt2_from_hf(*model, io::read_safetensors(c.init_weights).tensors);
+      source += "; initial weights " + c.init_weights;
+    }
     model->to(device);
   }
   torch::nn::Module& module() override { return *model; }
@@ -347,6 +352,7 @@ struct ImageTask : Task {
     } else {
       throw UsageError("--data: unknown image data '" + c.data + "' (valid: fashion-mnist, cifar10:DIR)");
     }
+    if (!c.init_weights.empty()) throw UsageError("--init-weights: only supported for --task lm (GPT-2 weights)");
     auto cfg = models::vit_config(c.model, train.images.size(2), train.images.size(1), train.num_classes, c.patch);
     if (c.dropout >= 0) cfg.dropout = c.dropout;
     model = models::ViT(cfg);
