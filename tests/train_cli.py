@@ -131,6 +131,19 @@ check("image train", r.returncode == 0 and "accuracy" in r.stdout, r.stdout + r.
 if r.returncode == 0:
     s = json.load(open(os.path.join(img, "summary.json")))
     check("image summary accuracy", 0.0 <= s.get("final_val_accuracy", -1) <= 1.0, s)
+    r = run(["eval", "--task", "image", "--model", "vit-test", "--checkpoint", img])
+    res = json.loads(r.stdout) if r.returncode == 0 else {}
+    check("eval image accuracy", r.returncode == 0 and 0.0 <= res.get("accuracy", -1) <= 1.0 and res.get("images") == 10000,
+          r.stdout + r.stderr)
+
+# --epochs: steps from the data size (0.01 of 60000 images at 100 per step = 6 steps)
+ep = os.path.join(TMP, "epochs")
+r = run(["train", "--task", "image", "--model", "vit-test", "--data", "fashion-mnist", "--optimizer", "adamw", "--epochs", "0.01",
+         "--batch-size", "100", "--eval-batches", "1", "--out", ep, "--progress", "none"])
+check("epochs → steps", r.returncode == 0 and json.load(open(os.path.join(ep, "summary.json")))["steps"] == 6,
+      r.stdout[-300:] + r.stderr)
+r = run(["train", "--epochs", "1", "--steps", "3", "--out", os.path.join(TMP, "b13")])
+check("epochs and steps together", r.returncode == 2 and "--epochs" in r.stderr, r.stderr)
 
 # config file: flags from JSON, command line overrides, unknown keys rejected
 cfg = write(os.path.join(TMP, "cfg.json"), json.dumps({"task": "lm", "model": "gpt2-tiny", "data": corpus, "steps": 2,

@@ -35,12 +35,13 @@ commands:
                --data default|FILE[,FILE..]|TRAIN.bin,VAL.bin|fashion-mnist|cifar10:DIR --out DIR
                --optimizer adamw|muon|limuon (+ --lr --adamw-lr --beta --momentum --lowrank-state --rank
                --storm --gamma --orthogonalizer --adjust-lr --weight-decay --adamw-weight-decay)
-               --steps N --batch-size B --grad-accum A --block-size T --warmup W --min-lr-ratio R
+               --steps N | --epochs E, --batch-size B --grad-accum A --block-size T --warmup W --min-lr-ratio R
                --eval-interval N --eval-batches N --checkpoint-interval N --keep K --resume --seed S
                --tokenizer auto|gpt2|byte --dropout P --patch P --augment --device cpu|cuda
                --progress auto|bar|lines|none --config FILE.json (flags override the file)
                --init-weights F.safetensors (fine-tune from Hugging Face GPT-2 weights, e.g. distilgpt2)
   eval         --model NAME (--weights F.safetensors | --checkpoint DIR) --text-file F → JSON val_loss, ppl, tokens
+               --task image --model NAME --checkpoint DIR [--data fashion-mnist|cifar10:DIR] → JSON val_loss, accuracy
   generate     --model NAME (--weights F | --checkpoint DIR) --prompt STR --max-new-tokens N --temperature T --top-k K --seed S
   tokenize     --text STR [--tokenizer gpt2|byte] [--decode] → token ids separated by spaces
   bench train-step  --task lm|image --model NAME --batch-size B --block-size T: one training step (forward,

@@ -97,12 +97,12 @@ struct Config {
   int64_t steps = 0, batch = 0, accum = 1, block = 0, warmup = 0, eval_interval = 0, eval_batches = 0, seed = 0;
   int64_t checkpoint_interval = 0, stop_after = 0, keep = 3, rank = 32, oversample = 8, power_iters = 0, patch = 4, pad = 0;
   double lr = 0, adamw_lr = 0, weight_decay = 0, adamw_weight_decay = 0, beta = 0.1, momentum = 0.95, gamma = 0.025;
-  double min_lr_ratio = 0.1, val_fraction = 0.05, dropout = -1;
+  double min_lr_ratio = 0.1, val_fraction = 0.05, dropout = -1, epochs = 0;
   bool resume = false, nesterov = true, augment = false;
   json to_json() const {
     return json{{"task", task},       {"model", model},           {"data", data},
                 {"tokenizer", tokenizer}, {"optimizer", optimizer}, {"out", out},
-                {"device", device},   {"steps", steps},           {"batch_size", batch},
+                {"device", device},   {"steps", steps},           {"epochs", epochs}, {"batch_size", batch},
                 {"grad_accum", accum}, {"block_size", block},     {"warmup", warmup},
                 {"eval_interval", eval_interval}, {"eval_batches", eval_batches}, {"seed", seed},
                 {"checkpoint_interval", checkpoint_interval}, {"keep", keep}, {"lr", lr},
@@ -131,6 +131,9 @@ Config parse_config(Args& args) {
   c.device = args.str("device", "cpu");
   c.progress = args.str("progress", "auto");
   c.steps = args.integer("steps", 200, 1, 100000000);
+  // --epochs (passes over the training set) replaces --steps once the data size is known.
+  c.epochs = args.real("epochs", 0, 0, 1e6);
+  if (c.epochs > 0 && args.has("steps")) throw UsageError("--epochs and --steps: give one of them");
   c.batch = args.integer("batch-size", c.task == "lm" ? 8 : 64, 1, 1 << 20);
   c.accum = args.integer("grad-accum", 1, 1, 1 << 16);
   c.block = args.integer("block-size", 0, 0, 1 << 20);
@@ -226,6 +229,7 @@ struct Task {
   virtual void load_position(torch::serialize::InputArchive& a) = 0;
   virtual std::vector<std::pair<std::string, at::Tensor>> weights() = 0;
   virtual std::string describe() const = 0;
+  virtual int64_t train_samples() const = 0;  // samples in one pass over the training data
 };
 
 std::unique_ptr<data::Tokenizer> tokenizer_for(const std::string& name, int64_t vocab) {
@@ -301,6 +305,7 @@ struct LmTask : Task {
   }
   int64_t samples_per_micro() const override { return B; }
   int64_t tokens_per_micro() const override { return B * T; }
+  int64_t train_samples() const override { return static_cast<int64_t>(splits.train.size()) / T; }
   const char* unit() const override { return "tok"; }
   void save_position(torch::serialize::OutputArchive& a) const override {
     a.write("sampler_step", c10::IValue(sampler->step()));
@@ -396,6 +401,7 @@ struct ImageTask : Task {
   }
   int64_t samples_per_micro() const override { return B; }
   int64_t tokens_per_micro() const override { return B; }
+  int64_t train_samples() const override { return train.images.size(0); }
   const char* unit() const override { return "img"; }
   void save_position(torch::serialize::OutputArchive& a) const override {
     a.write("batcher_epoch", c10::IValue(batcher->epoch()));
@@ -583,6 +589,13 @@ int cmd_train(Args& args) {
   if (cfg.task == "lm") task = std::make_unique<LmTask>(cfg, device);
   else task = std::make_unique<ImageTask>(cfg, device);
   const std::string signature = model_signature(task->module(), cfg.model);
+  if (cfg.epochs > 0) {
+    const double per_step = static_cast<double>(task->samples_per_micro() * cfg.accum);
+    cfg.steps = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(cfg.epochs * task->train_samples() / per_step)));
+    if (!args.has("eval-interval")) cfg.eval_interval = std::max<int64_t>(1, cfg.steps / 5);
+    if (!args.has("checkpoint-interval")) cfg.checkpoint_interval = cfg.eval_interval;
+    if (!args.has("warmup")) cfg.warmup = std::max<int64_t>(1, cfg.steps / 20);
+  }
 
   auto routing = route_module(task->module());
   HybridOptimizer opt(routing, hybrid_options(cfg));
@@ -738,7 +751,58 @@ models::GPT2 load_gpt2(Args& args, const std::string& model_name) {
 }
 }  // namespace
 
+namespace {
+// eval --task image: accuracy and loss of a ViT checkpoint on the test split.
+int eval_image(Args& args) {
+  const std::string model_name = args.str("model", "vit-test");
+  const std::string ckpt = args.str("checkpoint", "");
+  const std::string data = args.str("data", "fashion-mnist");
+  const int64_t patch = args.integer("patch", 4, 1, 1024);
+  const int64_t batch = args.integer("batch-size", 256, 1, 1 << 20);
+  args.finish();
+  if (ckpt.empty()) throw UsageError("--checkpoint: required for --task image (a directory written by limuon train)");
+  data::ImageDataset test;
+  if (data == "fashion-mnist") test = data::load_fashion_mnist("", "test");
+  else if (data.rfind("cifar10:", 0) == 0) test = data::load_cifar10(data.substr(8), "test");
+  else throw UsageError("--data: unknown image data '" + data + "' (valid: fashion-mnist, cifar10:DIR)");
+  models::ViT model(models::vit_config(model_name, test.images.size(2), test.images.size(1), test.num_classes, patch));
+  auto all = train::list_checkpoints(ckpt);
+  if (all.empty()) throw std::runtime_error("--checkpoint: no checkpoint in '" + ckpt + "'");
+  torch::serialize::InputArchive a;
+  a.load_from(all.back());
+  c10::IValue sig;
+  a.read("signature", sig);
+  if (sig.toStringRef() != model_signature(*model, model_name))
+    throw std::runtime_error("--checkpoint: " + all.back() + " was not written for model '" + model_name + "'");
+  torch::serialize::InputArchive m;
+  a.read("model", m);
+  torch::NoGradGuard ng;
+  for (auto& p : model->named_parameters()) {
+    at::Tensor t;
+    m.read(p.key(), t);
+    p.value().copy_(t);
+  }
+  model->eval();
+  double total = 0;
+  int64_t correct = 0, n = test.images.size(0);
+  for (int64_t i = 0; i < n; i += batch) {
+    const int64_t len = std::min(batch, n - i);
+    at::Tensor x = data::normalize(test.images.narrow(0, i, len), test.mean, test.std);
+    at::Tensor y = test.labels.narrow(0, i, len);
+    at::Tensor logits = model->forward(x);
+    total += torch::nn::functional::cross_entropy(logits, y).item<double>() * static_cast<double>(len);
+    correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+  }
+  std::cout << json{{"val_loss", total / static_cast<double>(n)}, {"accuracy", static_cast<double>(correct) / static_cast<double>(n)},
+                    {"images", n}, {"model", model_name}}
+                   .dump()
+            << std::endl;
+  return 0;
+}
+}  // namespace
+
 int cmd_eval(Args& args) {
+  if (args.str("task", "lm") == "image") return eval_image(args);
   const std::string model_name = args.str("model", "gpt2-byte-small");
   const std::string text_file = args.str("text-file", "");
   const std::string tok_name = args.str("tokenizer", "auto");
