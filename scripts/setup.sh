@@ -14,6 +14,7 @@ PKGS=(
   python3 python3-torch python3-numpy python3-dev python3-pytest pybind11-dev
   nlohmann-json3-dev libpcre2-dev zlib1g-dev
   dataset-fashion-mnist bible-kjv-text
+  clang-14 libclang-rt-14-dev
 )
 
 missing=()

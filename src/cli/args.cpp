@@ -1,11 +1,41 @@
 // Strict flag parsing for the CLI (see args.h).
 #include "args.h"
 
+#include <nlohmann/json.hpp>
+
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <sstream>
 
 namespace limuon::cli {
+
+std::map<std::string, std::string> parse_config_json(const std::string& text, const std::string& origin) {
+  using json = nlohmann::json;
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    throw UsageError("--config: '" + origin + "' is not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) throw UsageError("--config: '" + origin + "' must hold a JSON object of flag: value");
+  std::map<std::string, std::string> values;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const auto& v = it.value();
+    if (v.is_string()) values[it.key()] = v.get<std::string>();
+    else if (v.is_boolean()) values[it.key()] = v.get<bool>() ? "true" : "false";
+    else if (v.is_number_integer()) values[it.key()] = std::to_string(v.get<int64_t>());
+    else if (v.is_number()) {
+      std::ostringstream os;
+      os.precision(17);
+      os << v.get<double>();
+      values[it.key()] = os.str();
+    } else {
+      throw UsageError("--config: key '" + it.key() + "' in '" + origin + "' must be a string, number or bool");
+    }
+  }
+  return values;
+}
 
 Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& boolean) {
   for (size_t i = 0; i < argv.size(); ++i) {

@@ -15,6 +15,10 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A config file: a JSON object whose keys are flag names (kebab- or snake-case) and whose values
+// are strings, numbers or bools. Throws UsageError naming `origin` and the problem.
+std::map<std::string, std::string> parse_config_json(const std::string& text, const std::string& origin);
+
 class Args {
  public:
   // Flags named in `boolean` take no value.

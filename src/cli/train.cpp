@@ -61,33 +61,14 @@ std::vector<std::string> split(const std::string& s, char sep) {
   return out;
 }
 
-// A config file is a JSON object whose keys are flag names (kebab- or snake-case).
 void load_config_file(Args& args) {
   const std::string path = args.str("config", "");
   if (path.empty()) return;
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   if (!in) throw UsageError("--config: cannot read '" + path + "'");
-  json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::exception& e) {
-    throw UsageError("--config: '" + path + "' is not valid JSON: " + e.what());
-  }
-  if (!j.is_object()) throw UsageError("--config: '" + path + "' must hold a JSON object of flag: value");
-  std::map<std::string, std::string> values;
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    const auto& v = it.value();
-    if (v.is_string()) values[it.key()] = v.get<std::string>();
-    else if (v.is_boolean()) values[it.key()] = v.get<bool>() ? "true" : "false";
-    else if (v.is_number_integer()) values[it.key()] = std::to_string(v.get<int64_t>());
-    else if (v.is_number()) {
-      std::ostringstream os;
-      os.precision(17);
-      os << v.get<double>();
-      values[it.key()] = os.str();
-    } else throw UsageError("--config: key '" + it.key() + "' in '" + path + "' must be a string, number or bool");
-  }
-  args.add_defaults(values, path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  args.add_defaults(parse_config_json(text.str(), path), path);
 }
 
 // Everything the run needs, resolved from flags, config file and defaults.
