@@ -40,6 +40,12 @@ commands:
                --tokenizer auto|gpt2|byte --dropout P --patch P --augment --device cpu|cuda
                --progress auto|bar|lines|none --config FILE.json (flags override the file)
                --init-weights F.safetensors (fine-tune from Hugging Face GPT-2 weights, e.g. distilgpt2)
+               --max-nonfinite N (10): a step whose loss or gradient is NaN/Inf is skipped (no update, counted
+               as nonfinite_steps); after N such steps in a row the run stops with exit 1, naming the last
+               good checkpoint (0: never stop). Checkpoints are never written with NaN/Inf in them.
+               --inject-nonfinite SPEC (testing aid): poison chosen steps, SPEC a comma list of KIND:STEP or
+               KIND:FIRST-LAST with KIND grad|grad-inf|loss|loss-inf (NaN, or Inf, into all gradients or
+               into the loss value), e.g. grad:5,loss-inf:7,grad:8-12
   eval         --model NAME (--weights F.safetensors | --checkpoint DIR) --text-file F → JSON val_loss, ppl, tokens
                --task image --model NAME --checkpoint DIR [--data fashion-mnist|cifar10:DIR] → JSON val_loss, accuracy
   generate     --model NAME (--weights F | --checkpoint DIR) --prompt STR --max-new-tokens N --temperature T --top-k K --seed S

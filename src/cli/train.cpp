@@ -19,6 +19,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+#include <optional>
+
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -28,6 +32,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <sstream>
 
@@ -75,8 +80,10 @@ void load_config_file(Args& args) {
 struct Config {
   std::string task, model, data, tokenizer, optimizer, out, device, progress, lowrank_state, storm, orthogonalizer, adjust_lr;
   std::string init_weights;  // safetensors (Hugging Face names) to fine-tune from
+  std::string inject_nonfinite;  // --inject-nonfinite SPEC (testing aid), "" = none
   int64_t steps = 0, batch = 0, accum = 1, block = 0, warmup = 0, eval_interval = 0, eval_batches = 0, seed = 0;
-  int64_t checkpoint_interval = 0, stop_after = 0, keep = 3, rank = 32, oversample = 8, power_iters = 0, patch = 4, pad = 0;
+  int64_t checkpoint_interval = 0, stop_after = 0, keep = 3, max_nonfinite = 10;
+  int64_t rank = 32, oversample = 8, power_iters = 0, patch = 4, pad = 0;
   double lr = 0, adamw_lr = 0, weight_decay = 0, adamw_weight_decay = 0, beta = 0.1, momentum = 0.95, gamma = 0.025;
   double min_lr_ratio = 0.1, val_fraction = 0.05, dropout = -1, epochs = 0;
   bool resume = false, nesterov = true, augment = false;
@@ -93,9 +100,63 @@ struct Config {
                 {"rank", rank},       {"oversample", oversample}, {"power_iters", power_iters},
                 {"orthogonalizer", orthogonalizer}, {"adjust_lr", adjust_lr}, {"min_lr_ratio", min_lr_ratio},
                 {"val_fraction", val_fraction}, {"dropout", dropout}, {"patch", patch},
-                {"augment", augment}, {"pad", pad}, {"resume", resume}, {"init_weights", init_weights}};
+                {"augment", augment}, {"pad", pad}, {"resume", resume}, {"init_weights", init_weights},
+                {"max_nonfinite", max_nonfinite}, {"inject_nonfinite", inject_nonfinite}};
   }
 };
+
+// --inject-nonfinite SPEC: a testing aid that poisons chosen steps, so that the non-finite policy
+// below can be exercised end to end through the real training loop (every optimizer, checkpoints,
+// resume). SPEC is a comma list of KIND:STEP or KIND:FIRST-LAST (steps count from 1), KIND one of
+//   grad, grad-nan, grad-inf   fill every gradient with NaN (Inf) after each backward of that step
+//                              (both evaluations of a LiMuon exact step)
+//   loss, loss-nan, loss-inf   replace the step's loss value by NaN (Inf); the gradients stay finite
+struct FaultPlan {
+  struct Item {
+    bool loss = false;
+    double value = NAN;
+    int64_t first = 0, last = 0;
+  };
+  std::vector<Item> items;
+
+  // The value to inject at `step` into the loss (loss = true) or the gradients; none if clean.
+  std::optional<double> at(int64_t step, bool loss) const {
+    for (const auto& it : items)
+      if (it.loss == loss && step >= it.first && step <= it.last) return it.value;
+    return std::nullopt;
+  }
+};
+
+FaultPlan parse_fault_plan(const std::string& spec) {
+  FaultPlan plan;
+  const std::string expected =
+      " (expected KIND:STEP or KIND:FIRST-LAST, steps from 1, KIND one of grad, grad-nan, grad-inf, loss, loss-nan, "
+      "loss-inf; e.g. grad:5,loss-inf:7,grad:8-12)";
+  for (const auto& item : split(spec, ',')) {
+    const auto colon = item.find(':');
+    if (colon == std::string::npos) throw UsageError("--inject-nonfinite: bad item '" + item + "'" + expected);
+    const std::string kind = item.substr(0, colon), range = item.substr(colon + 1);
+    FaultPlan::Item f;
+    if (kind == "grad" || kind == "grad-nan" || kind == "loss" || kind == "loss-nan") f.value = NAN;
+    else if (kind == "grad-inf" || kind == "loss-inf") f.value = INFINITY;
+    else throw UsageError("--inject-nonfinite: unknown kind '" + kind + "' in '" + item + "'" + expected);
+    f.loss = kind.rfind("loss", 0) == 0;
+    auto number = [&](const std::string& text) {
+      if (text.empty() || text.size() > 12 || text.find_first_not_of("0123456789") != std::string::npos)
+        throw UsageError("--inject-nonfinite: bad step '" + text + "' in '" + item + "'" + expected);
+      const int64_t v = std::stoll(text);
+      if (v < 1) throw UsageError("--inject-nonfinite: steps count from 1, got '" + text + "' in '" + item + "'");
+      return v;
+    };
+    const auto dash = range.find('-');
+    f.first = number(range.substr(0, dash));
+    f.last = dash == std::string::npos ? f.first : number(range.substr(dash + 1));
+    if (f.last < f.first) throw UsageError("--inject-nonfinite: empty range '" + range + "' in '" + item + "'");
+    plan.items.push_back(f);
+  }
+  if (!spec.empty() && plan.items.empty()) throw UsageError("--inject-nonfinite: no item in '" + spec + "'" + expected);
+  return plan;
+}
 
 Config parse_config(Args& args) {
   load_config_file(args);
@@ -126,6 +187,9 @@ Config parse_config(Args& args) {
   c.keep = args.integer("keep", 3, 1, 1000);
   // Stop (after a checkpoint) once this many steps are done, as an interrupted run would.
   c.stop_after = args.integer("stop-after", 0, 0, 100000000);
+  // Stop with an error after this many consecutive steps with non-finite values (0: never).
+  c.max_nonfinite = args.integer("max-nonfinite", 10, 0, 100000000);
+  c.inject_nonfinite = args.str("inject-nonfinite", "");
   c.lr = args.real("lr", c.optimizer == "adamw" ? 1e-3 : 0.02, 0, 1e6);
   c.adamw_lr = args.real("adamw-lr", 1e-3, 0, 1e6);
   c.weight_decay = args.real("weight-decay", 0.0, 0, 1e6);
@@ -160,6 +224,7 @@ Config parse_config(Args& args) {
   } catch (const std::invalid_argument& e) {
     throw UsageError(e.what());
   }
+  parse_fault_plan(c.inject_nonfinite);  // reject a bad SPEC before any work
   return c;
 }
 
@@ -423,6 +488,7 @@ std::string model_signature(torch::nn::Module& m, const std::string& name) {
 
 struct Counters {
   int64_t step = 0, samples = 0, tokens = 0, grad_evals = 0, evaluations = 0;
+  int64_t nonfinite_steps = 0;  // steps in which a loss or gradient was NaN/Inf (see cmd_train)
   double wall_s = 0;
 };
 
@@ -449,7 +515,7 @@ std::string serialize_checkpoint(Task& task, HybridOptimizer& opt, WarmupCosine&
     a.write("rng", gen.get_state());
   }
   for (auto [k, v] : {std::pair<const char*, int64_t>{"step", c.step}, {"samples", c.samples}, {"tokens", c.tokens},
-                      {"grad_evals", c.grad_evals}, {"evaluations", c.evaluations}})
+                      {"grad_evals", c.grad_evals}, {"evaluations", c.evaluations}, {"nonfinite_steps", c.nonfinite_steps}})
     a.write(k, c10::IValue(v));
   a.write("wall_s", c10::IValue(c.wall_s));
   std::ostringstream os;
@@ -505,8 +571,104 @@ void load_checkpoint(const std::string& path, Task& task, HybridOptimizer& opt, 
   c.tokens = get("tokens");
   c.grad_evals = get("grad_evals");
   c.evaluations = get("evaluations");
+  // Absent from checkpoints written before the counter existed.
+  c.nonfinite_steps = a.try_read("nonfinite_steps", v) ? v.toInt() : 0;
   a.read("wall_s", v);
   c.wall_s = v.toDouble();
+}
+
+// The first parameter, buffer or optimizer-state tensor holding NaN/Inf, named, or "" when all are
+// finite. A checkpoint is written only when this is "": under the `skip` policy nothing non-finite
+// should ever reach the weights or the state, and a checkpoint that did hold it would poison every
+// run resumed from it, and push the good ones out (--keep).
+std::string first_nonfinite_tensor(torch::nn::Module& module, HybridOptimizer& opt) {
+  std::vector<std::pair<std::string, at::Tensor>> all;
+  std::map<std::string, std::string> param_names;  // optimizer state key → parameter name
+  for (const auto& p : module.named_parameters()) {
+    all.emplace_back("parameter '" + p.key() + "'", p.value());
+    // LibTorch keys optimizer state by the parameter's TensorImpl address, printed.
+    param_names.emplace(c10::guts::to_string(p.value().unsafeGetTensorImpl()), p.key());
+  }
+  for (const auto& b : module.named_buffers())
+    if (b.value().is_floating_point()) all.emplace_back("buffer '" + b.key() + "'", b.value());
+  for (auto* o : opt.optimizers()) {
+    if (!o) continue;
+    for (const auto& kv : o->state()) {
+      const auto it = param_names.find(kv.first);
+      const std::string of = " of parameter '" + (it == param_names.end() ? std::string("?") : it->second) + "'";
+      auto add = [&](const char* what, const at::Tensor& t) {
+        if (t.defined() && t.is_floating_point()) all.emplace_back(std::string("optimizer state ") + what + of, t);
+      };
+      if (auto* s = dynamic_cast<torch::optim::AdamWParamState*>(kv.second.get())) {
+        add("AdamW exp_avg", s->exp_avg());
+        add("AdamW exp_avg_sq", s->exp_avg_sq());
+        add("AdamW max_exp_avg_sq", s->max_exp_avg_sq());
+      } else if (auto* s = dynamic_cast<MuonParamState*>(kv.second.get())) {
+        add("Muon momentum_buffer", s->momentum_buffer());
+      } else if (auto* s = dynamic_cast<LiMuonParamState*>(kv.second.get())) {
+        add("LiMuon momentum", s->momentum());
+        add("LiMuon direction", s->direction());
+        add("LiMuon factor_u", s->factor_u());
+        add("LiMuon factor_s", s->factor_s());
+        add("LiMuon factor_v", s->factor_v());
+        add("LiMuon prev_grad", s->prev_grad());
+      }
+    }
+  }
+  std::vector<at::Tensor> tensors;
+  for (const auto& nt : all) tensors.push_back(nt.second);
+  if (all_finite(tensors)) return "";  // one pass over everything in the common case
+  for (const auto& nt : all)
+    if (!all_finite({nt.second})) return nt.first;
+  return "";
+}
+
+// The newest checkpoint in `dir` that reads back as a complete limuon checkpoint (an archive
+// whose records all parse), with its step; "" when there is none.
+std::string newest_readable_checkpoint(const std::string& dir, int64_t& step) {
+  auto all = train::list_checkpoints(dir);
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    try {
+      torch::serialize::InputArchive a;
+      a.load_from(*it);
+      c10::IValue v;
+      if (!a.try_read("limuon_checkpoint", v) || !a.try_read("step", v)) continue;
+      step = v.toInt();
+      return *it;
+    } catch (const std::exception&) {  // truncated or corrupt: try the previous one
+    }
+  }
+  return "";
+}
+
+// What a failed run leaves for the user: where to continue from.
+std::string resume_hint(const std::string& dir) {
+  int64_t step = 0;
+  const std::string good = newest_readable_checkpoint(dir, step);
+  if (good.empty()) return "no checkpoint has been written to '" + dir + "' yet, so a new run starts from scratch";
+  return "the last good checkpoint is " + good + " (step " + std::to_string(step) + "), intact; continue from it with --resume";
+}
+
+// An atomic write killed midway (crash, SIGKILL, power loss) leaves its hidden temporary file
+// ".<name>.tmp.XXXXXX" behind. Nothing reads those, but they hold disk space (a checkpoint each),
+// so a run that takes the directory over removes the ones its own files would have produced.
+std::vector<std::string> remove_stale_temporaries(const std::string& dir) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    const auto tmp = name.find(".tmp.");
+    if (name.size() < 2 || name[0] != '.' || tmp == std::string::npos || !e.is_regular_file(ec)) continue;
+    const std::string target = name.substr(1, tmp - 1);
+    // ckpt_<8 digits>.pt, the names train::checkpoint_path gives.
+    const bool checkpoint = target.size() == 16 && target.rfind("ckpt_", 0) == 0 && target.compare(13, 3, ".pt") == 0 &&
+                            target.find_first_not_of("0123456789", 5) == 13;
+    const bool ours = checkpoint || target == "metrics.jsonl" || target == "summary.json" || target == "model.safetensors";
+    if (!ours) continue;
+    std::error_code rm;
+    if (fs::remove(e.path(), rm)) removed.push_back(e.path().string());
+  }
+  return removed;
 }
 
 class Progress {
@@ -556,11 +718,16 @@ torch::Device pick_device(const std::string& d) {
 int cmd_train(Args& args) {
   Config cfg = parse_config(args);
   args.finish();
+  const FaultPlan faults = parse_fault_plan(cfg.inject_nonfinite);
   torch::manual_seed(static_cast<uint64_t>(cfg.seed));
   const torch::Device device = pick_device(cfg.device);
   std::error_code ec;
   fs::create_directories(cfg.out, ec);
   if (ec || !fs::is_directory(cfg.out)) throw std::runtime_error("--out: cannot create directory '" + cfg.out + "': " + ec.message());
+  // Fail before building data and model (minutes for large ones) rather than at the first write.
+  // access() reports a read-only file system (EROFS) even to root.
+  if (::access(cfg.out.c_str(), W_OK | X_OK) != 0)
+    throw std::runtime_error("--out: cannot write to directory '" + cfg.out + "': " + std::strerror(errno));
   const auto existing = train::list_checkpoints(cfg.out);
   if (!existing.empty() && !cfg.resume)
     throw UsageError("--out: '" + cfg.out + "' already holds checkpoints (" + fs::path(existing.back()).filename().string() +
@@ -587,6 +754,8 @@ int cmd_train(Args& args) {
 
   Counters c;
   Progress progress(cfg.progress, cfg.steps);
+  for (const auto& t : remove_stale_temporaries(cfg.out))
+    progress.message("removed " + t + ", left by an interrupted write");
   if (cfg.resume) {
     const std::string loaded = train::load_latest_checkpoint(
         cfg.out, [&](const std::string& p) { load_checkpoint(p, *task, opt, sched, c, signature, cfg.model); },
@@ -613,11 +782,19 @@ int cmd_train(Args& args) {
   auto write_metrics = [&](json j) {
     metrics << j.dump() << "\n";
     metrics.flush();
+    // A full disk shows here first (a line per step); errno still holds the failed write's cause.
+    if (!metrics)
+      throw std::runtime_error("cannot append to " + metrics_path + ": " + std::strerror(errno) + "; " + resume_hint(cfg.out));
   };
 
   EvalResult last_eval;
   double best_val = INFINITY;
   int64_t evals_in_step = 0;
+  auto fill_gradients = [&](double value) {
+    torch::NoGradGuard ng;
+    for (auto& p : task->module().parameters())
+      if (p.grad().defined()) p.mutable_grad().fill_(value);
+  };
   auto closure = [&]() {
     opt.zero_grad();
     ++evals_in_step;
@@ -627,6 +804,15 @@ int cmd_train(Args& args) {
       loss.backward();
       total += loss.item<double>();
     }
+    const int64_t step = c.step + 1;  // the step this evaluation belongs to, counted from 1
+    if (auto v = faults.at(step, /*loss=*/false)) fill_gradients(*v);
+    if (auto v = faults.at(step, /*loss=*/true)) total = *v;
+    // Policy for a non-finite loss: the step is skipped for every parameter group and counted,
+    // exactly as for a non-finite gradient. Its gradients may look finite, but they come from a
+    // forward pass that overflowed somewhere, so they are not trusted: they are set to NaN, which
+    // sends every group through its optimizer's `skip` path (no step, weights and state as they
+    // were, nonfinite_skips counted) instead of a second, trainer-side skip mechanism.
+    if (!std::isfinite(total)) fill_gradients(NAN);
     return at::tensor(total);
   };
   auto evaluate = [&](int64_t step) {
@@ -643,21 +829,50 @@ int cmd_train(Args& args) {
     progress.message(os.str());
   };
   auto checkpoint = [&]() {
-    auto path = train::write_checkpoint(cfg.out, c.step, serialize_checkpoint(*task, opt, sched, c, cfg, signature),
-                                        static_cast<int>(cfg.keep));
+    const std::string bad = first_nonfinite_tensor(task->module(), opt);
+    if (!bad.empty())
+      throw std::runtime_error("refusing to write the checkpoint of step " + std::to_string(c.step) + ": " + bad +
+                               " holds NaN/Inf; " + resume_hint(cfg.out));
+    std::string path;
+    try {
+      path = train::write_checkpoint(cfg.out, c.step, serialize_checkpoint(*task, opt, sched, c, cfg, signature),
+                                     static_cast<int>(cfg.keep));
+    } catch (const std::exception& e) {
+      // write_checkpoint has removed its temporary file and touched no older checkpoint.
+      throw std::runtime_error("cannot write the checkpoint of step " + std::to_string(c.step) + " to directory '" + cfg.out +
+                               "': " + e.what() + "; " + resume_hint(cfg.out) +
+                               " once the directory is writable and has space again");
+    }
     progress.message("checkpoint " + path);
   };
 
   double ema_rate = 0;
+  // Non-finite values: the optimizers skip (see closure) and count; a step whose count rose, or
+  // whose loss is not finite, is a non-finite step (counted in nonfinite_steps). Such a step does
+  // not trigger the periodic checkpoint: the state has not moved (or, for LiMuon exact with only
+  // its second gradient bad, merely dropped its estimate), and writing it would only rotate older
+  // checkpoints out (--keep), which are the ones wanted if the fault persists. After
+  // --max-nonfinite of them in a row the run stops with an error. The streak is not saved in
+  // checkpoints: resuming is a decision to try again, and gets the full allowance.
+  int64_t streak = 0, last_finite_step = c.step;
   while (c.step < cfg.steps) {
     auto t0 = std::chrono::steady_clock::now();
     task->sample_step();
     evals_in_step = 0;
     const double lr = opt.optimizers()[opt.matrix_optimizer() ? 0 : 1]->param_groups()[0].options().get_lr();
+    const int64_t skips_before = opt.nonfinite_skips();
     const double loss = opt.step(closure).item<double>();
     sched.step();
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     ++c.step;
+    const bool nonfinite = opt.nonfinite_skips() > skips_before || !std::isfinite(loss);
+    if (nonfinite) {
+      ++c.nonfinite_steps;
+      ++streak;
+    } else {
+      streak = 0;
+      last_finite_step = c.step;
+    }
     c.samples += task->samples_per_micro() * cfg.accum;
     c.tokens += task->tokens_per_micro() * cfg.accum;
     c.evaluations += evals_in_step;
@@ -668,14 +883,29 @@ int cmd_train(Args& args) {
     write_metrics({{"step", c.step}, {"samples", c.samples}, {"tokens", c.tokens}, {"grad_evals", c.grad_evals},
                    {"evaluations", c.evaluations}, {"loss", loss}, {"lr", lr}, {"ms_per_step", ms},
                    {std::string(task->unit()) + "_per_s", rate}, {"optimizer_state_bytes", opt.state_bytes()},
-                   {"peak_rss_mb", peak_rss_mb()}, {"nonfinite_skips", opt.nonfinite_skips()}});
+                   {"peak_rss_mb", peak_rss_mb()}, {"nonfinite_skips", opt.nonfinite_skips()},
+                   {"nonfinite_steps", c.nonfinite_steps}});
     const double eta = (cfg.steps - c.step) * (task->tokens_per_micro() * cfg.accum) / std::max(ema_rate, 1e-9);
     progress.update(c.step, loss, lr, ema_rate, task->unit(), eta);
-    if (!std::isfinite(loss)) progress.message("warning: non-finite loss at step " + std::to_string(c.step));
+    if (nonfinite) {
+      progress.message("warning: step " + std::to_string(c.step) + " had a non-finite loss or gradient (NaN/Inf): skipped (" +
+                       std::to_string(streak) + " in a row" +
+                       (cfg.max_nonfinite > 0 ? ", --max-nonfinite " + std::to_string(cfg.max_nonfinite) : std::string()) + ")");
+      if (cfg.max_nonfinite > 0 && streak >= cfg.max_nonfinite) {
+        const std::string bad = first_nonfinite_tensor(task->module(), opt);
+        throw std::runtime_error(
+            "training stopped at step " + std::to_string(c.step) + ": " + std::to_string(streak) + " consecutive steps (" +
+            std::to_string(c.step - streak + 1) + "-" + std::to_string(c.step) +
+            ") had non-finite (NaN/Inf) losses or gradients and were skipped (--max-nonfinite " +
+            std::to_string(cfg.max_nonfinite) + "); the last step without them was step " + std::to_string(last_finite_step) +
+            (bad.empty() ? ", and the weights and optimizer state hold no NaN/Inf; " : ", and " + bad + " holds NaN/Inf; ") +
+            resume_hint(cfg.out) + " after fixing the cause (e.g. a lower --lr or the data), or raise --max-nonfinite");
+      }
+    }
     if (c.step % cfg.eval_interval == 0 || c.step == cfg.steps) evaluate(c.step);
-    if (c.step % cfg.checkpoint_interval == 0 || c.step == cfg.steps) checkpoint();
-    if (cfg.stop_after > 0 && c.step == cfg.stop_after && c.step < cfg.steps) {
-      if (c.step % cfg.checkpoint_interval != 0) checkpoint();
+    const bool stopping = cfg.stop_after > 0 && c.step == cfg.stop_after && c.step < cfg.steps;
+    if ((c.step % cfg.checkpoint_interval == 0 && !nonfinite) || c.step == cfg.steps || stopping) checkpoint();
+    if (stopping) {
       std::cout << "stopped after step " << c.step << " (--stop-after); continue with --resume\n";
       return 0;
     }
@@ -687,7 +917,8 @@ int cmd_train(Args& args) {
   json summary{{"final_val_loss", last_eval.loss}, {"best_val_loss", best_val}, {"steps", c.step}, {"samples", c.samples},
                {"tokens", c.tokens}, {"grad_evals", c.grad_evals}, {"evaluations", c.evaluations}, {"wall_s", c.wall_s},
                {"optimizer", cfg.optimizer}, {"optimizer_state_bytes", opt.state_bytes()}, {"peak_rss_mb", peak_rss_mb()},
-               {"nonfinite_skips", opt.nonfinite_skips()}, {"weights", weights_path}, {"config", cfg.to_json()}};
+               {"nonfinite_skips", opt.nonfinite_skips()}, {"nonfinite_steps", c.nonfinite_steps}, {"weights", weights_path},
+               {"config", cfg.to_json()}};
   if (cfg.task == "lm") summary["final_val_ppl"] = std::exp(last_eval.loss);
   else summary["final_val_accuracy"] = last_eval.accuracy;
   io::atomic_write_file((fs::path(cfg.out) / "summary.json").string(), summary.dump(2) + "\n");
