@@ -346,8 +346,29 @@ at::Tensor orthogonalize(const at::Tensor& m, const OrthSpec& spec) {
   return out.scalar_type() == m.scalar_type() ? out : out.to(m.scalar_type());
 }
 
+namespace {
+OrthExecutor& orth_executor() {
+  static OrthExecutor executor;
+  return executor;
+}
+}  // namespace
+
+OrthExecutor set_orth_executor(OrthExecutor executor) {
+  std::swap(orth_executor(), executor);
+  return executor;
+}
+
 std::vector<at::Tensor> orthogonalize_many(const std::vector<at::Tensor>& mats, const OrthSpec& spec,
                                            const std::vector<uint64_t>& seeds) {
+  if (!seeds.empty() && seeds.size() != mats.size())
+    throw std::invalid_argument("orthogonalize_many: got " + std::to_string(seeds.size()) + " seeds for " +
+                                std::to_string(mats.size()) + " matrices");
+  if (orth_executor()) return orth_executor()(mats, spec, seeds);
+  return orthogonalize_many_local(mats, spec, seeds);
+}
+
+std::vector<at::Tensor> orthogonalize_many_local(const std::vector<at::Tensor>& mats, const OrthSpec& spec,
+                                                 const std::vector<uint64_t>& seeds) {
   if (!seeds.empty() && seeds.size() != mats.size())
     throw std::invalid_argument("orthogonalize_many: got " + std::to_string(seeds.size()) + " seeds for " +
                                 std::to_string(mats.size()) + " matrices");

@@ -6,6 +6,7 @@
 #include <ATen/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -93,6 +94,18 @@ at::Tensor orthogonalize(const at::Tensor& m, const OrthSpec& spec);
 std::vector<at::Tensor> orthogonalize_many(const std::vector<at::Tensor>& mats,
                                            const OrthSpec& spec,
                                            const std::vector<uint64_t>& seeds = {});
+
+// How orthogonalize_many spreads its work. By default every matrix is orthogonalized in this
+// process (orthogonalize_many_local). A data-parallel run (limuon/dist.h) installs an executor that
+// orthogonalizes this rank's share and gathers the other ranks' results, so that the optimizers
+// need not know about ranks. An executor takes orthogonalize_many's arguments, must return what
+// orthogonalize_many_local would (up to rounding), and is process-wide.
+using OrthExecutor = std::function<std::vector<at::Tensor>(const std::vector<at::Tensor>&, const OrthSpec&,
+                                                           const std::vector<uint64_t>&)>;
+// Installs `executor` (an empty one restores the local default) and returns the previous one.
+OrthExecutor set_orth_executor(OrthExecutor executor);
+std::vector<at::Tensor> orthogonalize_many_local(const std::vector<at::Tensor>& mats, const OrthSpec& spec,
+                                                 const std::vector<uint64_t>& seeds = {});
 
 // The CPU fp32/fp64 Newton–Schulz loop computes X·Xᵀ and A·A with BLAS syrk and B·X with symm
 // when the build links a BLAS (LIMUON_HAVE_BLAS). These switch that path off and on (tests
