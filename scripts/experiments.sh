@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs the optimizer experiments defined in experiments/*.json with `limuon compare` (docs/compare.md).
+#
+# Usage: scripts/experiments.sh [NAME ...] [-- extra compare flags]
+#   NAME: lm | vit | orth_ablation | memory_distilgpt2 (default: all, in that order)
+#   LIMUON (default build/limuon), OUT (default out/experiments), THREADS (default: all cores)
+# Interrupted? Run the same command again: finished runs are skipped, the others resume.
+#
+# Budgets are sized for a 2-core CPU, the whole set in about an hour (estimates from the models'
+# FLOPs at ~40 GFLOP/s with OpenBLAS on 2 cores, plus process start, data and evaluation):
+#   lm                 gpt2-mini + GPT-2 tokenizer, 8 configs, 2-lr sweep on seed 0 + seed 1 at the
+#                      chosen lr = 24 runs of 448 gradient evaluations (112 steps of 4 x 64 tokens,
+#                      ~0.6 s/step)                                                       ~30 min
+#   vit                ViT-tiny patch 4 on Fashion-MNIST, 4 configs, 12 runs of 1536 images
+#                      (48 steps of 32, ~1.3 s/step)                                      ~15 min
+#   orth_ablation      gpt2-byte-small, 5 orthogonalizers, 5 runs of 80 steps (~0.5 s/step)  ~4 min
+#   memory_distilgpt2  DistilGPT2 (82M), 8 optimizers, 3 steps each: state bytes, peak RSS ~4 min
+# Use `limuon compare --spec experiments/NAME.json --out DIR --dry-run` to see every run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LIMUON=${LIMUON:-build/limuon}
+OUT=${OUT:-out/experiments}
+names=()
+extra=()
+while [ $# -gt 0 ]; do
+  if [ "$1" = "--" ]; then shift; extra=("$@"); break; fi
+  names+=("$1"); shift
+done
+[ ${#names[@]} -gt 0 ] || names=(lm vit orth_ablation memory_distilgpt2)
+[ -x "$LIMUON" ] || { echo "experiments: $LIMUON not built (scripts/build.sh)" >&2; exit 1; }
+threads=()
+[ -z "${THREADS:-}" ] || threads=(--threads "$THREADS")
+status=0
+for name in "${names[@]}"; do
+  spec="experiments/$name.json"
+  [ -f "$spec" ] || { echo "experiments: no $spec (valid: lm vit orth_ablation memory_distilgpt2)" >&2; exit 2; }
+  echo "== $name: $spec -> $OUT/$name"
+  start=$(date +%s)
+  "$LIMUON" compare --spec "$spec" --out "$OUT/$name" "${threads[@]}" "${extra[@]}" || status=$?
+  echo "== $name: $(( $(date +%s) - start )) s; report $OUT/$name/report.md"
+done
+exit $status

@@ -1,0 +1,1127 @@
+// `limuon compare --spec FILE.json --out DIR`: runs several optimizer configurations on one task
+// with the same model initialisation, data order and budget, over seeds and an optional
+// learning-rate sweep, then writes DIR/report.md, DIR/report.json and DIR/plots/*.png.
+//
+// Each run (configuration, lr, seed) is a `limuon train` subprocess of this same binary writing to
+// DIR/runs/<config>/lr<lr>/seed<seed>, with its options in run.json there (passed as --config) and
+// its output in train.log. A crash of one run cannot touch another, and an interrupted comparison
+// continues where it stopped: a run with summary.json is done and skipped, any other is started
+// with --resume (from its newest checkpoint, or from scratch when it has none).
+//
+// Every number in the report is read back from the runs' metrics.jsonl and summary.json.
+#include "compare.h"
+
+#include "train.h"
+
+#include "limuon/io/safetensors.h"
+#include "limuon/train/checkpoint.h"
+
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace limuon::cli {
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// The comparison spec.
+
+const char* kSpecHelp =
+    "a JSON object: {\"train\": {common train flags}, \"budget\": {\"steps\"|\"samples\"|\"grad_evals\"|\"seconds\": N}, "
+    "\"seeds\": [0, 1] or a count, \"configs\": [{\"name\": \"muon\", \"optimizer\": \"muon\", \"lr\": [0.01, 0.02]}, ...]} "
+    "(optional: \"description\", \"select\": \"final\"|\"best\", \"sweep_seeds\": N, \"keep_checkpoints\": false); "
+    "see docs/compare.md";
+
+// Flags that compare sets itself for every run, so neither "train" nor a config may.
+const std::set<std::string> kReserved = {"out",           "resume",     "seed",    "config", "stop-after", "progress",
+                                         "max-samples", "max-grad-evals", "max-seconds", "epochs", "threads",    "json",
+                                         "help"};
+
+struct ConfigSpec {
+  std::string name;
+  std::vector<double> lrs;
+  json flags = json::object();  // train flags (kebab-case keys) besides lr
+};
+
+struct Spec {
+  std::string path, description;
+  json train = json::object();  // common train flags (kebab-case keys)
+  std::string budget_kind;      // steps | samples | grad_evals | seconds
+  double budget = 0;
+  std::vector<int64_t> seeds;
+  std::vector<ConfigSpec> configs;
+  std::string select = "final";
+  int64_t sweep_seeds = 0;  // lrs are compared on the first N seeds (0: all); the rest run at the chosen lr only
+  bool keep_checkpoints = false;
+  std::string task = "lm";
+};
+
+struct Run {
+  const ConfigSpec* config = nullptr;
+  double lr = 0;
+  int64_t seed = 0;
+  fs::path dir;
+  json options;  // the train --config file: every flag of the run
+};
+
+std::string kebab(std::string k) {
+  for (auto& ch : k)
+    if (ch == '_') ch = '-';
+  return k;
+}
+
+std::string fmt(const char* f, double v) {
+  char b[64];
+  std::snprintf(b, sizeof(b), f, v);
+  return b;
+}
+
+std::string lr_text(double lr) { return fmt("%g", lr); }
+
+// Train flags from a JSON object: kebab-case keys, scalar values, none that compare owns.
+json train_flags(const json& obj, const std::string& where, const std::set<std::string>& skip) {
+  if (!obj.is_object()) throw UsageError(where + ": expected a JSON object of train flags");
+  json out = json::object();
+  for (auto it = obj.begin(); it != obj.end(); ++it) {
+    if (skip.count(it.key())) continue;
+    const std::string key = kebab(it.key());
+    if (kReserved.count(key))
+      throw UsageError(where + ": '" + it.key() + "' is set by limuon compare for each run" +
+                       (key == "epochs" ? " (give the budget in \"budget\" instead)" : key == "seed" ? " (use \"seeds\")" : ""));
+    const auto& v = it.value();
+    if (!v.is_string() && !v.is_number() && !v.is_boolean())
+      throw UsageError(where + ": '" + it.key() + "' must be a string, number or bool");
+    out[key] = v;
+  }
+  return out;
+}
+
+std::vector<double> parse_lrs(const json& v, const std::string& where) {
+  std::vector<double> lrs;
+  auto one = [&](const json& x) {
+    if (!x.is_number() || !(x.get<double>() > 0) || !std::isfinite(x.get<double>()))
+      throw UsageError(where + ": 'lr' must be a positive number or a non-empty list of them, got " + x.dump());
+    const double lr = x.get<double>();
+    if (std::find(lrs.begin(), lrs.end(), lr) != lrs.end()) throw UsageError(where + ": lr " + lr_text(lr) + " listed twice");
+    lrs.push_back(lr);
+  };
+  if (v.is_array()) {
+    if (v.empty()) throw UsageError(where + ": 'lr' is an empty list");
+    for (const auto& x : v) one(x);
+  } else {
+    one(v);
+  }
+  return lrs;
+}
+
+void parse_budget_text(const std::string& text, Spec& s, const std::string& where) {
+  const auto colon = text.find(':');
+  if (colon == std::string::npos) throw UsageError(where + ": expected KIND:N, got '" + text + "'");
+  const std::string kind = kebab(text.substr(0, colon));
+  const std::string num = text.substr(colon + 1);
+  char* end = nullptr;
+  const double v = std::strtod(num.c_str(), &end);
+  if (num.empty() || *end != '\0') throw UsageError(where + ": '" + num + "' is not a number");
+  s.budget_kind = kind == "grad-evals" ? "grad_evals" : kind;
+  s.budget = v;
+}
+
+void check_budget(const Spec& s, const std::string& where) {
+  const std::set<std::string> kinds = {"steps", "samples", "grad_evals", "seconds"};
+  if (!kinds.count(s.budget_kind))
+    throw UsageError(where + ": unknown budget kind '" + s.budget_kind + "' (valid: steps, samples, grad_evals, seconds)");
+  if (!(s.budget > 0) || !std::isfinite(s.budget)) throw UsageError(where + ": the budget must be positive");
+  if (s.budget_kind != "seconds" && (s.budget != std::floor(s.budget) || s.budget > 1e15))
+    throw UsageError(where + ": a " + s.budget_kind + " budget must be a whole number");
+  if (s.budget_kind == "seconds" && !s.train.contains("steps"))
+    throw UsageError(where + ": a seconds budget needs \"steps\" in \"train\": the lr schedule's length and an upper "
+                             "bound on the steps (choose about what fits in the time)");
+  if (s.budget_kind != "seconds" && s.train.contains("steps"))
+    throw UsageError(where + ": give the length of the runs in \"budget\" only (\"steps\" in \"train\" is for seconds budgets)");
+}
+
+std::vector<int64_t> parse_seeds(const json& v, const std::string& where) {
+  std::vector<int64_t> seeds;
+  if (v.is_number_integer()) {
+    if (v.get<int64_t>() < 1 || v.get<int64_t>() > 1000) throw UsageError(where + ": a seed count must be in [1, 1000]");
+    for (int64_t i = 0; i < v.get<int64_t>(); ++i) seeds.push_back(i);
+    return seeds;
+  }
+  if (!v.is_array() || v.empty()) throw UsageError(where + ": expected a list of seeds or a count, got " + v.dump());
+  for (const auto& x : v) {
+    if (!x.is_number_integer() || x.get<int64_t>() < 0) throw UsageError(where + ": seeds must be non-negative integers, got " + x.dump());
+    if (std::find(seeds.begin(), seeds.end(), x.get<int64_t>()) != seeds.end())
+      throw UsageError(where + ": seed " + x.dump() + " listed twice");
+    seeds.push_back(x.get<int64_t>());
+  }
+  return seeds;
+}
+
+std::vector<int64_t> parse_seed_list(const std::string& text) {
+  json arr = json::array();
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    char* end = nullptr;
+    const long long v = std::strtoll(item.c_str(), &end, 10);
+    if (item.empty() || *end != '\0') throw UsageError("--seeds: expected integers separated by commas, got '" + text + "'");
+    arr.push_back(v);
+  }
+  return parse_seeds(arr, "--seeds");
+}
+
+Spec load_spec(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UsageError("--spec: cannot read '" + path + "'");
+  std::stringstream text;
+  text << in.rdbuf();
+  json j;
+  try {
+    j = json::parse(text.str());
+  } catch (const json::exception& e) {
+    throw UsageError("--spec: '" + path + "' is not valid JSON: " + e.what());
+  }
+  const std::string where = "spec '" + path + "'";
+  if (!j.is_object()) throw UsageError(where + ": expected " + std::string(kSpecHelp));
+  Spec s;
+  s.path = path;
+  const std::set<std::string> known = {"description", "train",  "budget",      "seeds",
+                                       "configs",     "select", "sweep_seeds", "keep_checkpoints"};
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (!known.count(it.key()))
+      throw UsageError(where + ": unknown key '" + it.key() +
+                       "' (valid: description, train, budget, seeds, configs, select, sweep_seeds, keep_checkpoints; train flags go in "
+                       "\"train\")");
+  if (j.contains("description")) {
+    if (!j["description"].is_string()) throw UsageError(where + ": 'description' must be a string");
+    s.description = j["description"].get<std::string>();
+  }
+  if (j.contains("train")) s.train = train_flags(j["train"], where + " \"train\"", {});
+  if (s.train.contains("task")) {
+    if (!s.train["task"].is_string()) throw UsageError(where + ": \"train\" 'task' must be a string");
+    s.task = s.train["task"].get<std::string>();
+  }
+  if (j.contains("budget")) {
+    const auto& b = j["budget"];
+    if (b.is_string()) {
+      parse_budget_text(b.get<std::string>(), s, where + " 'budget'");
+    } else if (b.is_object() && b.size() == 1 && b.begin().value().is_number()) {
+      s.budget_kind = kebab(b.begin().key()) == "grad-evals" ? "grad_evals" : kebab(b.begin().key());
+      s.budget = b.begin().value().get<double>();
+    } else {
+      throw UsageError(where + ": 'budget' must be one of {\"steps\": N}, {\"samples\": N}, {\"grad_evals\": N}, {\"seconds\": S} "
+                               "or \"KIND:N\", got " + b.dump());
+    }
+  }
+  if (j.contains("seeds")) s.seeds = parse_seeds(j["seeds"], where + " 'seeds'");
+  if (j.contains("select")) {
+    if (!j["select"].is_string() || (j["select"] != "final" && j["select"] != "best"))
+      throw UsageError(where + ": 'select' must be \"final\" or \"best\" (the validation loss that picks each config's lr)");
+    s.select = j["select"].get<std::string>();
+  }
+  if (j.contains("sweep_seeds")) {
+    if (!j["sweep_seeds"].is_number_integer() || j["sweep_seeds"].get<int64_t>() < 1)
+      throw UsageError(where + ": 'sweep_seeds' must be a positive integer (how many of the seeds compare the lrs)");
+    s.sweep_seeds = j["sweep_seeds"].get<int64_t>();
+  }
+  if (j.contains("keep_checkpoints")) {
+    if (!j["keep_checkpoints"].is_boolean()) throw UsageError(where + ": 'keep_checkpoints' must be true or false");
+    s.keep_checkpoints = j["keep_checkpoints"].get<bool>();
+  }
+  if (!j.contains("configs") || !j["configs"].is_array() || j["configs"].empty())
+    throw UsageError(where + ": 'configs' must be a non-empty list of {\"name\": ..., train flags..., \"lr\": ...}");
+  std::set<std::string> names;
+  for (const auto& c : j["configs"]) {
+    if (!c.is_object() || !c.contains("name") || !c["name"].is_string())
+      throw UsageError(where + ": every entry of 'configs' must be an object with a \"name\", got " + c.dump());
+    ConfigSpec cs;
+    cs.name = c["name"].get<std::string>();
+    const std::string cw = where + " config '" + cs.name + "'";
+    if (cs.name.empty() || cs.name.size() > 64 || cs.name[0] == '.' ||
+        cs.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-") != std::string::npos)
+      throw UsageError(cw + ": a name is 1-64 of the characters A-Z a-z 0-9 . _ + - (it names a directory)");
+    if (!names.insert(cs.name).second) throw UsageError(cw + ": two configs are named '" + cs.name + "'");
+    cs.flags = train_flags(c, cw, {"name", "lr"});
+    if (cs.flags.contains("task")) throw UsageError(cw + ": 'task' belongs in \"train\" (all configs share the task)");
+    if (cs.flags.contains("steps")) throw UsageError(cw + ": 'steps' belongs in \"train\" (all configs share the budget)");
+    if (c.contains("lr")) cs.lrs = parse_lrs(c["lr"], cw);
+    else if (s.train.contains("lr")) cs.lrs = parse_lrs(s.train["lr"], cw + " (lr from \"train\")");
+    else throw UsageError(cw + ": no learning rate: give \"lr\" (a number or a list to sweep) here or in \"train\"");
+    s.configs.push_back(std::move(cs));
+  }
+  s.train.erase("lr");
+  return s;
+}
+
+std::vector<Run> plan_runs(const Spec& s, const fs::path& out) {
+  std::vector<Run> runs;
+  for (const auto& c : s.configs)
+    for (double lr : c.lrs) {
+      json o = s.train;
+      for (auto it = c.flags.begin(); it != c.flags.end(); ++it) o[it.key()] = it.value();
+      o["lr"] = lr;
+      if (s.budget_kind == "steps") o["steps"] = static_cast<int64_t>(s.budget);
+      else if (s.budget_kind == "samples") o["max-samples"] = static_cast<int64_t>(s.budget);
+      else if (s.budget_kind == "grad_evals") o["max-grad-evals"] = static_cast<int64_t>(s.budget);
+      else o["max-seconds"] = s.budget;
+      if (!o.contains("keep") && !s.keep_checkpoints) o["keep"] = 1;
+      o["progress"] = "lines";
+      // Validate what the run will get now, not after hours of other runs.
+      std::map<std::string, std::string> values;
+      for (auto it = o.begin(); it != o.end(); ++it)
+        values[it.key()] = it.value().is_string() ? it.value().get<std::string>() : it.value().dump();
+      values["seed"] = "0";
+      check_train_options(values, "spec '" + s.path + "' config '" + c.name + "' (lr " + lr_text(lr) + ")");
+      for (int64_t seed : s.seeds) {
+        Run r;
+        r.config = &c;
+        r.lr = lr;
+        r.seed = seed;
+        r.dir = out / "runs" / c.name / ("lr" + lr_text(lr)) / ("seed" + std::to_string(seed));
+        r.options = o;
+        r.options["seed"] = seed;
+        runs.push_back(std::move(r));
+      }
+    }
+  return runs;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subprocesses.
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string tail_lines(const fs::path& p, int n) {
+  const std::string t = read_file(p);
+  size_t pos = t.size();
+  if (pos > 0 && t[pos - 1] == '\n') --pos;
+  for (int i = 0; i < n && pos != std::string::npos && pos > 0; ++i) pos = t.rfind('\n', pos - 1);
+  return t.substr(pos == std::string::npos ? 0 : pos + (pos > 0 || t[0] == '\n' ? 1 : 0));
+}
+
+// Runs argv (argv[0] found on PATH unless it contains '/') in `cwd` with stdout and stderr
+// appended to `log`; returns the exit status as text ("" on success). The child is killed if this
+// process dies (so a killed comparison leaves no run going on behind it).
+std::string run_process(const std::vector<std::string>& argv, const fs::path& cwd, const fs::path& log) {
+  std::vector<char*> cargv;
+  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+  const pid_t parent = getpid();
+  std::cout << std::flush;
+  const pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error(std::string("fork failed: ") + std::strerror(errno));
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(126);
+    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      dup2(fd, STDOUT_FILENO);
+      dup2(fd, STDERR_FILENO);
+    }
+    if (!cwd.empty() && chdir(cwd.c_str()) != 0) _exit(126);
+    if (argv[0].find('/') != std::string::npos) execv(cargv[0], cargv.data());
+    else execvp(cargv[0], cargv.data());
+    std::fprintf(stderr, "cannot run %s: %s\n", argv[0].c_str(), std::strerror(errno));
+    _exit(127);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) throw std::runtime_error(std::string("waitpid failed: ") + std::strerror(errno));
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status) == 0 ? "" : "exit status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+  return "ended abnormally";
+}
+
+std::string find_on_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::stringstream ss(path ? path : "/usr/bin:/bin");
+  std::string dir;
+  while (std::getline(ss, dir, ':')) {
+    if (dir.empty()) continue;
+    const fs::path p = fs::path(dir) / name;
+    if (::access(p.c_str(), X_OK) == 0) return p.string();
+  }
+  return "";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading runs back.
+
+double num(const json& j, const char* key) {
+  if (!j.is_object() || !j.contains(key) || !j[key].is_number()) return NAN;
+  return j[key].get<double>();
+}
+
+struct EvalPoint {
+  int64_t step = 0;
+  double samples = NAN, grad_evals = NAN, seconds = NAN, loss = NAN, accuracy = NAN;
+};
+
+struct RunResult {
+  std::string status = "missing";  // done | incomplete | failed | missing
+  std::string note;
+  std::map<std::string, double> m;  // the run's numbers (report keys)
+  std::vector<EvalPoint> evals;     // by step, one per step
+  std::string stopped_by;
+};
+
+double median(std::vector<double> v) {
+  v.erase(std::remove_if(v.begin(), v.end(), [](double x) { return !std::isfinite(x); }), v.end());
+  if (v.empty()) return NAN;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+RunResult read_run(const Run& r, const std::string& task) {
+  RunResult res;
+  const fs::path metrics = r.dir / "metrics.jsonl", summary_path = r.dir / "summary.json";
+  if (!fs::exists(r.dir / "run.json")) return res;
+  std::vector<double> ms, rate;
+  double peak = NAN;
+  std::map<int64_t, EvalPoint> evals;
+  std::ifstream in(metrics);
+  std::string line;
+  while (in && std::getline(in, line)) {
+    json row;
+    try {
+      row = json::parse(line);
+    } catch (const json::exception&) {
+      continue;  // a line cut by a crash
+    }
+    if (row.contains("val_loss")) {
+      EvalPoint e;
+      e.step = row.value("step", int64_t{0});
+      e.samples = num(row, "samples");
+      e.grad_evals = num(row, "grad_evals");
+      e.seconds = num(row, "wall_s");
+      e.loss = num(row, "val_loss");  // null (NaN written by a diverged run) reads as NaN
+      e.accuracy = num(row, "val_accuracy");
+      evals[e.step] = e;  // a run resumed at its end evaluates its last step again: same numbers
+    } else if (row.contains("loss")) {
+      ms.push_back(num(row, "ms_per_step"));
+      for (auto it = row.begin(); it != row.end(); ++it)
+        if (it.key().size() > 6 && it.key().compare(it.key().size() - 6, 6, "_per_s") == 0 && it.value().is_number())
+          rate.push_back(it.value().get<double>());
+      const double p = num(row, "peak_rss_mb");
+      if (std::isfinite(p)) peak = std::isfinite(peak) ? std::max(peak, p) : p;
+    }
+  }
+  for (auto& kv : evals) res.evals.push_back(kv.second);
+  res.m["ms_per_step"] = median(ms);
+  res.m["throughput"] = median(rate);
+  double best = NAN, best_acc = NAN;
+  for (const auto& e : res.evals) {
+    if (!std::isnan(e.loss) && !(e.loss >= best)) best = e.loss;
+    if (!std::isnan(e.accuracy) && !(e.accuracy <= best_acc)) best_acc = e.accuracy;
+  }
+  res.m["best_val_loss"] = best;
+  if (task == "image") res.m["best_val_accuracy"] = best_acc;
+  if (!fs::exists(summary_path)) {
+    res.status = fs::exists(r.dir / "failed") ? "failed" : "incomplete";
+    if (res.status == "failed") res.note = read_file(r.dir / "failed");
+    return res;
+  }
+  json s;
+  try {
+    s = json::parse(read_file(summary_path));
+  } catch (const json::exception& e) {
+    res.status = "failed";
+    res.note = "unreadable summary.json: " + std::string(e.what());
+    return res;
+  }
+  res.status = "done";
+  for (const char* k : {"final_val_loss", "steps", "samples", "grad_evals", "wall_s", "optimizer_state_bytes"}) res.m[k] = num(s, k);
+  if (task == "lm") res.m["final_val_ppl"] = num(s, "final_val_ppl");
+  else res.m["final_val_accuracy"] = num(s, "final_val_accuracy");
+  const double sp = num(s, "peak_rss_mb");
+  res.m["peak_rss_mb"] = std::isfinite(peak) && std::isfinite(sp) ? std::max(peak, sp) : std::isfinite(sp) ? sp : peak;
+  res.stopped_by = s.value("stopped_by", "");
+  if (!std::isfinite(res.m["final_val_loss"])) res.note = "diverged (final validation loss is not finite)";
+  return res;
+}
+
+struct Stat {
+  double mean = NAN, std = NAN;
+  int64_t n = 0;
+};
+
+// Mean and sample standard deviation (n − 1; 0 for one value) of the finite values, in order.
+Stat stat(const std::vector<double>& v) {
+  Stat s;
+  double sum = 0;
+  for (double x : v)
+    if (std::isfinite(x)) {
+      sum += x;
+      ++s.n;
+    }
+  if (s.n == 0) return s;
+  s.mean = sum / static_cast<double>(s.n);
+  double ss = 0;
+  for (double x : v)
+    if (std::isfinite(x)) ss += (x - s.mean) * (x - s.mean);
+  s.std = s.n > 1 ? std::sqrt(ss / static_cast<double>(s.n - 1)) : 0.0;
+  return s;
+}
+
+json stat_json(const Stat& s) { return json{{"mean", s.mean}, {"std", s.std}, {"n", s.n}}; }
+
+// ---------------------------------------------------------------------------------------------
+// The report.
+
+struct Column {
+  std::string key, title, format;
+  double scale = 1;
+};
+
+std::vector<Column> columns(const std::string& task) {
+  std::vector<Column> c = {{"final_val_loss", "final val loss", "%.4f"}, {"best_val_loss", "best val loss", "%.4f"}};
+  if (task == "lm") c.push_back({"final_val_ppl", "final val ppl", "%.2f"});
+  else {
+    c.push_back({"final_val_accuracy", "final val acc", "%.4f"});
+    c.push_back({"best_val_accuracy", "best val acc", "%.4f"});
+  }
+  c.push_back({"steps", "steps", "%.0f"});
+  c.push_back({"samples", "samples", "%.0f"});
+  c.push_back({"grad_evals", "grad evals", "%.0f"});
+  c.push_back({"wall_s", "train s", "%.1f"});
+  c.push_back({"ms_per_step", "ms/step (median)", "%.1f"});
+  c.push_back({"throughput", task == "lm" ? "tok/s (median)" : "img/s (median)", "%.0f"});
+  c.push_back({"optimizer_state_bytes", "optimizer state MiB", "%.3f", 1.0 / (1024.0 * 1024.0)});
+  c.push_back({"peak_rss_mb", "peak RSS MiB", "%.0f"});
+  return c;
+}
+
+// "m ± s" with the column's format (± left out for one seed); "–" when nothing is finite.
+std::string cell(const Stat& s, const Column& c) {
+  if (s.n == 0) return "–";
+  std::string t = fmt(c.format.c_str(), s.mean * c.scale);
+  if (s.n > 1) t += " ± " + fmt(c.format.c_str(), s.std * c.scale);
+  return t;
+}
+
+std::string gp_quote(const std::string& s) {
+  std::string o = "'";
+  for (char ch : s) o += ch == '\'' ? std::string("''") : std::string(1, ch);
+  return o + "'";
+}
+
+struct Selected {
+  const ConfigSpec* config;
+  double lr;
+  std::vector<const Run*> runs;
+  std::vector<const RunResult*> results;
+};
+
+// Mean curve over the seeds of one config at one lr: steps evaluated in every finished seed.
+struct CurvePoint {
+  int64_t step;
+  Stat samples, grad_evals, seconds, loss, accuracy;
+};
+
+std::vector<CurvePoint> mean_curve(const Selected& sel) {
+  std::vector<const RunResult*> done;
+  for (auto* r : sel.results)
+    if (r->status == "done") done.push_back(r);
+  std::vector<CurvePoint> out;
+  if (done.empty()) return out;
+  for (const auto& e : done[0]->evals) {
+    std::vector<double> sa, ge, se, lo, ac;
+    bool everywhere = true;
+    for (auto* r : done) {
+      auto it = std::find_if(r->evals.begin(), r->evals.end(), [&](const EvalPoint& p) { return p.step == e.step; });
+      if (it == r->evals.end()) {
+        everywhere = false;
+        break;
+      }
+      sa.push_back(it->samples);
+      ge.push_back(it->grad_evals);
+      se.push_back(it->seconds);
+      lo.push_back(it->loss);
+      ac.push_back(it->accuracy);
+    }
+    if (!everywhere) continue;
+    out.push_back({e.step, stat(sa), stat(ge), stat(se), stat(lo), stat(ac)});
+  }
+  return out;
+}
+
+// Writes plots/*.dat, plots/plots.gp and runs gnuplot; returns the PNGs written, or sets `skipped`.
+std::vector<std::string> draw_plots(const fs::path& out, const Spec& spec, const std::vector<Selected>& selected,
+                                    const std::map<std::string, std::map<double, Stat>>& sweep, std::string& skipped) {
+  const fs::path dir = out / "plots";
+  fs::create_directories(dir);
+  const std::string gnuplot = find_on_path("gnuplot");
+  std::ostringstream curves, memory, lrs, gp;
+  std::vector<std::pair<std::string, int>> series;  // title, index in curves.dat
+  int index = 0, nmem = 0;
+  for (const auto& sel : selected) {
+    auto curve = mean_curve(sel);
+    if (!curve.empty()) {
+      curves << "# " << sel.config->name << " lr " << lr_text(sel.lr)
+             << "\n# step samples grad_evals seconds val_loss val_loss_std val_accuracy val_accuracy_std\n";
+      for (const auto& p : curve) {
+        curves << p.step << ' ' << fmt("%.17g", p.samples.mean) << ' ' << fmt("%.17g", p.grad_evals.mean) << ' '
+               << fmt("%.17g", p.seconds.mean) << ' ' << fmt("%.17g", p.loss.mean) << ' ' << fmt("%.17g", p.loss.std) << ' '
+               << fmt("%.17g", p.accuracy.mean) << ' ' << fmt("%.17g", p.accuracy.std) << '\n';
+      }
+      curves << "\n\n";
+      series.emplace_back(sel.config->name + " (lr " + lr_text(sel.lr) + ")", index++);
+    }
+    std::vector<double> st, rss;
+    for (auto* r : sel.results)
+      if (r->status == "done") {
+        st.push_back(r->m.at("optimizer_state_bytes") / (1024.0 * 1024.0));
+        rss.push_back(r->m.at("peak_rss_mb"));
+      }
+    if (!st.empty()) {
+      memory << nmem << " \"" << sel.config->name << "\" " << fmt("%.17g", stat(st).mean) << ' ' << fmt("%.17g", stat(rss).mean)
+             << '\n';
+      ++nmem;
+    }
+  }
+  int nsweep = 0;
+  for (const auto& c : spec.configs) {
+    auto it = sweep.find(c.name);
+    if (c.lrs.size() < 2 || it == sweep.end()) continue;
+    lrs << "# " << c.name << "\n# lr final_val_loss std\n";
+    for (const auto& kv : it->second)
+      if (kv.second.n > 0) lrs << fmt("%.17g", kv.first) << ' ' << fmt("%.17g", kv.second.mean) << ' ' << fmt("%.17g", kv.second.std) << '\n';
+    lrs << "\n\n";
+    ++nsweep;
+  }
+  std::ofstream(dir / "curves.dat") << curves.str();
+  std::ofstream(dir / "memory.dat") << memory.str();
+  std::ofstream(dir / "lr_sweep.dat") << lrs.str();
+
+  const size_t nseeds = spec.seeds.size();
+  const std::string over = nseeds > 1 ? "mean ± std over " + std::to_string(nseeds) + " seeds" : "1 seed";
+  gp << "# limuon compare: plots of " << out.string() << " (run: gnuplot plots.gp in this directory)\n"
+     << "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n  set terminal pngcairo size 1000,640 font 'Sans,11' noenhanced\n"
+     << "} else {\n  set terminal png size 1000,640 noenhanced\n}\n"
+     << "set grid\nset key top right box opaque\nset ylabel 'validation loss'\nset yrange [*:*]\n";
+  std::vector<std::string> pngs;
+  auto line_plot = [&](const std::string& file, const std::string& xlabel, int xcol, int ycol, const std::string& ylabel,
+                       const std::string& title) {
+    if (series.empty()) return;
+    gp << "\nset output '" << file << "'\nset title " << gp_quote(title) << "\nset xlabel " << gp_quote(xlabel)
+       << "\nset ylabel " << gp_quote(ylabel) << "\nplot ";
+    for (size_t i = 0; i < series.size(); ++i)
+      gp << (i ? ", \\\n     " : "") << "'curves.dat' index " << series[i].second << " using " << xcol << ':' << ycol << ':'
+         << ycol + 1 << " with yerrorlines lw 2 pt 7 ps 0.8 title " << gp_quote(series[i].first);
+    gp << "\nunset output\n";
+    pngs.push_back(file);
+  };
+  const std::string budget = "budget " + fmt("%g", spec.budget) + " " + spec.budget_kind;
+  line_plot("val_loss_vs_samples.png", "training samples", 2, 5, "validation loss",
+            "Validation loss vs samples (" + over + ", each config at its best lr; " + budget + ")");
+  line_plot("val_loss_vs_grad_evals.png", "gradient evaluations (samples × evaluations per step)", 3, 5, "validation loss",
+            "Validation loss vs gradient evaluations (" + over + "; LiMuon storm=exact spends 2 per step)");
+  line_plot("val_loss_vs_seconds.png", "training time, s (steps only, evaluation excluded)", 4, 5, "validation loss",
+            "Validation loss vs wall-clock time (" + over + ")");
+  if (spec.task == "image")
+    line_plot("val_accuracy_vs_samples.png", "training samples", 2, 7, "validation accuracy",
+              "Validation accuracy vs samples (" + over + ")");
+  if (nmem > 0) {
+    gp << "\nset output 'memory.png'\nset multiplot layout 1,2 title 'Memory per optimizer (each config at its best lr, mean over "
+          "seeds)'\n"
+       << "set style fill solid 0.6 border -1\nset boxwidth 0.6\nset xrange [-0.6:" << nmem - 0.4 << "]\nset yrange [0:*]\n"
+       << "set xtics rotate by -30 nomirror\nset key off\nunset xlabel\n"
+       << "set title 'persistent optimizer state'\nset ylabel 'MiB'\n"
+       << "plot 'memory.dat' using 1:3:xtic(2) with boxes lc rgb '#4a7fb0', '' using 1:3:(sprintf('%.3g', $3)) with labels "
+          "offset 0,0.7\n"
+       << "set title 'peak resident memory of the training process'\nset ylabel 'MiB'\n"
+       << "plot 'memory.dat' using 1:4:xtic(2) with boxes lc rgb '#c0504d', '' using 1:4:(sprintf('%.0f', $4)) with labels "
+          "offset 0,0.7\n"
+       << "unset multiplot\nunset output\nset xtics norotate mirror\nset autoscale x\nset key top right box opaque\n";
+    pngs.push_back("memory.png");
+  }
+  if (nsweep > 0) {
+    const size_t sweep_n =
+        spec.sweep_seeds > 0 ? std::min(static_cast<size_t>(spec.sweep_seeds), spec.seeds.size()) : spec.seeds.size();
+    const std::string sweep_over = sweep_n > 1 ? "mean ± std over " + std::to_string(sweep_n) + " seeds" : "1 seed";
+    gp << "\nset output 'lr_sweep.png'\nset title "
+       << gp_quote("Learning-rate sweep: " + std::string(spec.select == "best" ? "best" : "final") + " validation loss (" +
+                   sweep_over + ")")
+       << "\nset logscale x\nset xlabel 'learning rate'\nset ylabel 'validation loss'\nset yrange [*:*]\nset xrange [*:*]\n"
+       << "set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05\nset key outside right top Left reverse box\nplot ";
+    int i = 0;
+    for (const auto& c : spec.configs) {
+      if (c.lrs.size() < 2 || !sweep.count(c.name)) continue;
+      gp << (i ? ", \\\n     " : "") << "'lr_sweep.dat' index " << i << " using 1:2:3 with yerrorlines lw 2 pt 7 title "
+         << gp_quote(c.name);
+      ++i;
+    }
+    gp << "\nunset output\nunset logscale x\n";
+    pngs.push_back("lr_sweep.png");
+  }
+  std::ofstream(dir / "plots.gp") << gp.str();
+  if (pngs.empty()) {
+    skipped = "no finished run to plot";
+    return {};
+  }
+  if (gnuplot.empty()) {
+    skipped = "gnuplot is not installed (not on PATH); install it (Debian: apt-get install gnuplot-nox, as scripts/setup.sh does) "
+              "and rerun with --report-only";
+    return {};
+  }
+  for (const auto& p : pngs) fs::remove(dir / p);
+  const fs::path log = dir / "gnuplot.log";
+  fs::remove(log);
+  const std::string err = run_process({gnuplot, "plots.gp"}, dir, log);
+  std::vector<std::string> made;
+  for (const auto& p : pngs)
+    if (fs::exists(dir / p) && fs::file_size(dir / p) > 0) made.push_back(p);
+  if (!err.empty() || made.size() != pngs.size())
+    skipped = "gnuplot failed (" + (err.empty() ? std::string("some plots missing") : err) + "): " + tail_lines(log, 5);
+  return made;
+}
+
+std::string budget_text(const Spec& s) {
+  const std::string n = fmt("%g", s.budget);
+  if (s.budget_kind == "steps") return n + " optimizer steps per run";
+  if (s.budget_kind == "samples") return n + " training samples per run (sequences for lm, images for image)";
+  if (s.budget_kind == "grad_evals")
+    return n + " gradient evaluations per run, counted in samples (a step of B samples costs B, or 2B for LiMuon "
+               "storm=exact, which evaluates the gradient at the new and the previous weights)";
+  return n + " seconds of training steps per run (wall clock; NOT reproducible: depends on the machine and its load)";
+}
+
+size_t seed_index(const Spec& s, int64_t seed) {
+  return static_cast<size_t>(std::find(s.seeds.begin(), s.seeds.end(), seed) - s.seeds.begin());
+}
+
+// Whether a run takes part in its config's lr comparison: all runs of a config without a sweep,
+// else those of the first sweep_seeds seeds.
+bool in_sweep(const Spec& s, const Run& r) {
+  return r.config->lrs.size() == 1 || s.sweep_seeds == 0 || seed_index(s, r.seed) < static_cast<size_t>(s.sweep_seeds);
+}
+
+// Each config's lr: the lowest mean validation loss (final, or best with "select": "best") over
+// its sweep runs, preferring lrs whose sweep runs all finished with a finite loss; NaN when none
+// finished. `stats` receives the statistics per config and lr.
+std::map<const ConfigSpec*, double> choose_lrs(const Spec& spec, const std::vector<Run>& runs, const std::vector<RunResult>& results,
+                                               std::map<std::string, std::map<double, Stat>>* stats = nullptr) {
+  const std::string key = spec.select == "best" ? "best_val_loss" : "final_val_loss";
+  std::map<const ConfigSpec*, double> chosen;
+  for (const auto& c : spec.configs) {
+    double best_lr = NAN, best = INFINITY;
+    bool best_complete = false;
+    for (double lr : c.lrs) {
+      std::vector<double> v;
+      size_t planned = 0, done = 0;
+      for (size_t i = 0; i < runs.size(); ++i) {
+        if (runs[i].config != &c || runs[i].lr != lr || !in_sweep(spec, runs[i])) continue;
+        ++planned;
+        if (results[i].status != "done") continue;
+        ++done;
+        auto it = results[i].m.find(key);
+        v.push_back(it == results[i].m.end() ? NAN : it->second);
+      }
+      const Stat st = stat(v);
+      if (stats) (*stats)[c.name][lr] = st;
+      const bool complete = done == planned && static_cast<size_t>(st.n) == done;
+      if (st.n > 0 && ((complete && !best_complete) || (complete == best_complete && st.mean < best))) {
+        best = st.mean;
+        best_lr = lr;
+        best_complete = complete;
+      }
+    }
+    chosen[&c] = best_lr;
+  }
+  return chosen;
+}
+
+int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& all_runs) {
+  // Runs outside the sweep at an lr that was not chosen are never run: leave them out.
+  std::vector<RunResult> all_results;
+  for (const auto& r : all_runs) all_results.push_back(read_run(r, spec.task));
+  std::map<std::string, std::map<double, Stat>> sweep_sel;
+  const auto chosen = choose_lrs(spec, all_runs, all_results, &sweep_sel);
+  std::vector<Run> runs;
+  std::vector<RunResult> results;
+  for (size_t i = 0; i < all_runs.size(); ++i) {
+    const double lr = chosen.at(all_runs[i].config);
+    if (in_sweep(spec, all_runs[i]) || all_runs[i].lr == lr || std::isnan(lr)) {
+      runs.push_back(all_runs[i]);
+      results.push_back(all_results[i]);
+    }
+  }
+  const auto cols = columns(spec.task);
+
+  json jr = json::object();
+  jr["spec"] = json{{"path", spec.path},         {"description", spec.description}, {"train", spec.train},
+                    {"budget", {{spec.budget_kind, spec.budget}}}, {"seeds", spec.seeds}, {"select", spec.select},
+                    {"sweep_seeds", spec.sweep_seeds == 0 ? static_cast<int64_t>(spec.seeds.size()) : spec.sweep_seeds}};
+  jr["task"] = spec.task;
+  jr["runs"] = json::array();
+  for (size_t i = 0; i < runs.size(); ++i) {
+    json j{{"config", runs[i].config->name}, {"lr", runs[i].lr}, {"seed", runs[i].seed},
+           {"dir", fs::relative(runs[i].dir, out).string()}, {"status", results[i].status}};
+    for (const auto& kv : results[i].m) j[kv.first] = kv.second;
+    if (!results[i].stopped_by.empty()) j["stopped_by"] = results[i].stopped_by;
+    if (!results[i].note.empty()) j["note"] = results[i].note;
+    jr["runs"].push_back(j);
+  }
+
+  // Per (config, lr): the sweep's statistics (over the sweep seeds), and the chosen lr.
+  std::vector<Selected> selected;
+  jr["sweep"] = json::array();
+  for (const auto& c : spec.configs) {
+    const double best_lr = chosen.at(&c);
+    for (double lr : c.lrs) {
+      json j{{"config", c.name}, {"lr", lr}, {"selected", lr == best_lr}};
+      for (const char* k : {"final_val_loss", "best_val_loss"}) {
+        std::vector<double> v;
+        size_t done = 0, planned = 0;
+        for (size_t i = 0; i < runs.size(); ++i)
+          if (runs[i].config == &c && runs[i].lr == lr && in_sweep(spec, runs[i])) {
+            ++planned;
+            if (results[i].status != "done") continue;
+            v.push_back(results[i].m[k]);
+            ++done;
+          }
+        j[k] = stat_json(stat(v));
+        j["seeds_done"] = done;
+        j["seeds_planned"] = planned;
+      }
+      jr["sweep"].push_back(j);
+    }
+    Selected s{&c, std::isnan(best_lr) ? c.lrs[0] : best_lr, {}, {}};
+    for (size_t i = 0; i < runs.size(); ++i)
+      if (runs[i].config == &c && runs[i].lr == s.lr) {
+        s.runs.push_back(&runs[i]);
+        s.results.push_back(&results[i]);
+      }
+    selected.push_back(s);
+  }
+
+  jr["configs"] = json::array();
+  std::map<std::string, std::map<std::string, Stat>> table;
+  for (const auto& s : selected) {
+    json j{{"config", s.config->name}, {"lr", s.lr}, {"lr_candidates", s.config->lrs}};
+    size_t done = 0;
+    for (auto* r : s.results) done += r->status == "done";
+    j["seeds_done"] = done;
+    json m = json::object();
+    for (const auto& col : cols) {
+      std::vector<double> v;
+      for (auto* r : s.results)
+        if (r->status == "done") v.push_back(r->m.count(col.key) ? r->m.at(col.key) : NAN);
+      table[s.config->name][col.key] = stat(v);
+      m[col.key] = stat_json(table[s.config->name][col.key]);
+    }
+    j["metrics"] = m;
+    jr["configs"].push_back(j);
+  }
+
+  std::string skipped;
+  std::vector<std::string> pngs;
+  try {
+    pngs = draw_plots(out, spec, selected, sweep_sel, skipped);
+  } catch (const std::exception& e) {
+    skipped = std::string("plotting failed: ") + e.what();
+  }
+  jr["plots"] = json::array();
+  for (const auto& p : pngs) jr["plots"].push_back("plots/" + p);
+  if (!skipped.empty()) jr["plots_skipped"] = skipped;
+
+  // report.md
+  std::ostringstream md;
+  md << "# Optimizer comparison\n\n";
+  if (!spec.description.empty()) md << spec.description << "\n\n";
+  md << "- Spec: `" << spec.path << "`\n- Task: `" << spec.task << "`; common train flags:";
+  for (auto it = spec.train.begin(); it != spec.train.end(); ++it)
+    md << " `--" << it.key() << " " << (it.value().is_string() ? it.value().get<std::string>() : it.value().dump()) << "`";
+  md << "\n- Budget: " << budget_text(spec) << "\n- Seeds: ";
+  for (size_t i = 0; i < spec.seeds.size(); ++i) md << (i ? ", " : "") << spec.seeds[i];
+  md << " (a seed fixes the model initialisation and the order of the training data, the same for every config)\n"
+     << "- Each config is shown at the learning rate with the lowest mean " << (spec.select == "best" ? "best" : "final")
+     << " validation loss over "
+     << (spec.sweep_seeds > 0 && static_cast<size_t>(spec.sweep_seeds) < spec.seeds.size()
+             ? "the first " + std::to_string(spec.sweep_seeds) + " seed(s); the other seeds run at that lr only"
+             : std::string("the seeds"))
+     << " (see the sweep below).\n\n";
+  md << "## Results (mean ± std over seeds)\n\n| config | flags | lr | seeds |";
+  for (const auto& c : cols) md << ' ' << c.title << " |";
+  md << "\n|---|---|---|---|";
+  for (size_t i = 0; i < cols.size(); ++i) md << "---|";
+  md << "\n";
+  for (const auto& s : selected) {
+    size_t done = 0;
+    for (auto* r : s.results) done += r->status == "done";
+    std::string flags;
+    for (auto it = s.config->flags.begin(); it != s.config->flags.end(); ++it)
+      flags += (flags.empty() ? "" : " ") + it.key() + "=" + (it.value().is_string() ? it.value().get<std::string>() : it.value().dump());
+    md << "| " << s.config->name << " | " << (flags.empty() ? "–" : flags) << " | " << lr_text(s.lr) << " | " << done << "/"
+       << spec.seeds.size() << " |";
+    for (const auto& c : cols) md << ' ' << cell(table[s.config->name][c.key], c) << " |";
+    md << "\n";
+  }
+  md << "\nLosses are cross-entropy on the validation split"
+     << (spec.task == "lm" ? " (perplexity = exp(final loss) per run, then averaged)" : " (accuracy on the test split)")
+     << ". `train s` sums the time of the training steps (evaluations excluded); ms/step and throughput are medians over "
+        "a run's steps, averaged over seeds; optimizer state is the persistent state the optimizers keep between steps "
+        "(AdamW moments for the parameters routed to AdamW included); peak RSS is the training process's peak resident "
+        "memory.\n";
+  md << "\n## Learning-rate sweep (" << (spec.select == "best" ? "best" : "final") << " validation loss picks the lr)\n\n"
+     << "| config | lr | seeds done | final val loss | best val loss | selected |\n|---|---|---|---|---|---|\n";
+  for (const auto& j : jr["sweep"]) {
+    const Column loss_col{"", "", "%.4f"};
+    auto st = [&](const char* k) {
+      Stat s;
+      s.mean = num(j[k], "mean");
+      s.std = num(j[k], "std");
+      s.n = j[k]["n"].get<int64_t>();
+      return s;
+    };
+    md << "| " << j["config"].get<std::string>() << " | " << lr_text(j["lr"].get<double>()) << " | "
+       << j["seeds_done"].get<size_t>() << "/" << j["seeds_planned"].get<size_t>() << " | " << cell(st("final_val_loss"), loss_col) << " | "
+       << cell(st("best_val_loss"), loss_col) << " | " << (j["selected"].get<bool>() ? "✔" : "") << " |\n";
+  }
+  md << "\n## Plots\n\n";
+  for (const auto& p : pngs) md << "![" << p << "](plots/" << p << ")\n\n";
+  if (!skipped.empty()) md << "Plots skipped: " << skipped << "\n\n";
+  md << "## Runs\n\n| config | lr | seed | status | stopped by | final val loss | best val loss | steps | grad evals | train s | "
+        "directory |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
+  size_t not_done = 0;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const auto& r = results[i];
+    not_done += r.status != "done";
+    auto v = [&](const char* k, const char* f) {
+      auto it = r.m.find(k);
+      return it == r.m.end() || std::isnan(it->second) ? std::string("–") : fmt(f, it->second);
+    };
+    md << "| " << runs[i].config->name << " | " << lr_text(runs[i].lr) << " | " << runs[i].seed << " | " << r.status
+       << (r.note.empty() ? "" : " (" + r.note.substr(0, r.note.find('\n')) + ")") << " | "
+       << (r.stopped_by.empty() ? "–" : r.stopped_by) << " | " << v("final_val_loss", "%.4f") << " | "
+       << v("best_val_loss", "%.4f") << " | " << v("steps", "%.0f") << " | " << v("grad_evals", "%.0f") << " | "
+       << v("wall_s", "%.1f") << " | `" << fs::relative(runs[i].dir, out).string() << "` |\n";
+  }
+  md << "\nPer-run metrics: `<directory>/metrics.jsonl` (a line per step and per evaluation) and `<directory>/summary.json`; "
+        "machine-readable aggregate: `report.json`.\n";
+  io::atomic_write_file((out / "report.md").string(), md.str());
+  io::atomic_write_file((out / "report.json").string(), jr.dump(2) + "\n");
+  std::cout << "report: " << (out / "report.md").string() << " (" << runs.size() - not_done << "/" << runs.size()
+            << " runs done)\n";
+  if (!pngs.empty()) std::cout << "plots: " << (out / "plots").string() << " (" << pngs.size() << " PNG)\n";
+  if (!skipped.empty()) std::cout << "plots skipped: " << skipped << "\n";
+  return 0;
+}
+
+// Steps of the newest checkpoint in `dir` (from its file name), -1 if none.
+int64_t checkpoint_step(const fs::path& dir) {
+  auto all = train::list_checkpoints(dir.string());
+  if (all.empty()) return -1;
+  const std::string name = fs::path(all.back()).filename().string();  // ckpt_00000012.pt
+  try {
+    return std::stoll(name.substr(5, name.size() - 8));
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+}  // namespace
+
+int cmd_compare(Args& args) {
+  const std::string spec_path = args.str("spec", "");
+  const std::string out_s = args.str("out", "");
+  const std::string budget = args.str("budget", "");
+  const std::string seeds = args.str("seeds", "");
+  const int64_t stop_after_runs = args.integer("stop-after-runs", 0, 0, 1000000);
+  // Testing aid: the next run after --stop-after-runs N (0: the first run to execute) stops after
+  // this many steps with a checkpoint (train --stop-after), as an interrupted one would, and so
+  // does the comparison.
+  const int64_t stop_after_steps = args.integer("stop-after-steps", 0, 0, 100000000);
+  const bool report_only = args.flag("report-only");
+  const bool dry_run = args.flag("dry-run");
+  const int64_t threads = args.integer("threads", 0, 0, 4096);
+  args.finish();
+  if (spec_path.empty()) throw UsageError("--spec: required (a comparison spec, " + std::string(kSpecHelp) + ")");
+  if (out_s.empty()) throw UsageError("--out: required (the comparison's directory)");
+  Spec spec = load_spec(spec_path);
+  if (!budget.empty()) parse_budget_text(budget, spec, "--budget");
+  if (!seeds.empty()) spec.seeds = parse_seed_list(seeds);
+  if (spec.budget_kind.empty())
+    throw UsageError("spec '" + spec_path + "': no budget: give \"budget\": {\"steps\"|\"samples\"|\"grad_evals\"|\"seconds\": N} or --budget KIND:N");
+  check_budget(spec, budget.empty() ? "spec '" + spec_path + "' 'budget'" : std::string("--budget"));
+  if (spec.seeds.empty()) spec.seeds = {0};
+  const fs::path out = fs::absolute(out_s);
+  if (spec.sweep_seeds > static_cast<int64_t>(spec.seeds.size()))
+    throw UsageError("spec '" + spec_path + "': 'sweep_seeds' (" + std::to_string(spec.sweep_seeds) + ") exceeds the " +
+                     std::to_string(spec.seeds.size()) + " seeds");
+  const std::vector<Run> runs = plan_runs(spec, out);
+  // Sweep runs first; a run outside the sweep waits for its config's lr to be chosen.
+  std::vector<size_t> order;
+  size_t planned = 0;
+  for (size_t i = 0; i < runs.size(); ++i)
+    if (in_sweep(spec, runs[i])) order.push_back(i);
+  planned = order.size();
+  for (size_t i = 0; i < runs.size(); ++i)
+    if (!in_sweep(spec, runs[i])) {
+      order.push_back(i);
+      if (runs[i].lr == runs[i].config->lrs[0]) ++planned;  // one lr of each config will run
+    }
+
+  if (dry_run) {
+    std::cout << "limuon compare: " << planned << " runs (" << spec.configs.size() << " configs, " << spec.seeds.size()
+              << " seeds); budget: " << budget_text(spec) << "\n";
+    for (size_t idx : order) {
+      const Run& r = runs[idx];
+      if (!in_sweep(spec, r) && r.lr != r.config->lrs[0]) continue;
+      std::cout << "  " << (in_sweep(spec, r) ? "" : "(at the chosen lr) ") << r.dir.string() << ": limuon train";
+      for (auto it = r.options.begin(); it != r.options.end(); ++it)
+        std::cout << " --" << it.key() << ' ' << (it.value().is_string() ? it.value().get<std::string>() : it.value().dump());
+      std::cout << "\n";
+    }
+    return 0;
+  }
+
+  std::error_code ec;
+  fs::create_directories(out / "runs", ec);
+  if (ec) throw std::runtime_error("--out: cannot create directory '" + out.string() + "': " + ec.message());
+  // One comparison at a time per directory (the lock goes with the process, however it ends).
+  const int lock = open((out / ".compare.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) != 0)
+    throw std::runtime_error("--out: another limuon compare is working in '" + out.string() + "'");
+
+  // Refuse to mix runs of different settings in one directory before running anything.
+  for (const auto& r : runs) {
+    const fs::path rj = r.dir / "run.json";
+    if (!fs::exists(rj)) continue;
+    json old;
+    try {
+      old = json::parse(read_file(rj));
+    } catch (const json::exception&) {
+      continue;  // rewritten below
+    }
+    if (old != r.options) {
+      std::string diff;
+      for (auto it = r.options.begin(); it != r.options.end(); ++it)
+        if (!old.contains(it.key()) || old[it.key()] != it.value())
+          diff += " '" + it.key() + "' " + (old.contains(it.key()) ? old[it.key()].dump() : "unset") + " → " + it.value().dump() + ";";
+      for (auto it = old.begin(); it != old.end(); ++it)
+        if (!r.options.contains(it.key())) diff += " '" + it.key() + "' " + it.value().dump() + " → unset;";
+      throw UsageError("--out: " + r.dir.string() + " holds a run with other settings (" + diff.substr(1) +
+                       " ); use another --out, or delete that directory to redo the run");
+    }
+  }
+
+  {
+    json saved{{"spec", json::parse(read_file(spec_path))}, {"budget", {{spec.budget_kind, spec.budget}}}, {"seeds", spec.seeds}};
+    io::atomic_write_file((out / "spec.json").string(), saved.dump(2) + "\n");
+  }
+
+  int failed = 0;
+  if (!report_only) {
+    const std::string self = fs::read_symlink("/proc/self/exe").string();
+    int64_t executed = 0, skipped = 0;
+    std::cout << "limuon compare: " << planned << " runs (" << spec.configs.size() << " configs × lrs × " << spec.seeds.size()
+              << " seeds) in " << out.string() << "\nbudget: " << budget_text(spec) << std::endl;
+    std::map<const ConfigSpec*, double> chosen;
+    size_t k = 0;
+    for (size_t idx : order) {
+      const Run& r = runs[idx];
+      if (!in_sweep(spec, r)) {
+        if (chosen.empty()) {
+          std::vector<RunResult> results;
+          for (const auto& x : runs) results.push_back(read_run(x, spec.task));
+          chosen = choose_lrs(spec, runs, results);
+          for (const auto& c : spec.configs)
+            if (c.lrs.size() > 1)
+              std::cout << c.name << ": lr " << (std::isnan(chosen[&c]) ? std::string("none (no sweep run finished)") : lr_text(chosen[&c]))
+                        << " chosen for the remaining seeds" << std::endl;
+        }
+        if (r.lr != chosen[r.config]) continue;
+      }
+      std::ostringstream head;
+      head << "[" << ++k << "/" << planned << "] " << r.config->name << " lr " << lr_text(r.lr) << " seed " << r.seed << ": ";
+      if (fs::exists(r.dir / "summary.json")) {
+        ++skipped;
+        std::cout << head.str() << "done already, skipped" << std::endl;
+        continue;
+      }
+      const bool interrupt = stop_after_steps > 0 && executed == stop_after_runs;
+      if (stop_after_runs > 0 && executed >= stop_after_runs && !interrupt) {
+        std::cout << "stopped after " << executed << " runs (--stop-after-runs); run the same command again to continue"
+                  << std::endl;
+        break;
+      }
+      fs::create_directories(r.dir);
+      io::atomic_write_file((r.dir / "run.json").string(), r.options.dump(2) + "\n");
+      fs::remove(r.dir / "failed");
+      const int64_t from = checkpoint_step(r.dir);
+      std::cout << head.str() << (from >= 0 ? "resuming from step " + std::to_string(from) : std::string("running")) << std::flush;
+      std::vector<std::string> argv = {self, "train", "--config", (r.dir / "run.json").string(), "--out", r.dir.string(), "--resume"};
+      if (threads > 0) {
+        argv.push_back("--threads");
+        argv.push_back(std::to_string(threads));
+      }
+      if (interrupt) {
+        argv.push_back("--stop-after");
+        argv.push_back(std::to_string(stop_after_steps));
+      }
+      const auto t0 = std::chrono::steady_clock::now();
+      const std::string err = run_process(argv, "", r.dir / "train.log");
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      ++executed;
+      if (interrupt && err.empty() && !fs::exists(r.dir / "summary.json")) {
+        std::cout << " … stopped after step " << stop_after_steps
+                  << " (--stop-after-steps); run the same command again to continue" << std::endl;
+        break;
+      }
+      if (!err.empty() || !fs::exists(r.dir / "summary.json")) {
+        ++failed;
+        const std::string why = (err.empty() ? std::string("no summary.json") : err) + "; " + tail_lines(r.dir / "train.log", 3);
+        io::atomic_write_file((r.dir / "failed").string(), why + "\n");
+        std::cout << " … FAILED after " << fmt("%.1f", secs) << " s (" << (err.empty() ? "no summary.json" : err) << "); see "
+                  << (r.dir / "train.log").string() << ":\n" << tail_lines(r.dir / "train.log", 3) << std::endl;
+        continue;
+      }
+      if (!spec.keep_checkpoints)
+        for (const auto& c : train::list_checkpoints(r.dir.string())) fs::remove(c);
+      json s = json::parse(read_file(r.dir / "summary.json"));
+      std::cout << " … done in " << fmt("%.1f", secs) << " s: final val_loss " << fmt("%.4f", num(s, "final_val_loss")) << std::endl;
+    }
+    std::cout << executed << " runs executed, " << skipped << " already done" << std::endl;
+  }
+  write_report(out, spec, runs);
+  if (failed > 0) {
+    std::cerr << "limuon compare: " << failed << " run(s) failed (see the report's Runs table and their train.log); "
+              << "the same command retries them\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace limuon::cli

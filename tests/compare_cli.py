@@ -1,0 +1,325 @@
+#!/usr/bin/python3
+"""End-to-end test of `limuon compare` on tiny configs: the runs share model initialisation and data
+order, budgets in gradient evaluations and samples stop each run where they should, report.md /
+report.json / PNG plots are written and every number in them equals what is recomputed here from
+the runs' metrics.jsonl and summary.json, an interrupted comparison (stopped mid-run, or killed)
+resumes without redoing finished runs, failed runs are reported, and bad specs fail clearly.
+
+Usage: compare_cli.py path/to/limuon
+"""
+import json
+import math
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+BIN = os.path.abspath(sys.argv[1])
+TMP = tempfile.mkdtemp(prefix="limuon-compare-test-")
+failures, passed = [], 0
+T0 = time.time()
+
+
+def run(args, timeout=600, env=None):
+    return subprocess.run([BIN] + args, capture_output=True, text=True, errors="replace", timeout=timeout, env=env)
+
+
+def check(name, cond, detail=""):
+    global passed
+    if cond:
+        passed += 1
+    else:
+        failures.append(f"{name}: {str(detail)[-3000:]}")
+
+
+def write(path, data):
+    with open(path, "w") as f:
+        f.write(data if isinstance(data, str) else json.dumps(data, indent=1))
+    return path
+
+
+def is_png(path):
+    if not os.path.isfile(path) or os.path.getsize(path) < 1000:
+        return False
+    with open(path, "rb") as f:
+        head = f.read(24)
+    # signature, then the IHDR chunk with width and height
+    return head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and int.from_bytes(head[16:20], "big") > 100
+
+
+text = "".join(f"Line {i}: the quick brown fox jumps over the lazy dog, {i * 7 % 13} times.\n" for i in range(400))
+corpus = write(os.path.join(TMP, "corpus.txt"), text)
+
+# ---- 1. a tiny LM comparison: 2 configs (one with a 2-lr sweep) x 2 seeds = 6 runs, budget in
+# gradient evaluations (4 samples per step: AdamW 8 steps, LiMuon storm=exact 5 steps).
+spec = {
+    "description": "tiny test comparison",
+    "train": {"task": "lm", "model": "gpt2-tiny", "data": corpus, "batch_size": 4, "block-size": 32,
+              "eval-interval": 2, "eval-batches": 2, "warmup": 1},
+    "budget": {"grad_evals": 32},
+    "seeds": [0, 1],
+    "configs": [
+        {"name": "adamw", "optimizer": "adamw", "lr": [0.001, 0.003]},
+        {"name": "limuon-exact", "optimizer": "limuon", "storm": "exact", "adamw-lr": 0.003, "lr": 0.02},
+    ],
+}
+spec_path = write(os.path.join(TMP, "spec.json"), spec)
+out = os.path.join(TMP, "cmp")
+RUNS = [("adamw", "0.001", 0), ("adamw", "0.001", 1), ("adamw", "0.003", 0), ("adamw", "0.003", 1),
+        ("limuon-exact", "0.02", 0), ("limuon-exact", "0.02", 1)]
+
+
+def run_dir(cfg, lr, seed):
+    return os.path.join(out, "runs", cfg, "lr" + lr, f"seed{seed}")
+
+
+# dry run: lists the 6 runs, writes nothing
+r = run(["compare", "--spec", spec_path, "--out", out, "--dry-run"])
+check("dry-run", r.returncode == 0 and r.stdout.count("limuon train") == 6 and not os.path.exists(out), r.stdout + r.stderr)
+
+# interrupted mid-run: 2 runs finish, the third stops after 2 steps with a checkpoint
+r = run(["compare", "--spec", spec_path, "--out", out, "--stop-after-runs", "2", "--stop-after-steps", "2"])
+check("interrupted compare exit", r.returncode == 0 and "stopped after step 2" in r.stdout, r.stdout + r.stderr)
+done1 = [x for x in RUNS if os.path.exists(os.path.join(run_dir(*x), "summary.json"))]
+check("two runs finished before the interruption", done1 == RUNS[:2], done1)
+third = run_dir(*RUNS[2])
+check("interrupted run left a checkpoint", os.path.exists(os.path.join(third, "ckpt_00000002.pt")), os.listdir(third))
+check("partial report written", os.path.exists(os.path.join(out, "report.md")), r.stdout)
+mtimes = {x: os.stat(os.path.join(run_dir(*x), "summary.json")).st_mtime_ns for x in done1}
+
+# killed: SIGKILL the comparison while a run is in progress; its train subprocess must die too
+p = subprocess.Popen([BIN, "compare", "--spec", spec_path, "--out", out], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                     text=True)
+target = os.path.join(run_dir(*RUNS[3]), "train.log")
+deadline = time.time() + 120
+while time.time() < deadline and not os.path.exists(target) and p.poll() is None:
+    time.sleep(0.002)
+p.send_signal(signal.SIGKILL)
+killed_out = p.communicate()[0]
+time.sleep(0.5)
+
+
+def snapshot(d):
+    return {f: os.stat(os.path.join(d, f)).st_mtime_ns for f in os.listdir(d)} if os.path.isdir(d) else {}
+
+
+snap = snapshot(run_dir(*RUNS[3]))
+time.sleep(1.0)
+check("no run goes on after the comparison is killed", snap == snapshot(run_dir(*RUNS[3])), (snap, killed_out))
+check("the interrupted run was resumed", "resuming from step 2" in killed_out, killed_out)
+before = {x for x in RUNS if os.path.exists(os.path.join(run_dir(*x), "summary.json"))}
+before_mtimes = {x: os.stat(os.path.join(run_dir(*x), "summary.json")).st_mtime_ns for x in before}
+
+# resumed: only the unfinished runs execute
+r = run(["compare", "--spec", spec_path, "--out", out])
+check("resumed compare exit", r.returncode == 0, r.stdout + r.stderr)
+check("resume skips finished runs", r.stdout.count("done already, skipped") == len(before) and
+      f"{6 - len(before)} runs executed, {len(before)} already done" in r.stdout, r.stdout)
+for x in before:
+    check(f"finished run {x} untouched", os.stat(os.path.join(run_dir(*x), "summary.json")).st_mtime_ns == before_mtimes[x])
+for x in done1:
+    check(f"first runs {x} untouched", os.stat(os.path.join(run_dir(*x), "summary.json")).st_mtime_ns == mtimes[x])
+log3 = open(os.path.join(third, "train.log")).read()
+check("interrupted run continued from its checkpoint", "resumed from" in log3 and "at step 2" in log3, log3[-2000:])
+check("checkpoints removed after a run finishes", not [f for f in os.listdir(third) if f.startswith("ckpt_")], os.listdir(third))
+
+# nothing left to do
+r = run(["compare", "--spec", spec_path, "--out", out])
+check("complete compare reruns nothing", r.returncode == 0 and "0 runs executed, 6 already done" in r.stdout, r.stdout + r.stderr)
+
+# ---- the runs: budgets, and the same initialisation and data per seed
+summaries, metrics = {}, {}
+for x in RUNS:
+    d = run_dir(*x)
+    summaries[x] = json.load(open(os.path.join(d, "summary.json")))
+    metrics[x] = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl"))]
+for x in RUNS:
+    s = summaries[x]
+    if x[0] == "adamw":
+        check(f"{x} grad_evals budget: 8 steps", s["steps"] == 8 and s["grad_evals"] == 32 and s["stopped_by"] == "grad_evals", s)
+    else:  # 1 evaluation on the first step, 2 afterwards: 4 * (1 + 2 * 4) = 36 >= 32 after 5 steps
+        check(f"{x} grad_evals budget: 5 exact-STORM steps", s["steps"] == 5 and s["grad_evals"] == 36 and
+              s["samples"] == 20 and s["stopped_by"] == "grad_evals", s)
+    evals = [m["step"] for m in metrics[x] if "val_loss" in m]
+    check(f"{x} final evaluation at the budget's end", evals and evals[-1] == s["steps"], evals)
+    # the lr schedule (warm-up 1, cosine to 0.1 x lr) ends with the budget: the last step's factor
+    lrs = [m["lr"] for m in metrics[x] if "loss" in m]
+    n = s["steps"]
+    expect = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (n - 2) / (n - 1)))
+    check(f"{x} schedule spans the budget", abs(lrs[-1] / s["config"]["lr"] - expect) < 1e-6, (lrs, expect))
+for seed in (0, 1):
+    first = {x: next(m["loss"] for m in metrics[x] if "loss" in m) for x in RUNS if x[2] == seed}
+    check(f"seed {seed}: same initial weights and first batch in every run", len(set(first.values())) == 1, first)
+check("seeds differ", next(m["loss"] for m in metrics[RUNS[0]] if "loss" in m) !=
+      next(m["loss"] for m in metrics[RUNS[1]] if "loss" in m))
+
+# same data order: with lr 0 every optimizer leaves the weights alone, so each step's loss depends
+# only on the initialisation and the batch
+lr0 = {}
+for opt in ("adamw", "muon", "limuon"):
+    d = os.path.join(TMP, "lr0-" + opt)
+    r = run(["train", "--model", "gpt2-tiny", "--data", corpus, "--optimizer", opt, "--lr", "0", "--adamw-lr", "0",
+             "--steps", "5", "--batch-size", "4", "--block-size", "32", "--seed", "7", "--progress", "none", "--out", d])
+    check(f"lr0 {opt}", r.returncode == 0, r.stderr)
+    if r.returncode == 0:
+        lr0[opt] = [json.loads(l)["loss"] for l in open(os.path.join(d, "metrics.jsonl")) if '"loss"' in l]
+check("same batches in the same order for every optimizer", len({tuple(v) for v in lr0.values()}) == 1 and
+      len(set(lr0["adamw"])) > 1, lr0)
+
+# ---- the report equals the metrics
+rep = json.load(open(os.path.join(out, "report.json")))
+md = open(os.path.join(out, "report.md")).read()
+
+
+def median(v):
+    return statistics.median([x for x in v if x is not None and math.isfinite(x)])
+
+
+def run_numbers(x):
+    s, ms = summaries[x], metrics[x]
+    train_rows = [m for m in ms if "loss" in m]
+    vals = {}
+    for m in ms:
+        if "val_loss" in m:
+            vals[m["step"]] = m["val_loss"]
+    return {
+        "final_val_loss": s["final_val_loss"], "best_val_loss": min(vals.values()), "final_val_ppl": s["final_val_ppl"],
+        "steps": s["steps"], "samples": s["samples"], "grad_evals": s["grad_evals"], "wall_s": s["wall_s"],
+        "ms_per_step": median([m["ms_per_step"] for m in train_rows]),
+        "throughput": median([m["tok_per_s"] for m in train_rows]),
+        "optimizer_state_bytes": s["optimizer_state_bytes"],
+        "peak_rss_mb": max([s["peak_rss_mb"]] + [m["peak_rss_mb"] for m in train_rows]),
+    }
+
+
+def mean_std(v):
+    m = sum(v) / len(v)
+    return m, (math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0)
+
+
+def close(a, b):
+    return a == b or abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
+
+
+nums = {x: run_numbers(x) for x in RUNS}
+for row in rep["runs"]:
+    x = (row["config"], "%g" % row["lr"], row["seed"])
+    check(f"report.json run {x} done", row["status"] == "done", row)
+    for k, v in nums[x].items():
+        check(f"report.json run {x} {k}", close(row[k], v), (row[k], v))
+
+# lr selection: the lower mean final loss over seeds
+adamw_means = {lr: mean_std([nums[("adamw", lr, s)]["final_val_loss"] for s in (0, 1)])[0] for lr in ("0.001", "0.003")}
+best_lr = min(adamw_means, key=adamw_means.get)
+sel = {c["config"]: c for c in rep["configs"]}
+check("best lr selected", "%g" % sel["adamw"]["lr"] == best_lr, (sel["adamw"]["lr"], adamw_means))
+for row in rep["sweep"]:
+    m, s = mean_std([nums[(row["config"], "%g" % row["lr"], sd)]["final_val_loss"] for sd in (0, 1)])
+    check(f"sweep {row['config']} {row['lr']}", close(row["final_val_loss"]["mean"], m) and close(row["final_val_loss"]["std"], s),
+          (row, m, s))
+    line = f"| {row['config']} | {'%g' % row['lr']} | 2/2 | {m:.4f} ± {s:.4f} |"
+    check(f"report.md sweep row {row['config']} {row['lr']}", line in md, (line, md))
+
+FORMATS = [("final_val_loss", "%.4f", 1), ("best_val_loss", "%.4f", 1), ("final_val_ppl", "%.2f", 1), ("steps", "%.0f", 1),
+           ("samples", "%.0f", 1), ("grad_evals", "%.0f", 1), ("wall_s", "%.1f", 1), ("ms_per_step", "%.1f", 1),
+           ("throughput", "%.0f", 1), ("optimizer_state_bytes", "%.3f", 1 / 2**20), ("peak_rss_mb", "%.0f", 1)]
+for cfg, lr in (("adamw", best_lr), ("limuon-exact", "0.02")):
+    cells = []
+    for key, f, scale in FORMATS:
+        m, s = mean_std([nums[(cfg, lr, sd)][key] for sd in (0, 1)])
+        check(f"report.json {cfg} {key}", close(sel[cfg]["metrics"][key]["mean"], m) and close(sel[cfg]["metrics"][key]["std"], s),
+              (sel[cfg]["metrics"][key], m, s))
+        cells.append(f % (m * scale) + " ± " + f % (s * scale))
+    row = next((l for l in md.splitlines() if l.startswith(f"| {cfg} | ")), "")
+    got = [c.strip() for c in row.strip("|").split("|")][4:]
+    check(f"report.md results row {cfg}", got == cells, (got, cells))
+state = {c: sel[c]["metrics"]["optimizer_state_bytes"]["mean"] for c in sel}
+check("optimizer state bytes reported", all(v > 0 for v in state.values()), state)
+
+# plots
+for name in ("val_loss_vs_samples.png", "val_loss_vs_grad_evals.png", "val_loss_vs_seconds.png", "memory.png", "lr_sweep.png"):
+    check(f"plot {name}", is_png(os.path.join(out, "plots", name)), os.listdir(os.path.join(out, "plots")))
+    check(f"report links {name}", f"(plots/{name})" in md)
+check("report.json lists plots", len(rep["plots"]) == 5 and "plots_skipped" not in rep, rep.get("plots_skipped"))
+curves = open(os.path.join(out, "plots", "curves.dat")).read()
+check("plotted curve is the mean over seeds at the best lr", f"# adamw lr {best_lr}" in curves, curves[:300])
+
+# without gnuplot: the report is still written and says why there are no plots
+shutil.rmtree(os.path.join(out, "plots"))
+r = run(["compare", "--spec", spec_path, "--out", out, "--report-only"], env={"PATH": "/nonexistent"})
+check("report without gnuplot", r.returncode == 0 and "plots skipped" in r.stdout and "gnuplot" in r.stdout, r.stdout + r.stderr)
+check("report.md says plots were skipped", "Plots skipped: gnuplot is not installed" in open(os.path.join(out, "report.md")).read())
+r = run(["compare", "--spec", spec_path, "--out", out, "--report-only"])
+check("report-only redraws", r.returncode == 0 and is_png(os.path.join(out, "plots", "memory.png")), r.stdout + r.stderr)
+
+# a changed spec must not mix with the runs already there
+spec2 = json.loads(json.dumps(spec))
+spec2["train"]["batch_size"] = 8
+r = run(["compare", "--spec", write(os.path.join(TMP, "spec2.json"), spec2), "--out", out])
+check("changed settings refused", r.returncode == 2 and "other settings" in r.stderr and "batch-size" in r.stderr, r.stderr)
+
+# ---- 2. image task, samples budget, a failing run
+img_spec = {
+    "train": {"task": "image", "model": "vit-test", "data": "fashion-mnist", "batch-size": 16, "eval-batches": 2,
+              "eval-interval": 2},
+    "budget": "samples:64", "seeds": 1,
+    "configs": [{"name": "muon", "optimizer": "muon", "lr": 0.02},
+                {"name": "sgd-ish", "optimizer": "adamw", "lr": 0.001},
+                {"name": "broken", "optimizer": "adamw", "lr": 0.001, "inject-nonfinite": "loss:3", "max-nonfinite": 1}],
+}
+img_out = os.path.join(TMP, "img")
+r = run(["compare", "--spec", write(os.path.join(TMP, "img.json"), img_spec), "--out", img_out])
+check("a failed run makes compare exit 1", r.returncode == 1 and "FAILED" in r.stdout and "1 run(s) failed" in r.stderr,
+      r.stdout + r.stderr)
+img_rep = json.load(open(os.path.join(img_out, "report.json")))
+st = {x["config"]: x for x in img_rep["runs"]}
+check("failed run reported", st.get("broken", {}).get("status") == "failed" and "non-finite" in st["broken"].get("note", ""), st)
+for c in ("muon", "sgd-ish"):
+    check(f"image {c} samples budget", st[c]["status"] == "done" and st[c]["steps"] == 4 and st[c]["samples"] == 64 and
+          st[c]["stopped_by"] == "samples", st[c])
+    s = json.load(open(os.path.join(img_out, "runs", c, "lr" + "%g" % st[c]["lr"], "seed0", "summary.json")))
+    check(f"image {c} accuracy", close(st[c]["final_val_accuracy"], s["final_val_accuracy"]), (st[c], s))
+img_md = open(os.path.join(img_out, "report.md")).read()
+check("image report has accuracy and img/s", "final val acc" in img_md and "img/s" in img_md and "| broken | " in img_md, img_md)
+check("image accuracy plot", is_png(os.path.join(img_out, "plots", "val_accuracy_vs_samples.png")))
+
+# ---- 3. bad specs: a clear message, exit 2, nothing run
+bad_cases = [
+    ("{not json", "not valid JSON"),
+    ({"configs": [{"name": "a", "lr": 0.1}], "budget": {"steps": 2}, "trian": {}}, "unknown key 'trian'"),
+    ({"configs": [{"name": "a", "optimizer": "adamw"}], "budget": {"steps": 2}}, "no learning rate"),
+    ({"configs": [{"name": "a", "optimizer": "adamx", "lr": 0.1}], "budget": {"steps": 2}}, "adamx"),
+    ({"configs": [{"name": "a", "lr": 0.1, "frobnicate": 1}], "budget": {"steps": 2}}, "frobnicate"),
+    ({"configs": [{"name": "a", "lr": 0.1}], "budget": {"steps": 2}, "train": {"seed": 3}}, "use \"seeds\""),
+    ({"configs": [{"name": "a", "lr": 0.1}], "budget": {"tokens": 2}}, "unknown budget kind 'tokens'"),
+    ({"configs": [{"name": "a", "lr": 0.1}]}, "no budget"),
+    ({"configs": [{"name": "a", "lr": 0.1}], "budget": {"seconds": 2}}, "needs \"steps\""),
+    ({"configs": [{"name": "a", "lr": 0.1}, {"name": "a", "lr": 0.2}], "budget": {"steps": 2}}, "two configs are named 'a'"),
+    ({"configs": [{"name": "../x", "lr": 0.1}], "budget": {"steps": 2}}, "names a directory"),
+    ({"configs": [{"name": "a", "lr": [0.1, -1]}], "budget": {"steps": 2}}, "positive number"),
+    ({"configs": [{"name": "a", "lr": 0.1, "batch-size": "many"}], "budget": {"steps": 2}}, "batch-size"),
+    ({"configs": [], "budget": {"steps": 2}}, "non-empty list"),
+]
+for i, (bad, needle) in enumerate(bad_cases):
+    path = write(os.path.join(TMP, f"bad{i}.json"), bad)
+    bad_out = os.path.join(TMP, f"bad-out{i}")
+    r = run(["compare", "--spec", path, "--out", bad_out])
+    check(f"bad spec {i} ({needle})", r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr and
+          not os.path.exists(bad_out), (r.returncode, r.stderr))
+r = run(["compare", "--out", os.path.join(TMP, "x")])
+check("--spec required", r.returncode == 2 and "--spec" in r.stderr, r.stderr)
+r = run(["compare", "--spec", os.path.join(TMP, "missing.json"), "--out", os.path.join(TMP, "x")])
+check("missing spec file", r.returncode == 2 and "missing.json" in r.stderr, r.stderr)
+r = run(["compare", "--spec", spec_path, "--out", os.path.join(TMP, "x"), "--budget", "steps:zero"])
+check("bad --budget", r.returncode == 2 and "--budget" in r.stderr, r.stderr)
+
+elapsed = time.time() - T0
+shutil.rmtree(TMP, ignore_errors=True)
+for f in failures:
+    print("FAIL", f)
+print(f"compare_cli: {passed} passed, {len(failures)} failed in {elapsed:.0f} s")
+sys.exit(1 if failures else 0)
