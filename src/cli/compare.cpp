@@ -674,7 +674,7 @@ std::vector<std::string> draw_plots(const fs::path& out, const Spec& spec, const
        << gp_quote("Learning-rate sweep: " + std::string(spec.select == "best" ? "best" : "final") + " validation loss (" +
                    sweep_over + ")")
        << "\nset logscale x\nset xlabel 'learning rate'\nset ylabel 'validation loss'\nset yrange [*:*]\nset xrange [*:*]\n"
-       << "set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05\nset key outside right top Left reverse box\nplot ";
+       << "set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05\nset key outside right top Left reverse box width 2\nplot ";
     int i = 0;
     for (const auto& c : spec.configs) {
       if (c.lrs.size() < 2 || !sweep.count(c.name)) continue;
