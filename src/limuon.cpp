@@ -208,6 +208,12 @@ bool LiMuon::group_finite_or_raise(const std::vector<Item>& items, const LiMuonO
   return false;
 }
 
+bool LiMuon::evaluates_twice() const {
+  for (const auto& g : param_groups_)
+    if (static_cast<const LiMuonOptions&>(g.options()).storm() == Storm::exact) return true;
+  return false;
+}
+
 bool LiMuon::needs_old_point_gradient() const {
   for (const auto& g : param_groups_) {
     if (static_cast<const LiMuonOptions&>(g.options()).storm() != Storm::exact) continue;
@@ -403,10 +409,7 @@ void LiMuon::after_new_point_gradient() {
 }
 
 at::Tensor LiMuon::step(LossClosure closure) {
-  bool any_exact = false;
-  for (const auto& g : param_groups_)
-    any_exact = any_exact || static_cast<const LiMuonOptions&>(g.options()).storm() == Storm::exact;
-  if (any_exact && !closure)
+  if (evaluates_twice() && !closure)
     throw std::invalid_argument(
         "LiMuon::step: storm=exact needs a closure (zero grads, forward, backward, return loss); it is "
         "evaluated twice per step on the same batch, at the old and the new weights");

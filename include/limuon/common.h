@@ -54,4 +54,19 @@ void check_range(const char* who, const char* option, double value, double lo, d
                  bool lo_open, bool hi_open);
 void check_at_least(const char* who, const char* option, int64_t value, int64_t lo);
 
+// An optimizer whose step may evaluate the closure twice on one batch, at the old and the new
+// weights (LiMuon storm=exact, Muon-MVR2), with its stages exposed so that a hybrid optimizer can
+// step AdamW in between:
+//   if needs_old_point_gradient(): closure(); after_old_point_gradient();
+//   closure(); after_new_point_gradient();
+class TwoPointStepper {
+ public:
+  virtual ~TwoPointStepper() = default;
+  // False when every group takes one evaluation per call (then step() is all there is).
+  virtual bool evaluates_twice() const = 0;
+  virtual bool needs_old_point_gradient() const = 0;
+  virtual void after_old_point_gradient() = 0;
+  virtual void after_new_point_gradient() = 0;
+};
+
 }  // namespace limuon

@@ -88,7 +88,7 @@ struct LiMuonParamState : public torch::optim::OptimizerCloneableParamState<LiMu
   int64_t bytes() const;
 };
 
-class LiMuon : public torch::optim::Optimizer {
+class LiMuon : public torch::optim::Optimizer, public TwoPointStepper {
  public:
   explicit LiMuon(std::vector<torch::optim::OptimizerParamGroup> param_groups, LiMuonOptions defaults = {});
   explicit LiMuon(std::vector<at::Tensor> params, LiMuonOptions defaults = {});
@@ -102,9 +102,10 @@ class LiMuon : public torch::optim::Optimizer {
   //   exact:  if needs_old_point_gradient(): closure(); after_old_point_gradient();
   //           closure(); after_new_point_gradient();
   //   approx: closure(); after_new_point_gradient();
-  bool needs_old_point_gradient() const;
-  void after_old_point_gradient();
-  void after_new_point_gradient();
+  bool evaluates_twice() const override;
+  bool needs_old_point_gradient() const override;
+  void after_old_point_gradient() override;
+  void after_new_point_gradient() override;
 
   void save(torch::serialize::OutputArchive& archive) const override;
   void load(torch::serialize::InputArchive& archive) override;
