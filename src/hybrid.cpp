@@ -133,15 +133,79 @@ std::string to_string(MatrixMethod m) {
     case MatrixMethod::muon: return "muon";
     case MatrixMethod::limuon: return "limuon";
     case MatrixMethod::adamw: return "adamw";
+    case MatrixMethod::muon_mvr1: return "muon_mvr1";
+    case MatrixMethod::muon_mvr2: return "muon_mvr2";
+    case MatrixMethod::sumo: return "sumo";
+    case MatrixMethod::muoneq: return "muoneq";
+    case MatrixMethod::lionmuon: return "lionmuon";
+    case MatrixMethod::mimuon: return "mimuon";
+    case MatrixMethod::gluon: return "gluon";
   }
   return "?";
 }
 
+const std::vector<MatrixMethod>& all_matrix_methods() {
+  static const std::vector<MatrixMethod> all = {
+      MatrixMethod::adamw,   MatrixMethod::muon,     MatrixMethod::limuon, MatrixMethod::muon_mvr1,
+      MatrixMethod::muon_mvr2, MatrixMethod::sumo,   MatrixMethod::muoneq, MatrixMethod::lionmuon,
+      MatrixMethod::mimuon,  MatrixMethod::gluon};
+  return all;
+}
+
 MatrixMethod parse_matrix_method(const std::string& name) {
-  if (name == "muon") return MatrixMethod::muon;
-  if (name == "limuon") return MatrixMethod::limuon;
-  if (name == "adamw") return MatrixMethod::adamw;
-  throw std::invalid_argument("optimizer: unknown value '" + name + "' (valid: adamw, muon, limuon)");
+  std::string valid;
+  for (auto m : all_matrix_methods()) {
+    if (name == to_string(m)) return m;
+    valid += (valid.empty() ? "" : ", ") + to_string(m);
+  }
+  throw std::invalid_argument("optimizer: unknown value '" + name + "' (valid: " + valid + ")");
+}
+
+std::unique_ptr<torch::optim::Optimizer> make_matrix_optimizer(const std::vector<at::Tensor>& params,
+                                                               const HybridOptions& o) {
+  switch (o.method) {
+    case MatrixMethod::adamw: return nullptr;
+    case MatrixMethod::muon: return std::make_unique<Muon>(params, o.muon);
+    case MatrixMethod::limuon: return std::make_unique<LiMuon>(params, o.limuon);
+    case MatrixMethod::muon_mvr1: return std::make_unique<MuonMVR>(params, MuonMVROptions(o.mvr).variant(MvrVariant::mvr1));
+    case MatrixMethod::muon_mvr2: return std::make_unique<MuonMVR>(params, MuonMVROptions(o.mvr).variant(MvrVariant::mvr2));
+    case MatrixMethod::sumo: return std::make_unique<Sumo>(params, o.sumo);
+    case MatrixMethod::muoneq: return std::make_unique<MuonEq>(params, o.muoneq);
+    case MatrixMethod::lionmuon: return std::make_unique<LionMuon>(params, o.lionmuon);
+    case MatrixMethod::mimuon: return std::make_unique<MiMuon>(params, o.mimuon);
+    case MatrixMethod::gluon: return std::make_unique<Gluon>(params, o.gluon);
+  }
+  return nullptr;
+}
+
+int64_t matrix_state_bytes(const torch::optim::Optimizer& opt) {
+  if (auto* m = dynamic_cast<const Muon*>(&opt)) return m->state_bytes();
+  if (auto* l = dynamic_cast<const LiMuon*>(&opt)) return l->state_bytes();
+  if (auto* f = dynamic_cast<const MuonFamily*>(&opt)) return f->state_bytes();
+  return 0;
+}
+
+int64_t matrix_nonfinite_skips(const torch::optim::Optimizer& opt) {
+  if (auto* m = dynamic_cast<const Muon*>(&opt)) return m->nonfinite_skips();
+  if (auto* l = dynamic_cast<const LiMuon*>(&opt)) return l->nonfinite_skips();
+  if (auto* f = dynamic_cast<const MuonFamily*>(&opt)) return f->nonfinite_skips();
+  return 0;
+}
+
+NonFinitePolicy nonfinite_policy(const HybridOptions& o) {
+  switch (o.method) {
+    case MatrixMethod::muon: return o.muon.nonfinite();
+    case MatrixMethod::adamw:
+    case MatrixMethod::limuon: return o.limuon.nonfinite();
+    case MatrixMethod::muon_mvr1:
+    case MatrixMethod::muon_mvr2: return o.mvr.nonfinite();
+    case MatrixMethod::sumo: return o.sumo.nonfinite();
+    case MatrixMethod::muoneq: return o.muoneq.nonfinite();
+    case MatrixMethod::lionmuon: return o.lionmuon.nonfinite();
+    case MatrixMethod::mimuon: return o.mimuon.nonfinite();
+    case MatrixMethod::gluon: return o.gluon.nonfinite();
+  }
+  return NonFinitePolicy::skip;
 }
 
 HybridOptimizer::HybridOptimizer(const std::vector<RoutedParam>& routing, HybridOptions options)
@@ -151,10 +215,7 @@ HybridOptimizer::HybridOptimizer(const std::vector<RoutedParam>& routing, Hybrid
     if (r.route == Route::matrix && options_.method != MatrixMethod::adamw) matrices.push_back(r.param);
     else rest.push_back(r.param);
   }
-  if (!matrices.empty()) {
-    if (options_.method == MatrixMethod::muon) matrix_ = std::make_unique<Muon>(matrices, options_.muon);
-    else matrix_ = std::make_unique<LiMuon>(matrices, options_.limuon);
-  }
+  if (!matrices.empty()) matrix_ = make_matrix_optimizer(matrices, options_);
   if (!rest.empty()) adamw_ = std::make_unique<torch::optim::AdamW>(rest, options_.adamw);
 }
 
@@ -175,8 +236,7 @@ void HybridOptimizer::adamw_step() {
       if (p.grad().defined()) grads.push_back(p.grad());
   if (!all_finite(grads)) {
     // Same policy as the matrix optimizers: LibTorch's AdamW would write NaN into its moments.
-    const auto policy = options_.method == MatrixMethod::muon ? options_.muon.nonfinite() : options_.limuon.nonfinite();
-    if (policy == NonFinitePolicy::raise)
+    if (nonfinite_policy(options_) == NonFinitePolicy::raise)
       throw std::runtime_error("AdamW group: non-finite gradient (nonfinite=raise)");
     ++adamw_skips_;
     return;
@@ -191,25 +251,24 @@ at::Tensor HybridOptimizer::step(const std::function<at::Tensor()>& closure) {
     ++evaluations_;
     return closure();
   };
-  auto* li = dynamic_cast<LiMuon*>(matrix_.get());
-  if (!li) {
+  auto* two = dynamic_cast<TwoPointStepper*>(matrix_.get());
+  if (!two || !two->evaluates_twice()) {
+    // One evaluation per call (Muon, LiMuon approx, Muon-MVR1, ...): both step on it.
     at::Tensor loss = evaluate();
     if (matrix_) matrix_->step();
     adamw_step();
     return loss;
   }
   at::Tensor loss;
-  if (li->needs_old_point_gradient()) {
+  if (two->needs_old_point_gradient()) {
     loss = evaluate();
-    li->after_old_point_gradient();
+    two->after_old_point_gradient();
     adamw_step();
     loss = evaluate();
-    li->after_new_point_gradient();
+    two->after_new_point_gradient();
   } else {
-    loss = evaluate();
-    const bool approx = options_.limuon.storm() == Storm::approx;
-    li->after_new_point_gradient();
-    if (approx) adamw_step();  // one evaluation per call: AdamW steps on it
+    loss = evaluate();  // first call: the estimate only, nothing moves
+    two->after_new_point_gradient();
   }
   return loss;
 }
@@ -301,15 +360,13 @@ int64_t adamw_state_bytes(const torch::optim::AdamW& adamw) {
 
 int64_t HybridOptimizer::state_bytes() const {
   int64_t total = adamw_ ? adamw_state_bytes(*adamw_) : 0;
-  if (auto* m = dynamic_cast<const Muon*>(matrix_.get())) total += m->state_bytes();
-  if (auto* l = dynamic_cast<const LiMuon*>(matrix_.get())) total += l->state_bytes();
+  if (matrix_) total += matrix_state_bytes(*matrix_);
   return total;
 }
 
 int64_t HybridOptimizer::nonfinite_skips() const {
   int64_t total = adamw_skips_;
-  if (auto* m = dynamic_cast<const Muon*>(matrix_.get())) total += m->nonfinite_skips();
-  if (auto* l = dynamic_cast<const LiMuon*>(matrix_.get())) total += l->nonfinite_skips();
+  if (matrix_) total += matrix_nonfinite_skips(*matrix_);
   return total;
 }
 

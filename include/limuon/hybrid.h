@@ -3,8 +3,14 @@
 // position embeddings, anything with fewer than two non-unit dimensions) to torch::optim::AdamW.
 #pragma once
 
+#include "limuon/gluon.h"
 #include "limuon/limuon.h"
+#include "limuon/lionmuon.h"
+#include "limuon/mimuon.h"
 #include "limuon/muon.h"
+#include "limuon/muon_mvr.h"
+#include "limuon/muoneq.h"
+#include "limuon/sumo.h"
 
 #include <torch/optim/adamw.h>
 
@@ -53,19 +59,39 @@ std::vector<RoutedParam> route_module(const torch::nn::Module& module, const Rou
 // A readable table: one line per parameter with shape, route and reason, then totals.
 std::string format_routing(const std::vector<RoutedParam>& routing);
 
-enum class MatrixMethod { muon, limuon, adamw };
+// The matrix method, by the name `--optimizer` takes. muon_mvr1 and muon_mvr2 are limuon::MuonMVR
+// with variant mvr1 / mvr2.
+enum class MatrixMethod { muon, limuon, adamw, muon_mvr1, muon_mvr2, sumo, muoneq, lionmuon, mimuon, gluon };
 std::string to_string(MatrixMethod m);
 MatrixMethod parse_matrix_method(const std::string& name);
+// Every method, in the order the help text lists them.
+const std::vector<MatrixMethod>& all_matrix_methods();
 
 struct HybridOptions {
   MatrixMethod method = MatrixMethod::limuon;
   MuonOptions muon;
   LiMuonOptions limuon;
+  // The rest of the family (ALGORITHMS.md §4); `mvr.variant` is set from `method`.
+  MuonMVROptions mvr;
+  SumoOptions sumo;
+  MuonEqOptions muoneq;
+  LionMuonOptions lionmuon;
+  MiMuonOptions mimuon;
+  GluonOptions gluon;
   torch::optim::AdamWOptions adamw = torch::optim::AdamWOptions(3e-4).weight_decay(0.0);
 };
 
+// The matrix optimizer `options.method` names, over `params` (null for adamw).
+std::unique_ptr<torch::optim::Optimizer> make_matrix_optimizer(const std::vector<at::Tensor>& params,
+                                                               const HybridOptions& options);
+// Persistent state bytes and non-finite skips of any optimizer make_matrix_optimizer builds.
+int64_t matrix_state_bytes(const torch::optim::Optimizer& opt);
+int64_t matrix_nonfinite_skips(const torch::optim::Optimizer& opt);
+// The non-finite policy of the method `options.method` names (AdamW follows it too).
+NonFinitePolicy nonfinite_policy(const HybridOptions& options);
+
 // One object a training loop can step(closure) and zero_grad(). With LiMuon (storm exact), the
-// closure runs twice per call and AdamW steps once, on the gradient of the first evaluation, so
+// closure runs twice per call (likewise Muon-MVR2) and AdamW steps once, on the gradient of the first evaluation, so
 // that the second evaluation of one call and the first of the next see the same parameters. On
 // LiMuon's first call (one evaluation, M_0 only) AdamW does not step either.
 // method = adamw sends every parameter to AdamW (a baseline).

@@ -1,6 +1,8 @@
 // `limuon bench orth` and `limuon bench step`: warm-up, medians, and ratios measured in one run.
 #include "bench.h"
 
+#include "family_flags.h"
+
 #include "limuon/hybrid.h"
 #include "limuon/limuon.h"
 #include "limuon/muon.h"
@@ -216,6 +218,18 @@ int bench_step(Args& args, bool json) {
   } catch (const std::invalid_argument& e) {
     throw UsageError(e.what());
   }
+  // The rest of the family: the hybrid's options, filled from the same flags as `limuon train`.
+  HybridOptions family;
+  family.muon = mo;
+  family.limuon = lo;
+  FamilyFlags::parse(args).apply(family);
+  MatrixMethod method;
+  try {
+    method = parse_matrix_method(opt_name);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("--") + e.what());
+  }
+  family.method = method;
   args.finish();
   const auto shapes = model_matrices(model);
   at::manual_seed(0);
@@ -249,6 +263,12 @@ int bench_step(Args& args, bool json) {
                  : lo.lowrank_state() == LowRankState::paper && !approx ? mn + lowrank : lowrank;
       if (approx) e += mn;  // g_{t−1}
       formula += e;
+    } else if (method == MatrixMethod::sumo) {
+      formula += (m + n) * static_cast<double>(std::min<int64_t>(family.sumo.rank(), std::min(m, n)));  // Q and M
+    } else if (method == MatrixMethod::muon_mvr1 || (method == MatrixMethod::muon_mvr2 && family.mvr.nesterov())) {
+      formula += 2 * mn;  // B and clip(g_{t−1}) (mvr1), or B and the pending U (mvr2)
+    } else {
+      formula += mn;  // B (muon_mvr2 without Nesterov, muoneq, lionmuon, mimuon, gluon)
     }
   }
   if (opt_name == "adamw") {
@@ -267,7 +287,25 @@ int bench_step(Args& args, bool json) {
     label += "/" + to_string(lo.lowrank_state()) + "/" + to_string(lo.storm()) + "/" + to_string(lo.orthogonalizer());
     if (lo.lowrank_state() != LowRankState::none) label += "/r" + std::to_string(lo.rank());
   } else {
-    throw UsageError("--optimizer: unknown value '" + opt_name + "' (valid: adamw, muon, limuon)");
+    opt = make_matrix_optimizer(params, family);
+    auto* p = opt.get();
+    state_bytes = [p] { return matrix_state_bytes(*p); };
+    switch (method) {
+      case MatrixMethod::muon_mvr1:
+      case MatrixMethod::muon_mvr2: label = opt_name + "/" + to_string(family.mvr.orthogonalizer()); break;
+      case MatrixMethod::sumo:
+        label = opt_name + "/" + to_string(family.sumo.orthogonalizer()) + "/r" + std::to_string(family.sumo.rank()) +
+                "/K" + std::to_string(family.sumo.update_interval());
+        break;
+      case MatrixMethod::muoneq:
+        label = opt_name + "/" + to_string(family.muoneq.equilibrate()) + "/" + to_string(family.muoneq.orthogonalizer());
+        break;
+      case MatrixMethod::lionmuon:
+        label = opt_name + "/P" + std::to_string(family.lionmuon.period()) + "/" + to_string(family.lionmuon.orthogonalizer());
+        break;
+      case MatrixMethod::mimuon: label = opt_name + "/svd"; break;
+      default: label = opt_name + "/" + to_string(family.gluon.orthogonalizer()); break;
+    }
   }
   const bool needs_closure = opt_name != "adamw";
   auto one_step = [&] {
