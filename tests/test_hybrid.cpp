@@ -144,11 +144,42 @@ TEST(Hybrid, LiMuonExactStepsAdamWBetweenTheTwoEvaluations) {
   EXPECT_FALSE(torch::equal(run.seen[1], run.seen[2]));
 }
 
+TEST(Hybrid, MuonMvr2StepsAdamWBetweenTheTwoEvaluations) {
+  HybridRun run(1);
+  HybridOptions o;
+  o.method = MatrixMethod::muon_mvr2;
+  HybridOptimizer opt(route_module(run.model), o);
+  ASSERT_NE(dynamic_cast<MuonMVR*>(opt.matrix_optimizer()), nullptr);
+  auto c = run.closure(opt, /*record=*/true);
+  opt.step(c);
+  EXPECT_EQ(run.evals, 1);
+  EXPECT_EQ(opt.adamw()->state().size(), 0u) << "AdamW must not step on MVR2's first (U_0) call";
+  for (int t = 1; t < 4; ++t) opt.step(c);
+  EXPECT_EQ(run.evals, 7);
+  for (const auto& kv : opt.adamw()->state())
+    EXPECT_EQ(static_cast<const torch::optim::AdamWParamState&>(*kv.second).step(), 3);
+  for (int k = 1; k < 3; ++k) EXPECT_TRUE(torch::equal(run.seen[2 * k], run.seen[2 * k + 1])) << "call " << k;
+  EXPECT_FALSE(torch::equal(run.seen[1], run.seen[2]));
+}
+
+TEST(Hybrid, MethodNamesRoundTrip) {
+  EXPECT_EQ(all_matrix_methods().size(), 10u);
+  for (auto m : all_matrix_methods()) EXPECT_EQ(parse_matrix_method(to_string(m)), m);
+  try {
+    parse_matrix_method("lion");
+    ADD_FAILURE() << "accepted an unknown method";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("muon_mvr2, sumo, muoneq, lionmuon, mimuon, gluon"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Hybrid, MuonAndAdamWBaselinesStepOncePerCall) {
-  for (auto method : {MatrixMethod::muon, MatrixMethod::adamw}) {
+  for (auto method : {MatrixMethod::muon, MatrixMethod::adamw, MatrixMethod::muon_mvr1, MatrixMethod::sumo,
+                      MatrixMethod::muoneq, MatrixMethod::lionmuon, MatrixMethod::mimuon, MatrixMethod::gluon}) {
     HybridRun run(2);
     HybridOptions o;
     o.method = method;
+    o.sumo = SumoOptions(0.02).rank(2).update_interval(5);
     HybridOptimizer opt(route_module(run.model), o);
     if (method == MatrixMethod::adamw) EXPECT_EQ(opt.matrix_optimizer(), nullptr);
     auto c = run.closure(opt);
@@ -198,11 +229,12 @@ TEST(Schedule, WarmupThenCosineDrivesEveryGroup) {
 }
 
 TEST(Hybrid, SaveLoadContinueRestoresLearningRatesAndIsBitIdentical) {
-  for (auto method : {MatrixMethod::limuon, MatrixMethod::muon, MatrixMethod::adamw}) {
+  for (auto method : all_matrix_methods()) {
     HybridRun a(3), b(3);
     HybridOptions o;
     o.method = method;
     o.limuon = LiMuonOptions(0.02).lowrank_state(LowRankState::light).rank(2);
+    o.sumo = SumoOptions(0.02).rank(2).update_interval(2);
     HybridOptimizer oa(route_module(a.model), o), ob(route_module(b.model), o);
     WarmupCosine sa(oa.optimizers(), 5, 20), sb(ob.optimizers(), 5, 20);
     auto ca = a.closure(oa), cb = b.closure(ob);

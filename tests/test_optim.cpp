@@ -1,7 +1,13 @@
 // Optimizer behaviour: the identities of ALGORITHMS.md §3, closure counts, save → load → continue
 // bit-identity and generic behaviour for every configuration, option validation, non-finite policy.
+#include "limuon/gluon.h"
 #include "limuon/limuon.h"
+#include "limuon/lionmuon.h"
+#include "limuon/mimuon.h"
 #include "limuon/muon.h"
+#include "limuon/muon_mvr.h"
+#include "limuon/muoneq.h"
+#include "limuon/sumo.h"
 #include "test_support.h"
 
 #include <gtest/gtest.h>
@@ -46,6 +52,31 @@ std::vector<Config> all_configs() {
   out.push_back({"limuon_paper_exact_pe", [](const std::vector<torch::Tensor>& p, double lr) {
                    return std::make_unique<LiMuon>(p, li(lr, LowRankState::paper, Storm::exact, Orthogonalizer::polar_express));
                  }});
+  // The rest of the family (ALGORITHMS.md §4).
+  for (auto v : {MvrVariant::mvr1, MvrVariant::mvr2})
+    out.push_back({"muon_" + to_string(v), [v](const std::vector<torch::Tensor>& p, double lr) {
+                     return std::make_unique<MuonMVR>(p, MuonMVROptions(lr).variant(v).gamma(0.3).max_norm(0.5).weight_decay(0.01));
+                   }});
+  out.push_back({"muon_mvr2_plain_rsvd", [](const std::vector<torch::Tensor>& p, double lr) {
+                   return std::make_unique<MuonMVR>(p, MuonMVROptions(lr).variant(MvrVariant::mvr2).nesterov(false)
+                                                           .orthogonalizer(Orthogonalizer::rsvd).rank(2).oversample(1).seed(5));
+                 }});
+  out.push_back({"sumo", [](const std::vector<torch::Tensor>& p, double lr) {
+                   return std::make_unique<Sumo>(p, SumoOptions(lr).rank(2).oversample(1).update_interval(2).weight_decay(0.01).seed(3));
+                 }});
+  for (auto e : {Equilibrate::rows, Equilibrate::both})
+    out.push_back({"muoneq_" + to_string(e), [e](const std::vector<torch::Tensor>& p, double lr) {
+                     return std::make_unique<MuonEq>(p, MuonEqOptions(lr).equilibrate(e).weight_decay(0.01));
+                   }});
+  out.push_back({"lionmuon", [](const std::vector<torch::Tensor>& p, double lr) {
+                   return std::make_unique<LionMuon>(p, LionMuonOptions(lr).period(2).weight_decay(0.01));
+                 }});
+  out.push_back({"mimuon", [](const std::vector<torch::Tensor>& p, double lr) {
+                   return std::make_unique<MiMuon>(p, MiMuonOptions(lr).tau(0.15).weight_decay(0.01));
+                 }});
+  out.push_back({"gluon", [](const std::vector<torch::Tensor>& p, double lr) {
+                   return std::make_unique<Gluon>(p, GluonOptions(lr).l0(0.5).l1(1.0).weight_decay(0.01));
+                 }});
   return out;
 }
 
@@ -63,6 +94,8 @@ bool any_nonfinite_state(const torch::optim::Optimizer& opt) {
     if (auto* m = dynamic_cast<const MuonParamState*>(kv.second.get())) ts = {m->momentum_buffer()};
     if (auto* l = dynamic_cast<const LiMuonParamState*>(kv.second.get()))
       ts = {l->momentum(), l->direction(), l->factor_u(), l->factor_s(), l->factor_v(), l->prev_grad()};
+    if (auto* f = dynamic_cast<const FamilyParamState*>(kv.second.get()))
+      for (const auto& nt : f->tensors()) ts.push_back(nt.second);
     for (const auto& t : ts)
       if (t.defined() && !torch::isfinite(t).all().item<bool>()) return true;
   }
@@ -79,6 +112,8 @@ bool states_equal(const torch::optim::Optimizer& a, const torch::optim::Optimize
     if (ia == a.state().end()) continue;
     if (auto* m = dynamic_cast<const MuonParamState*>(ia->second.get())) {
       if (!(*m == static_cast<const MuonParamState&>(*ib->second))) return false;
+    } else if (auto* f = dynamic_cast<const FamilyParamState*>(ia->second.get())) {
+      if (!(*f == static_cast<const FamilyParamState&>(*ib->second))) return false;
     } else if (!(static_cast<const LiMuonParamState&>(*ia->second) ==
                  static_cast<const LiMuonParamState&>(*ib->second))) {
       return false;
@@ -145,6 +180,8 @@ TEST_P(EveryConfig, KeepsDtypeSkipsUndefinedGradsAndWritesNoNaN) {
         for (const auto& t : {l->momentum(), l->factor_u(), l->prev_grad(), l->direction()})
           if (t.defined()) EXPECT_EQ(t.scalar_type(), dt);
       if (auto* m = dynamic_cast<const MuonParamState*>(kv.second.get())) EXPECT_EQ(m->momentum_buffer().scalar_type(), dt);
+      if (auto* f = dynamic_cast<const FamilyParamState*>(kv.second.get()))
+        for (const auto& nt : f->tensors()) EXPECT_EQ(nt.second.scalar_type(), dt) << nt.first;
     }
     EXPECT_FALSE(any_nonfinite_state(*opt));
   }
@@ -172,6 +209,7 @@ TEST_P(EveryConfig, NonFiniteGradientSkipsTheGroupAndCountsIt) {
   p.batch = 3;
   auto count = [&]() {
     if (auto* m = dynamic_cast<Muon*>(opt.get())) return m->nonfinite_skips();
+    if (auto* f = dynamic_cast<MuonFamily*>(opt.get())) return f->nonfinite_skips();
     return dynamic_cast<LiMuon*>(opt.get())->nonfinite_skips();
   };
   opt->step(closure);

@@ -1,0 +1,475 @@
+// The rest of the Muon family (ALGORITHMS.md §4) against the float64 trajectories of
+// reference/make_family_reference.py, the reductions that must hold exactly, state sizes and
+// option validation. Save → load → continue, dtypes and the non-finite policy are covered for
+// every method by the table in test_optim.cpp.
+#include "limuon/gluon.h"
+#include "limuon/lionmuon.h"
+#include "limuon/mimuon.h"
+#include "limuon/muon.h"
+#include "limuon/muon_mvr.h"
+#include "limuon/muoneq.h"
+#include "limuon/sumo.h"
+#include "test_support.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+using namespace limuon;
+using namespace limuon::test;
+
+namespace {
+
+struct FamilyReference {
+  int calls = 0;
+  std::vector<RefConfig> configs;
+  std::map<std::string, double> losses;  // "<config>/<call>"
+  std::map<std::string, torch::Tensor> tensors;
+};
+
+const FamilyReference& family_reference() {
+  static const FamilyReference ref = [] {
+    FamilyReference r;
+    const std::string path = std::string(LIMUON_REFERENCE_DIR) + "/family_trajectories.txt";
+    r.tensors = read_tensor_file(path);
+    std::ifstream in(path);
+    if (!in) throw std::runtime_error("cannot open " + path);
+    std::string line;
+    while (std::getline(in, line)) {
+      std::istringstream ls(line);
+      std::string kind;
+      ls >> kind;
+      if (kind == "calls") {
+        ls >> r.calls;
+      } else if (kind == "loss") {
+        std::string name;
+        int call = 0;
+        double v = 0;
+        ls >> name >> call >> v;
+        r.losses[name + "/" + std::to_string(call)] = v;
+      } else if (kind == "config") {
+        RefConfig c;
+        ls >> c.name >> c.kind;
+        std::string kv;
+        while (ls >> kv) {
+          auto eq = kv.find('=');
+          c.opts[kv.substr(0, eq)] = kv.substr(eq + 1);
+        }
+        r.configs.push_back(c);
+      }
+    }
+    if (r.calls <= 0 || r.configs.empty()) throw std::runtime_error("reference: empty file " + path);
+    return r;
+  }();
+  return ref;
+}
+
+double num(const RefConfig& c, const std::string& k) { return std::stod(c.opts.at(k)); }
+int64_t integer(const RefConfig& c, const std::string& k) { return std::stoll(c.opts.at(k)); }
+bool boolean(const RefConfig& c, const std::string& k) { return c.opts.at(k) == "True"; }
+
+template <class O>
+O shared(O o, const RefConfig& c) {
+  o.weight_decay(num(c, "weight_decay"))
+      .adjust_lr(parse_adjust_lr(c.opts.at("adjust_lr")))
+      .orthogonalizer(parse_orthogonalizer(c.opts.at("orthogonalizer")))
+      .rank(integer(c, "rank"))
+      .oversample(integer(c, "oversample"))
+      .power_iters(integer(c, "power_iters"))
+      .seed(static_cast<uint64_t>(integer(c, "seed")));
+  return o;
+}
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const RefConfig& c, const std::vector<torch::Tensor>& params) {
+  const double lr = num(c, "lr");
+  if (c.kind == "muoneq")
+    return std::make_unique<MuonEq>(params, shared(MuonEqOptions(lr), c)
+                                                .momentum(num(c, "momentum"))
+                                                .nesterov(boolean(c, "nesterov"))
+                                                .equilibrate(parse_equilibrate(c.opts.at("equilibrate"))));
+  if (c.kind == "mimuon")
+    return std::make_unique<MiMuon>(
+        params, shared(MiMuonOptions(lr), c).momentum(num(c, "momentum")).nesterov(boolean(c, "nesterov")).tau(num(c, "tau")));
+  if (c.kind == "gluon")
+    return std::make_unique<Gluon>(params, shared(GluonOptions(lr), c)
+                                               .momentum(num(c, "momentum"))
+                                               .nesterov(boolean(c, "nesterov"))
+                                               .l0(num(c, "l0"))
+                                               .l1(num(c, "l1")));
+  if (c.kind == "lionmuon")
+    return std::make_unique<LionMuon>(params, shared(LionMuonOptions(lr), c)
+                                                  .beta1(num(c, "beta1"))
+                                                  .beta2(num(c, "beta2"))
+                                                  .period(integer(c, "period"))
+                                                  .sign_lr_ratio(num(c, "sign_lr_ratio")));
+  if (c.kind == "sumo")
+    return std::make_unique<Sumo>(params, shared(SumoOptions(lr), c)
+                                              .momentum(num(c, "momentum"))
+                                              .update_interval(integer(c, "update_interval"))
+                                              .alpha(num(c, "alpha")));
+  if (c.kind == "muon_mvr")
+    return std::make_unique<MuonMVR>(params, shared(MuonMVROptions(lr), c)
+                                                 .momentum(num(c, "momentum"))
+                                                 .nesterov(boolean(c, "nesterov"))
+                                                 .gamma(num(c, "gamma"))
+                                                 .max_norm(num(c, "max_norm"))
+                                                 .variant(parse_mvr_variant(c.opts.at("variant"))));
+  throw std::runtime_error("unknown kind " + c.kind);
+}
+
+class FamilyTrajectory : public ::testing::TestWithParam<std::string> {};
+
+}  // namespace
+
+TEST_P(FamilyTrajectory, MatchesFloat64Reference) {
+  const auto& ref = family_reference();
+  const RefConfig* cfg = nullptr;
+  for (const auto& c : ref.configs)
+    if (c.name == GetParam()) cfg = &c;
+  ASSERT_NE(cfg, nullptr);
+  ASSERT_EQ(ref.calls, reference().calls);
+  Problem prob = make_problem(torch::kDouble);
+  auto opt = make_optimizer(*cfg, prob.params);
+  const char* names[] = {"W1", "W2", "W3"};
+  for (int t = 0; t < ref.calls; ++t) {
+    prob.batch = t;
+    auto loss = opt->step(prob.closure());
+    const std::string key = cfg->name + "/" + std::to_string(t);
+    EXPECT_NEAR(loss.item<double>(), ref.losses.at(key), 1e-10 * (1 + std::abs(ref.losses.at(key)))) << key;
+    for (int k = 0; k < 3; ++k)
+      EXPECT_LT(rel_diff(prob.params[k], ref.tensors.at("traj/" + key + "/" + names[k])), 1e-9) << key << " " << names[k];
+  }
+  EXPECT_GT(rel_diff(prob.params[0], reference().at("init/W1")), 1e-3);
+}
+
+INSTANTIATE_TEST_SUITE_P(Family, FamilyTrajectory,
+                         ::testing::Values("muoneq_rows", "muoneq_cols_svd", "muoneq_both_pe", "mimuon_mixed",
+                                           "mimuon_muon", "gluon_ns5", "gluon_svd", "lionmuon_p2", "lionmuon_p3_svd",
+                                           "sumo_k2", "sumo_k3_r1_ns5", "mvr1", "mvr1_noclip_plain", "mvr2",
+                                           "mvr2_plain_pe"),
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
+
+TEST(FamilyReferenceFile, EveryConfigurationIsTested) {
+  EXPECT_EQ(family_reference().configs.size(), 15u);
+}
+
+// ---------------------------------------------------------------- reductions
+
+namespace {
+// Runs two optimizers side by side on the same batches; returns the worst rel_diff over calls.
+double max_divergence(torch::optim::Optimizer& a, Problem& pa, torch::optim::Optimizer& b, Problem& pb, int calls,
+                      const std::function<torch::Tensor()>& closure_b = nullptr) {
+  double worst = 0;
+  for (int t = 0; t < calls; ++t) {
+    pa.batch = pb.batch = t;
+    a.step(pa.closure());
+    b.step(closure_b ? closure_b : pb.closure());
+    for (size_t i = 0; i < 3; ++i) worst = std::max(worst, rel_diff(pa.params[i], pb.params[i]));
+  }
+  return worst;
+}
+
+bool bit_identical(const Problem& a, const Problem& b) {
+  for (size_t i = 0; i < 3; ++i)
+    if (!torch::equal(a.params[i], b.params[i])) return false;
+  return true;
+}
+}  // namespace
+
+TEST(FamilyReduction, MuonEqWithoutEquilibrationIsMuonBitForBit) {
+  for (bool nesterov : {true, false}) {
+    Problem a = make_problem(torch::kFloat), b = make_problem(torch::kFloat);
+    MuonEq eq(a.params, MuonEqOptions(0.05).equilibrate(Equilibrate::none).nesterov(nesterov).weight_decay(0.1));
+    Muon muon(b.params, MuonOptions(0.05).nesterov(nesterov).weight_decay(0.1));
+    max_divergence(eq, a, muon, b, 6);
+    EXPECT_TRUE(bit_identical(a, b)) << "nesterov " << nesterov;
+  }
+  // and equilibration does change the run
+  Problem c = make_problem(), d = make_problem();
+  MuonEq rows(c.params, MuonEqOptions(0.05));
+  Muon muon(d.params, MuonOptions(0.05));
+  EXPECT_GT(max_divergence(rows, c, muon, d, 6), 1e-4);
+}
+
+TEST(FamilyReduction, EquilibrateScalesRowsColumnsOrBoth) {
+  auto m = torch::randn({5, 7}, torch::kDouble);
+  m[2].zero_();
+  auto r = equilibrate(m, Equilibrate::rows);
+  auto rn = r.norm(2, {1});
+  EXPECT_NEAR(rn[0].item<double>(), 1.0, 1e-12);
+  EXPECT_NEAR(rn[4].item<double>(), 1.0, 1e-12);
+  EXPECT_EQ(rn[2].item<double>(), 0.0) << "a zero row stays zero";
+  auto cn = equilibrate(m, Equilibrate::cols).norm(2, {0});
+  EXPECT_LT((cn - 1).abs().max().item<double>(), 1e-12);
+  auto both = equilibrate(m, Equilibrate::both);
+  auto expect = m / m.norm(2, {1}, true).clamp_min(1e-30).sqrt() / m.norm(2, {0}, true).sqrt();
+  EXPECT_LT((both - expect).abs().max().item<double>(), 1e-14);
+  EXPECT_TRUE(torch::equal(equilibrate(m, Equilibrate::none), m));
+}
+
+TEST(FamilyReduction, LionMuonWithPeriodOneAndEqualBetasIsMuonBitForBit) {
+  Problem a = make_problem(torch::kFloat), b = make_problem(torch::kFloat);
+  LionMuon lion(a.params, LionMuonOptions(0.05).period(1).beta1(0.9).beta2(0.9).weight_decay(0.1));
+  Muon muon(b.params,
+            MuonOptions(0.05).momentum(0.9).nesterov(false).adjust_lr(AdjustLr::match_rms_adamw).weight_decay(0.1));
+  max_divergence(lion, a, muon, b, 6);
+  EXPECT_TRUE(bit_identical(a, b));
+  // With period 2 every other step is a sign step: the runs part.
+  Problem c = make_problem(), d = make_problem();
+  LionMuon lion2(c.params, LionMuonOptions(0.05).period(2).beta1(0.9).beta2(0.9));
+  Muon muon2(d.params, MuonOptions(0.05).momentum(0.9).nesterov(false).adjust_lr(AdjustLr::match_rms_adamw));
+  EXPECT_GT(max_divergence(lion2, c, muon2, d, 6), 1e-4);
+}
+
+TEST(FamilyReduction, MiMuonWithTauZeroIsMuonWithExactSvd) {
+  Problem a = make_problem(), b = make_problem();
+  MiMuon mi(a.params, MiMuonOptions(0.05).tau(0.0).weight_decay(0.1));
+  Muon muon(b.params, MuonOptions(0.05).orthogonalizer(Orthogonalizer::svd).weight_decay(0.1));
+  EXPECT_LT(max_divergence(mi, a, muon, b, 6), 1e-12);
+  EXPECT_EQ(mi.momentum_steps(), 0);
+  EXPECT_EQ(mi.muon_steps(), 18);
+}
+
+TEST(FamilyReduction, MiMuonWithAHugeTauTakesThePlainMomentumStep) {
+  // Every gap is at most 1 (relative to σ_max): tau = 2 always falls back, W ← W − lr·U.
+  Problem a = make_problem();
+  MiMuon mi(a.params, MiMuonOptions(0.05).tau(2.0).momentum(0.8));
+  std::vector<torch::Tensor> w, buf;
+  for (const auto& p : a.params) {
+    w.push_back(p.detach().clone());
+    buf.push_back(torch::zeros({p.size(0), p.numel() / p.size(0)}, torch::kDouble));
+  }
+  Problem g = make_problem();
+  for (int t = 0; t < 4; ++t) {
+    a.batch = g.batch = t;
+    mi.step(a.closure());
+    for (size_t i = 0; i < 3; ++i) g.params[i].detach().copy_(w[i]);
+    g.closure()();
+    for (size_t i = 0; i < 3; ++i) {
+      auto gm = g.params[i].grad().reshape(buf[i].sizes());
+      buf[i] = 0.8 * buf[i] + 0.2 * gm;
+      auto u = 0.2 * gm + 0.8 * buf[i];
+      w[i] = w[i] - 0.05 * u.reshape(w[i].sizes());
+      EXPECT_LT(rel_diff(a.params[i], w[i]), 1e-12) << "call " << t << " param " << i;
+    }
+  }
+  EXPECT_EQ(mi.muon_steps(), 0);
+  EXPECT_EQ(mi.momentum_steps(), 12);
+}
+
+TEST(FamilyReduction, MinRelativeGapIgnoresZerosAndTies) {
+  auto s = [](std::vector<double> v) { return torch::tensor(v, torch::kDouble); };
+  EXPECT_DOUBLE_EQ(min_relative_gap(s({4.0, 3.0, 1.0})), 0.25);
+  EXPECT_DOUBLE_EQ(min_relative_gap(s({4.0, 4.0, 2.0, 0.0})), 0.5);  // the tie is one value; 0 is not counted
+  EXPECT_TRUE(std::isinf(min_relative_gap(s({2.0, 2.0}))));
+  EXPECT_TRUE(std::isinf(min_relative_gap(s({0.0, 0.0}))));
+}
+
+TEST(FamilyReduction, SumoAtFullRankWithIntervalOneIsItsDenseForm) {
+  // Q Qᵀ = I at full rank, so Q·polar(Qᵀ M) = polar(M) and the subspace moment is the dense
+  // heavy-ball sum, which polar() sees as Muon's EMA up to the factor (1 − μ).
+  for (double wd : {0.0, 0.1}) {
+    Problem a = make_problem(), b = make_problem();
+    Sumo sumo(a.params, SumoOptions(0.05).rank(5).oversample(0).update_interval(1).momentum(0.9).weight_decay(wd));
+    Muon muon(b.params, MuonOptions(0.05).orthogonalizer(Orthogonalizer::svd).nesterov(false).momentum(0.9).weight_decay(wd));
+    EXPECT_LT(max_divergence(sumo, a, muon, b, 6), 1e-9) << "wd " << wd;
+    EXPECT_GT(rel_diff(a.params[0], reference().at("init/W1")), 1e-3);
+  }
+  // At rank 1 it is a different method.
+  Problem c = make_problem(), d = make_problem();
+  Sumo low(c.params, SumoOptions(0.05).rank(1).update_interval(1).momentum(0.9));
+  Muon muon(d.params, MuonOptions(0.05).orthogonalizer(Orthogonalizer::svd).nesterov(false).momentum(0.9));
+  EXPECT_GT(max_divergence(low, c, muon, d, 6), 1e-4);
+}
+
+TEST(FamilyReduction, GluonWithL0ZeroAndL1OneIsMuon) {
+  Problem a = make_problem(torch::kFloat), b = make_problem(torch::kFloat);
+  Gluon gluon(a.params, GluonOptions(0.05).l0(0.0).l1(1.0).adjust_lr(AdjustLr::original).weight_decay(0.1));
+  Muon muon(b.params, MuonOptions(0.05).weight_decay(0.1));
+  max_divergence(gluon, a, muon, b, 6);
+  EXPECT_TRUE(bit_identical(a, b)) << "t = ‖U‖_*/‖U‖_* must be exactly 1";
+}
+
+namespace {
+// Muon's closure fed clip(g): every gradient matrix scaled onto the Frobenius ball of radius r.
+std::function<torch::Tensor()> clipped_closure(Problem& p, double r) {
+  auto inner = p.closure();
+  return [&p, inner, r]() {
+    auto l = inner();
+    torch::NoGradGuard g;
+    for (auto& w : p.params) {
+      const double n = w.grad().norm().item<double>();
+      if (n > r) w.mutable_grad() = w.grad() * (r / n);
+    }
+    return l;
+  };
+}
+}  // namespace
+
+TEST(FamilyReduction, Mvr1WithGammaZeroIsMuonOnClippedGradients) {
+  Problem a = make_problem(), b = make_problem();
+  MuonMVR mvr(a.params, MuonMVROptions(0.05).gamma(0.0).max_norm(0.5).weight_decay(0.1));
+  Muon muon(b.params, MuonOptions(0.05).weight_decay(0.1));
+  double worst = 0;
+  for (int t = 0; t < 6; ++t) {
+    a.batch = b.batch = t;
+    mvr.step(a.closure());
+    muon.step(clipped_closure(b, 0.5));
+    for (size_t i = 0; i < 3; ++i) worst = std::max(worst, rel_diff(a.params[i], b.params[i]));
+  }
+  EXPECT_LT(worst, 1e-12);
+  // Without the clip (max_norm = inf) it is Muon bit for bit.
+  Problem c = make_problem(torch::kFloat), d = make_problem(torch::kFloat);
+  MuonMVR plain(c.params, MuonMVROptions(0.05).gamma(0.0).max_norm(std::numeric_limits<double>::infinity()));
+  Muon muon2(d.params, MuonOptions(0.05));
+  max_divergence(plain, c, muon2, d, 6);
+  EXPECT_TRUE(bit_identical(c, d));
+  // and the correction matters once gamma > 0
+  Problem e = make_problem(), f = make_problem();
+  MuonMVR corrected(e.params, MuonMVROptions(0.05).gamma(0.5).max_norm(0.5));
+  Muon muon3(f.params, MuonOptions(0.05));
+  EXPECT_GT(max_divergence(corrected, e, muon3, f, 6, clipped_closure(f, 0.5)), 1e-4);
+}
+
+TEST(FamilyReduction, Mvr2WithGammaZeroIsMuonOnClippedGradientsOneCallBehind) {
+  // Call c ≥ 1 applies orth(U_{c−1}), U_{c−1} formed from ∇f(W_{c−1}; ξ_{c−1}): Muon's step c−1.
+  Problem a = make_problem(), b = make_problem();
+  MuonMVR mvr(a.params, MuonMVROptions(0.05).gamma(0.0).max_norm(0.5).variant(MvrVariant::mvr2).weight_decay(0.1));
+  Muon muon(b.params, MuonOptions(0.05).weight_decay(0.1));
+  a.batch = 0;
+  mvr.step(a.closure());
+  EXPECT_EQ(a.evaluations, 1);
+  EXPECT_TRUE(torch::equal(a.params[0], reference().at("init/W1"))) << "the first call only forms U_0";
+  for (int c = 1; c < 6; ++c) {
+    a.batch = c;
+    b.batch = c - 1;
+    mvr.step(a.closure());
+    muon.step(clipped_closure(b, 0.5));
+    EXPECT_EQ(a.evaluations, 1 + 2 * c);
+    for (size_t i = 0; i < 3; ++i) EXPECT_LT(rel_diff(a.params[i], b.params[i]), 1e-12) << "call " << c;
+  }
+  EXPECT_EQ(mvr.evaluations(), 11);
+}
+
+TEST(FamilyReduction, Mvr2WithoutClosureIsAClearError) {
+  Problem p = make_problem();
+  MuonMVR opt(p.params, MuonMVROptions(0.05).variant(MvrVariant::mvr2));
+  try {
+    opt.step();
+    ADD_FAILURE() << "expected std::invalid_argument";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("closure"), std::string::npos) << e.what();
+  }
+}
+
+// ---------------------------------------------------------------- memory and options
+
+TEST(FamilyState, BytesMatchTheFormulas) {
+  // Per m×n matrix: MuonEq/MiMuon/Gluon/LionMuon mn; MVR1 2mn (B, clip(g_{t−1})); MVR2 with
+  // Nesterov 2mn (B, pending U), without mn; SUMO (m + n)·r, r = min(rank, m, n).
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{5, 3}, {4, 5}, {3, 4}};
+  auto total = [&](const std::function<int64_t(int64_t, int64_t)>& per) {
+    int64_t e = 0;
+    for (auto [m, n] : shapes) e += per(m, n);
+    return e * 4;
+  };
+  auto run = [](MuonFamily& opt, Problem& p) {
+    for (int t = 0; t < 3; ++t) {
+      p.batch = t;
+      opt.step(p.closure());
+    }
+    return opt.state_bytes();
+  };
+  auto mn = [](int64_t m, int64_t n) { return m * n; };
+  {
+    Problem p = make_problem(torch::kFloat);
+    MuonEq o(p.params);
+    EXPECT_EQ(run(o, p), total(mn));
+  }
+  {
+    Problem p = make_problem(torch::kFloat);
+    MiMuon o(p.params);
+    EXPECT_EQ(run(o, p), total(mn));
+  }
+  {
+    Problem p = make_problem(torch::kFloat);
+    Gluon o(p.params);
+    EXPECT_EQ(run(o, p), total(mn));
+  }
+  {
+    Problem p = make_problem(torch::kFloat);
+    LionMuon o(p.params);
+    EXPECT_EQ(run(o, p), total(mn));
+  }
+  {
+    Problem p = make_problem(torch::kFloat);
+    MuonMVR o(p.params);
+    EXPECT_EQ(run(o, p), total([](int64_t m, int64_t n) { return 2 * m * n; }));
+  }
+  for (bool nesterov : {true, false}) {
+    Problem p = make_problem(torch::kFloat);
+    MuonMVR o(p.params, MuonMVROptions().variant(MvrVariant::mvr2).nesterov(nesterov));
+    EXPECT_EQ(run(o, p), total([&](int64_t m, int64_t n) { return (nesterov ? 2 : 1) * m * n; }));
+  }
+  {
+    Problem p = make_problem(torch::kFloat);
+    Sumo o(p.params, SumoOptions().rank(2).update_interval(2));
+    EXPECT_EQ(run(o, p), total([](int64_t m, int64_t n) { return (m + n) * std::min<int64_t>(2, std::min(m, n)); }));
+  }
+}
+
+namespace {
+void expect_invalid(const std::function<void()>& f, const std::vector<std::string>& needles) {
+  try {
+    f();
+    ADD_FAILURE() << "expected std::invalid_argument";
+  } catch (const std::invalid_argument& e) {
+    for (const auto& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
+  }
+}
+}  // namespace
+
+TEST(FamilyOptions, BadValuesNameTheOptionAndTheRange) {
+  auto w = [] { return std::vector<torch::Tensor>{torch::randn({4, 3}, torch::requires_grad())}; };
+  const double inf = std::numeric_limits<double>::infinity();
+  expect_invalid([&] { MuonEq(w(), MuonEqOptions(-1.0)); }, {"MuonEq", "lr", "[0, inf)", "-1"});
+  expect_invalid([&] { MuonEq(w(), MuonEqOptions(0.1).momentum(1.0)); }, {"MuonEq", "momentum", "[0, 1)"});
+  expect_invalid([&] { MiMuon(w(), MiMuonOptions(0.1).tau(-0.5)); }, {"MiMuon", "tau", "[0, inf)", "-0.5"});
+  expect_invalid([&] { MiMuon(w(), MiMuonOptions(0.1).orthogonalizer(Orthogonalizer::ns5)); },
+                 {"MiMuon", "orthogonalizer", "svd", "ns5"});
+  expect_invalid([&] { Gluon(w(), GluonOptions(0.1).l0(-1)); }, {"Gluon", "l0", "[0, inf)"});
+  expect_invalid([&] { Gluon(w(), GluonOptions(0.1).l1(inf)); }, {"Gluon", "l1"});
+  expect_invalid([&] { Gluon(w(), GluonOptions(0.1).l0(0).l1(0)); }, {"Gluon", "l0", "l1", "both"});
+  expect_invalid([&] { LionMuon(w(), LionMuonOptions(0.1).beta1(1.0)); }, {"LionMuon", "beta1", "[0, 1)"});
+  expect_invalid([&] { LionMuon(w(), LionMuonOptions(0.1).beta2(-0.1)); }, {"LionMuon", "beta2"});
+  expect_invalid([&] { LionMuon(w(), LionMuonOptions(0.1).period(0)); }, {"LionMuon", "period", ">= 1", "got 0"});
+  expect_invalid([&] { LionMuon(w(), LionMuonOptions(0.1).sign_lr_ratio(0)); }, {"sign_lr_ratio", "(0, inf)"});
+  expect_invalid([&] { Sumo(w(), SumoOptions(0.1).update_interval(0)); }, {"SUMO", "update_interval", ">= 1"});
+  expect_invalid([&] { Sumo(w(), SumoOptions(0.1).rank(0)); }, {"SUMO", "rank", ">= 1"});
+  expect_invalid([&] { Sumo(w(), SumoOptions(0.1).alpha(0)); }, {"SUMO", "alpha", "(0, inf)"});
+  expect_invalid([&] { MuonMVR(w(), MuonMVROptions(0.1).gamma(1.5)); }, {"MuonMVR", "gamma", "[0, 1]", "1.5"});
+  expect_invalid([&] { MuonMVR(w(), MuonMVROptions(0.1).max_norm(0)); }, {"MuonMVR", "max_norm", "(0, inf]"});
+  expect_invalid([&] { MuonMVR(w(), MuonMVROptions(0.1).max_norm(std::nan(""))); }, {"max_norm"});
+  expect_invalid([&] { MuonMVR(w(), MuonMVROptions(0.1).weight_decay(-1)); }, {"MuonMVR", "weight_decay"});
+  expect_invalid([&] { Gluon(std::vector<torch::Tensor>{torch::randn({7}, torch::requires_grad())}); },
+                 {"Gluon", "not a matrix", "AdamW"});
+  expect_invalid([] { parse_equilibrate("diag"); }, {"none, rows, cols, both"});
+  expect_invalid([] { parse_mvr_variant("mvr3"); }, {"mvr1, mvr2"});
+}
+
+TEST(FamilyOptions, LoadingAnotherMethodsStateFails) {
+  Problem p = make_problem(torch::kFloat);
+  MuonEq eq(p.params);
+  eq.step(p.closure());
+  std::stringstream ss;
+  torch::save(eq, ss);
+  Gluon gluon(p.params);
+  try {
+    torch::load(gluon, ss);
+    ADD_FAILURE() << "loaded MuonEq state into Gluon";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("'muoneq'"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(gluon.state().empty());
+}
