@@ -52,14 +52,35 @@ void WarmupCosine::save(torch::serialize::OutputArchive& a) const {
 void WarmupCosine::load(torch::serialize::InputArchive& a) {
   at::Tensor base;
   a.read("base_lrs", base);
+  if (base.scalar_type() != at::kDouble || base.dim() != 1)
+    throw std::runtime_error("WarmupCosine: checkpoint entry 'base_lrs' is not a 1-D float64 tensor");
+  base = base.contiguous();  // the archive keeps strides; the copy below reads numel() in a row
   if (base.numel() != static_cast<int64_t>(base_.size()))
     throw std::runtime_error("WarmupCosine: checkpoint has " + std::to_string(base.numel()) +
                              " parameter groups, schedule drives " + std::to_string(base_.size()));
   const int64_t t = io::get_int(a, "t");
-  warmup_ = io::get_int(a, "warmup");
-  total_ = io::get_int(a, "total");
-  min_ratio_ = io::get_double(a, "min_ratio");
-  base_.assign(base.data_ptr<double>(), base.data_ptr<double>() + base.numel());
+  const int64_t warmup = io::get_int(a, "warmup");
+  const int64_t total = io::get_int(a, "total");
+  const double min_ratio = io::get_double(a, "min_ratio");
+  // The constructor's conditions, and a step count that step() can still increment: factor()
+  // computes t - warmup and total - warmup, which overflow for values no run can reach.
+  constexpr int64_t kMaxSteps = int64_t{1} << 62;
+  auto bad = [](const std::string& what) {
+    throw std::runtime_error("WarmupCosine: checkpoint entry " + what);
+  };
+  if (t < 0 || t > kMaxSteps) bad("'t' = " + std::to_string(t) + " is not in [0, 2^62]");
+  if (warmup < 0 || warmup > kMaxSteps) bad("'warmup' = " + std::to_string(warmup) + " is not in [0, 2^62]");
+  if (total < 1 || total > kMaxSteps) bad("'total' = " + std::to_string(total) + " is not in [1, 2^62]");
+  if (!(min_ratio >= 0.0 && min_ratio <= 1.0)) bad("'min_ratio' = " + std::to_string(min_ratio) + " is not in [0, 1]");
+  const double* b = base.data_ptr<double>();
+  for (int64_t i = 0; i < base.numel(); ++i)
+    if (!(b[i] >= 0.0) || !std::isfinite(b[i]))
+      bad("'base_lrs' holds " + std::to_string(b[i]) + " at index " + std::to_string(i) +
+          ", not a finite learning rate >= 0");
+  warmup_ = warmup;
+  total_ = total;
+  min_ratio_ = min_ratio;
+  base_.assign(b, b + base.numel());
   t_ = t;
   apply();
 }

@@ -117,6 +117,12 @@ Counters check_layout(InputArchive& archive, const torch::optim::Optimizer& opt,
       at::Tensor shape;
       ga.read("shape/" + std::to_string(i), shape);
       const auto want = pg[g].params()[i].sizes().vec();
+      if (shape.scalar_type() != at::kLong || shape.dim() != 1)
+        throw std::runtime_error("optimizer checkpoint: group " + std::to_string(g) + " entry 'shape/" +
+                                 std::to_string(i) + "' is not a 1-D int64 tensor");
+      // The archive keeps strides: an expanded or strided tensor's numel elements are not
+      // contiguous behind data_ptr().
+      shape = shape.contiguous();
       std::vector<int64_t> got(shape.data_ptr<int64_t>(), shape.data_ptr<int64_t>() + shape.numel());
       if (got != want) {
         std::ostringstream os;

@@ -75,14 +75,29 @@ void get_shared_options(torch::serialize::InputArchive& a, Options& o) {
   o.nonfinite(parse_nonfinite_policy(get_string(a, "nonfinite")));
 }
 
+// Upper bounds (the CLI's own): a checkpoint is untrusted input, and without them power_iters = 2^46
+// loops for days inside one step and rank + oversample can overflow int64.
+constexpr int64_t kMaxRank = int64_t{1} << 20;
+constexpr int64_t kMaxOversample = int64_t{1} << 20;
+constexpr int64_t kMaxPowerIters = 100;
+
+inline void check_at_most(const char* who, const char* option, int64_t value, int64_t hi) {
+  if (value > hi)
+    throw std::invalid_argument(std::string(who) + ": " + option + " must be <= " + std::to_string(hi) + ", got " +
+                                std::to_string(value));
+}
+
 template <class Options>
 void validate_shared_options(const char* who, const Options& o) {
   constexpr double inf = std::numeric_limits<double>::infinity();
   check_range(who, "lr", o.lr(), 0.0, inf, false, true);
   check_range(who, "weight_decay", o.weight_decay(), 0.0, inf, false, true);
   check_at_least(who, "rank", o.rank(), 1);
+  check_at_most(who, "rank", o.rank(), kMaxRank);
   check_at_least(who, "oversample", o.oversample(), 0);
+  check_at_most(who, "oversample", o.oversample(), kMaxOversample);
   check_at_least(who, "power_iters", o.power_iters(), 0);
+  check_at_most(who, "power_iters", o.power_iters(), kMaxPowerIters);
 }
 
 template <class Options>
@@ -105,6 +120,15 @@ Counters load_optimizer(torch::serialize::InputArchive& archive, torch::optim::O
     groups[g].read("options", oa);
     auto o = std::make_unique<Options>();
     o->serialize(oa);
+    // The optimizer would refuse these options at its next step; refusing them here keeps a
+    // corrupt checkpoint from loading at all. runtime_error, not the constructor's
+    // invalid_argument: a bad file is not a usage error, and train::load_latest_checkpoint falls
+    // back to an older checkpoint only for runtime errors.
+    try {
+      o->validate();
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error("optimizer checkpoint: group " + std::to_string(g) + " has invalid options: " + e.what());
+    }
     options.push_back(std::move(o));
     const auto& params = opt.param_groups()[g].params();
     for (size_t i = 0; i < params.size(); ++i) {

@@ -22,10 +22,19 @@ std::map<std::string, std::string> parse_config_json(const std::string& text, co
   std::map<std::string, std::string> values;
   for (auto it = j.begin(); it != j.end(); ++it) {
     const auto& v = it.value();
-    if (v.is_string()) values[it.key()] = v.get<std::string>();
-    else if (v.is_boolean()) values[it.key()] = v.get<bool>() ? "true" : "false";
-    else if (v.is_number_integer()) values[it.key()] = std::to_string(v.get<int64_t>());
-    else if (v.is_number()) {
+    if (v.is_string()) {
+      // A command-line value cannot hold a NUL byte, and the getters read C strings: "12\u0000x"
+      // would silently become 12.
+      if (v.get_ref<const std::string&>().find('\0') != std::string::npos)
+        throw UsageError("--config: the value of key '" + it.key() + "' in '" + origin + "' contains a NUL byte");
+      values[it.key()] = v.get<std::string>();
+    } else if (v.is_boolean()) {
+      values[it.key()] = v.get<bool>() ? "true" : "false";
+    } else if (v.is_number_integer()) {
+      // The number as written: get<int64_t>() would wrap an unsigned value above 2^63 - 1 into a
+      // negative one; as text, integer() rejects it as out of range instead.
+      values[it.key()] = v.dump();
+    } else if (v.is_number()) {
       std::ostringstream os;
       os.precision(17);
       os << v.get<double>();
@@ -92,7 +101,8 @@ int64_t Args::integer(const std::string& key, int64_t def, int64_t lo, int64_t h
   char* end = nullptr;
   errno = 0;
   long long v = std::strtoll(s.c_str(), &end, 10);
-  if (s.empty() || *end != '\0' || errno == ERANGE)
+  // end must reach the string's real end: an embedded NUL would otherwise end the number early.
+  if (s.empty() || end != s.c_str() + s.size() || errno == ERANGE)
     throw UsageError(origin(key) + ": expected an integer, got '" + s + "'");
   if (v < lo || v > hi)
     throw UsageError(origin(key) + ": must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + s);
@@ -106,7 +116,7 @@ double Args::real(const std::string& key, double def, double lo, double hi) {
   const std::string& s = it->second;
   char* end = nullptr;
   double v = std::strtod(s.c_str(), &end);
-  if (s.empty() || *end != '\0' || !std::isfinite(v))
+  if (s.empty() || end != s.c_str() + s.size() || !std::isfinite(v))
     throw UsageError(origin(key) + ": expected a finite number, got '" + s + "'");
   if (v < lo || v > hi)
     throw UsageError(origin(key) + ": must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + s);

@@ -58,18 +58,23 @@ uint32_t be32(const uint8_t* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
 }
 
-// Opens a file the way a user would want errors reported: "missing" before "not gzip".
-void check_regular_file(const std::string& path, void (*fail)(const std::string&, const std::string&)) {
+// Opens a file the way a user would want errors reported: "missing" before "not gzip". Returns
+// the file's size.
+uint64_t check_regular_file(const std::string& path, void (*fail)(const std::string&, const std::string&)) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
   if (!S_ISREG(st.st_mode)) fail(path, "not a regular file");
+  return static_cast<uint64_t>(st.st_size);
 }
+
+// deflate's largest possible expansion (zlib's FAQ: 1032:1, a stream of maximal-length matches).
+constexpr uint64_t kMaxInflateRatio = 1032;
 
 // Sequential reader of a gzip file (zlib also passes plain files through unchanged).
 class GzReader {
  public:
   explicit GzReader(const std::string& path) : path_(path) {
-    check_regular_file(path, idx_fail);
+    file_size_ = check_regular_file(path, idx_fail);
     errno = 0;
     f_ = gzopen(path.c_str(), "rb");
     if (!f_) idx_fail(path, std::string("cannot open: ") + (errno ? std::strerror(errno) : "out of memory"));
@@ -107,6 +112,23 @@ class GzReader {
                           std::to_string(got) + gz_truncation_note());
   }
 
+  // Before allocating for `claimed` more bytes (after the `consumed` header bytes already read):
+  // throws unless the file can hold them. A plain file must have them; a gzip file cannot
+  // decompress to more than kMaxInflateRatio times its size. So a corrupt or hostile header that
+  // claims 100 MB fails here instead of allocating 100 MB for a file of a few bytes.
+  void check_available(uint64_t claimed, uint64_t consumed, const std::string& what) {
+    if (gzdirect(f_)) {
+      const uint64_t left = file_size_ > consumed ? file_size_ - consumed : 0;
+      if (claimed > left)
+        idx_fail(path_, "truncated: " + what + " needs " + std::to_string(claimed) + " bytes, the file ends after " +
+                            std::to_string(left) + " (checked before reading)");
+    } else if (claimed / kMaxInflateRatio > file_size_) {
+      idx_fail(path_, "corrupt header: " + what + " needs " + std::to_string(claimed) + " bytes, more than this " +
+                          std::to_string(file_size_) + "-byte gzip file can decompress to (deflate expands at most " +
+                          std::to_string(kMaxInflateRatio) + ":1)");
+    }
+  }
+
   // The data must end exactly where the header says; reading on also makes zlib verify the CRC.
   void expect_end(const std::string& what) {
     char c;
@@ -121,6 +143,7 @@ class GzReader {
   }
 
   std::string path_;
+  uint64_t file_size_ = 0;
   gzFile f_ = nullptr;
 };
 
@@ -155,7 +178,10 @@ ImageDataset parse_idx_pair(const std::string& images_gz, const std::string& lab
     idx_fail(labels_gz, "count mismatch: " + std::to_string(m) + " labels, but " + images_gz + " has " +
                             std::to_string(n) + " images");
 
-  // All sizes are known and bounded now.
+  // All sizes are known and bounded now; the files must be able to hold them before anything of
+  // that size is allocated.
+  im.check_available(n * per_image, sizeof ih, "pixel data of " + std::to_string(n) + " images");
+  lb.check_available(n, sizeof lh, "label data of " + std::to_string(n) + " labels");
   ImageDataset ds;
   const auto N = static_cast<int64_t>(n);
   ds.images = at::empty({N, 1, static_cast<int64_t>(rows), static_cast<int64_t>(cols)}, at::kByte);
@@ -233,14 +259,17 @@ ImageDataset load_cifar10(const std::string& dir, const std::string& split) {
   ds.labels = at::empty({total}, at::kLong);
   auto* img = ds.images.data_ptr<uint8_t>();
   auto* lab = ds.labels.data_ptr<int64_t>();
-  std::vector<uint8_t> buf(static_cast<size_t>(kCifarRecord) * 1024);
+  // Up to 1024 records per read, but no larger than the largest file needs: a small test file
+  // should not cost a 3 MB buffer.
+  const int64_t chunk = std::min<int64_t>(1024, *std::max_element(records.begin(), records.end()));
+  std::vector<uint8_t> buf(static_cast<size_t>(kCifarRecord * chunk));
   int64_t at_record = 0;
   for (size_t f = 0; f < files.size(); ++f) {
     const std::string& path = files[f];
     std::unique_ptr<std::FILE, FileCloser> fp(std::fopen(path.c_str(), "rb"));
     if (!fp) cifar_fail(path, std::string("cannot open: ") + std::strerror(errno));
     for (int64_t done = 0; done < records[f];) {
-      const int64_t want = std::min<int64_t>(1024, records[f] - done);
+      const int64_t want = std::min<int64_t>(chunk, records[f] - done);
       const size_t got = std::fread(buf.data(), kCifarRecord, static_cast<size_t>(want), fp.get());
       if (static_cast<int64_t>(got) != want)
         cifar_fail(path, std::ferror(fp.get()) ? std::string("read error: ") + std::strerror(errno)
