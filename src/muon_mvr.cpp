@@ -110,7 +110,9 @@ std::vector<MuonFamily::Direction> MuonMVR::directions(const torch::optim::Optim
     at::Tensor c = corrected(g, s.prev_grad(), o);
     out[i].to_orth = momentum_and_input(s, c, o, /*keep_pending=*/false);
     out[i].scale = lr_scale(o.adjust_lr(), it.rows, it.cols);
-    s.prev_grad(g.is_same(it.grad) ? g.clone() : g);
+    // Reuse the buffer: g may alias .grad(), which the next closure zeroes.
+    if (s.prev_grad().defined()) s.prev_grad().copy_(g);
+    else s.prev_grad(g.clone());
   }
   return out;
 }

@@ -10,6 +10,7 @@
 #include <torch/arg.h>
 #include <torch/optim/optimizer.h>
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
