@@ -3,7 +3,8 @@
 # build), then the extension python/limuon/_C*.so compiled against the PyTorch that PYTHON
 # (default /usr/bin/python3, Debian's python3-torch) imports. Use it with
 #   PYTHONPATH=python /usr/bin/python3 -c "import limuon"
-# Environment: BUILD_DIR, PYTHON, CXX, JOBS, FORCE=1 (rebuild the extension even if up to date).
+# Environment: BUILD_DIR, PYTHON, CXX, JOBS, FORCE=1 (rebuild the extension even if up to date),
+# EXTRA_CXXFLAGS (e.g. sanitizer flags), PYTHON_PRELOAD (LD_PRELOAD for the import check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -78,7 +79,7 @@ if [ "$stale" = 1 ]; then
   LIBDIR=$(read_torch libdir 2>/dev/null)
   echo "build_python.sh: compiling $OUT"
   # shellcheck disable=SC2086  # CFLAGS is a list of flags
-  "$CXX" -O2 -std=c++17 -fPIC -shared -fvisibility=hidden -Wall -Wextra -Wno-unused-parameter \
+  "$CXX" -O2 ${EXTRA_CXXFLAGS:-} -std=c++17 -fPIC -shared -fvisibility=hidden -Wall -Wextra -Wno-unused-parameter \
     -DTORCH_EXTENSION_NAME=_C -DTORCH_API_INCLUDE_EXTENSION_H \
     -I"$ROOT/include" $CFLAGS \
     "$SRC" -o "$OUT.tmp" \
@@ -88,5 +89,5 @@ if [ "$stale" = 1 ]; then
 fi
 
 # 3. Smoke test: the module loads and sees the same torch.
-PYTHONPATH="$ROOT/python${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -c \
+PYTHONPATH="$ROOT/python${PYTHONPATH:+:$PYTHONPATH}" LD_PRELOAD="${PYTHON_PRELOAD:-}" "$PYTHON" -c \
   "import limuon, torch; print('limuon', limuon.__version__, 'on torch', torch.__version__, '->', limuon._C.__file__)"
