@@ -15,6 +15,7 @@ PKGS=(
   nlohmann-json3-dev libpcre2-dev zlib1g-dev
   dataset-fashion-mnist bible-kjv-text
   clang-14 libclang-rt-14-dev
+  gnuplot-nox
 )
 
 missing=()
