@@ -2,6 +2,8 @@
 // non-zero exit codes (2 for usage errors, 1 for failures).
 #include "args.h"
 #include "bench.h"
+#include "compare.h"
+#include "launch.h"
 #include "train.h"
 
 #include "limuon/threads.h"
@@ -9,6 +11,7 @@
 #include <c10/util/Exception.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <iostream>
 #include <string>
@@ -24,10 +27,12 @@ commands:
                --rank R (32) --oversample S (8) --power-iters Q (0) --dtype float32|float64
                --warmup W (2) --repeats N (7) --seed S (0)
   bench step   time one optimizer step over a model's hidden weight matrices (random gradients)
-               --optimizer adamw|muon|limuon (muon) --model distilgpt2|gpt2|tiny (distilgpt2)
+               --optimizer adamw|muon|limuon|muon_mvr1|muon_mvr2|sumo|muoneq|lionmuon|mimuon|gluon (muon)
+               --model distilgpt2|gpt2|tiny (distilgpt2)
                --orthogonalizer NAME (ns5) --lowrank-state none|paper|light (none)
                --storm exact|approx (exact) --rank R (32) --oversample S (8) --power-iters Q (0)
                --beta B (0.1) --gamma G (0.025) --momentum M (0.95) --warmup W (2) --repeats N (5)
+               and the family flags of `train`
 
   train        train a model (see docs below); writes OUT/metrics.jsonl, OUT/summary.json,
                OUT/ckpt_*.pt (atomic, last --keep K), OUT/model.safetensors
@@ -35,17 +40,36 @@ commands:
                --data default|FILE[,FILE..]|TRAIN.bin,VAL.bin|fashion-mnist|cifar10:DIR --out DIR
                --optimizer adamw|muon|limuon (+ --lr --adamw-lr --beta --momentum --lowrank-state --rank
                --storm --gamma --orthogonalizer --adjust-lr --weight-decay --adamw-weight-decay)
+               or the rest of the family (README "The Muon family"), with --momentum --gamma --rank as above:
+               muon_mvr1|muon_mvr2 (--max-norm C (1; 0 = no clip)), sumo (--update-interval K (200)
+               --alpha A (1)), muoneq (--equilibrate none|rows|cols|both (rows)), lionmuon (--beta1 (0.9)
+               --beta2 (0.99) --period P (2) --sign-lr-ratio R (0.1)), mimuon (--tau T (0.001)),
+               gluon (--l0 (1) --l1 (1))
                --steps N | --epochs E, --batch-size B --grad-accum A --block-size T --warmup W --min-lr-ratio R
                --eval-interval N --eval-batches N --checkpoint-interval N --keep K --resume --seed S
                --tokenizer auto|gpt2|byte --dropout P --patch P --augment --device cpu|cuda
                --progress auto|bar|lines|none --config FILE.json (flags override the file)
                --init-weights F.safetensors (fine-tune from Hugging Face GPT-2 weights, e.g. distilgpt2)
+               --max-samples N, --max-grad-evals N (gradient evaluations of one sample; LiMuon storm=exact
+               spends two per sample from its second step), --max-seconds S (time in training steps; not
+               reproducible): stop when spent, with a final evaluation and checkpoint; without --steps, the
+               first two also set the step count (the lr schedule's length)
+               --nproc N: data-parallel on N local ranks (c10d/Gloo; --batch-size is the global batch, split
+               between ranks); or run under torchrun-style RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT;
+               --dist-timeout S (300): seconds to wait for the other ranks before failing with an error
                --max-nonfinite N (10): a step whose loss or gradient is NaN/Inf is skipped (no update, counted
                as nonfinite_steps); after N such steps in a row the run stops with exit 1, naming the last
                good checkpoint (0: never stop). Checkpoints are never written with NaN/Inf in them.
                --inject-nonfinite SPEC (testing aid): poison chosen steps, SPEC a comma list of KIND:STEP or
                KIND:FIRST-LAST with KIND grad|grad-inf|loss|loss-inf (NaN, or Inf, into all gradients or
                into the loss value), e.g. grad:5,loss-inf:7,grad:8-12
+  compare      --spec FILE.json --out DIR: run optimizer configs on one task (same init, data order and
+               budget) over seeds and an optional lr sweep, each run a `limuon train` in DIR/runs/CONFIG/lrLR/seedS;
+               writes DIR/report.md, DIR/report.json, DIR/plots/*.png (gnuplot); rerun to resume (finished runs
+               are skipped, interrupted ones resumed). Spec format: docs/compare.md.
+               --budget steps:N|samples:N|grad_evals:N|seconds:S and --seeds 0,1,.. override the spec;
+               --stop-after-runs N, --report-only (rebuild the report from the runs), --dry-run (list the runs),
+               --stop-after-steps S (testing aid: interrupt the next run after S steps, then stop)
   eval         --model NAME (--weights F.safetensors | --checkpoint DIR) --text-file F → JSON val_loss, ppl, tokens
                --task image --model NAME --checkpoint DIR [--data fashion-mnist|cifar10:DIR] → JSON val_loss, accuracy
   generate     --model NAME (--weights F | --checkpoint DIR) --prompt STR --max-new-tokens N --temperature T --top-k K --seed S
@@ -69,7 +93,7 @@ int main(int argc, char** argv) {
       std::cout << kUsage;
       return argv_s.empty() ? 2 : 0;
     }
-    Args args(argv_s, {"json", "help", "resume", "augment", "no-nesterov", "decode"});
+    Args args(argv_s, {"json", "help", "resume", "augment", "no-nesterov", "decode", "report-only", "dry-run"});
     if (args.flag("help")) {
       std::cout << kUsage;
       return 0;
@@ -81,7 +105,20 @@ int main(int argc, char** argv) {
     if (pos.size() == 2 && pos[0] == "bench" && pos[1] == "orth") return limuon::cli::bench_orth(args, json);
     if (pos.size() == 2 && pos[0] == "bench" && pos[1] == "step") return limuon::cli::bench_step(args, json);
     if (pos.size() == 2 && pos[0] == "bench" && pos[1] == "train-step") return limuon::cli::bench_train_step(args, json);
+    if (pos.size() == 1 && pos[0] == "train" && args.has("nproc")) {
+      const int nproc = static_cast<int>(args.integer("nproc", 1, 1, 256));
+      if (std::getenv("RANK") || std::getenv("WORLD_SIZE"))
+        throw UsageError("--nproc starts its own local ranks: run it without RANK/WORLD_SIZE in the environment, or drop "
+                         "--nproc to join the job they describe");
+      std::vector<std::string> rest;  // the same command, minus --nproc, for every rank
+      for (size_t i = 0; i < argv_s.size(); ++i) {
+        if (argv_s[i] == "--nproc") ++i;
+        else if (argv_s[i].rfind("--nproc=", 0) != 0) rest.push_back(argv_s[i]);
+      }
+      return limuon::cli::launch_local(nproc, rest, 30);
+    }
     if (pos.size() == 1 && pos[0] == "train") return limuon::cli::cmd_train(args);
+    if (pos.size() == 1 && pos[0] == "compare") return limuon::cli::cmd_compare(args);
     if (pos.size() == 1 && pos[0] == "eval") return limuon::cli::cmd_eval(args);
     if (pos.size() == 1 && pos[0] == "generate") return limuon::cli::cmd_generate(args);
     if (pos.size() == 1 && pos[0] == "tokenize") return limuon::cli::cmd_tokenize(args);

@@ -3,7 +3,10 @@
 // evaluation, atomic checkpoints), then write summary.json and the final weights.
 #include "train.h"
 
+#include "family_flags.h"
+
 #include "limuon/data/images.h"
+#include "limuon/dist.h"
 #include "limuon/data/text.h"
 #include "limuon/hybrid.h"
 #include "limuon/io/safetensors.h"
@@ -82,11 +85,15 @@ struct Config {
   std::string init_weights;  // safetensors (Hugging Face names) to fine-tune from
   std::string inject_nonfinite;  // --inject-nonfinite SPEC (testing aid), "" = none
   int64_t steps = 0, batch = 0, accum = 1, block = 0, warmup = 0, eval_interval = 0, eval_batches = 0, seed = 0;
-  int64_t checkpoint_interval = 0, stop_after = 0, keep = 3, max_nonfinite = 10;
+  int64_t checkpoint_interval = 0, stop_after = 0, keep = 3, max_nonfinite = 10, dist_timeout = 300;
   int64_t rank = 32, oversample = 8, power_iters = 0, patch = 4, pad = 0;
   double lr = 0, adamw_lr = 0, weight_decay = 0, adamw_weight_decay = 0, beta = 0.1, momentum = 0.95, gamma = 0.025;
   double min_lr_ratio = 0.1, val_fraction = 0.05, dropout = -1, epochs = 0;
   bool resume = false, nesterov = true, augment = false;
+  FamilyFlags family;  // the rest of the Muon family (ALGORITHMS.md §4)
+  // Budgets besides --steps (limuon compare): 0 = none; the run stops when any is spent.
+  int64_t max_samples = 0, max_grad_evals = 0;
+  double max_seconds = 0;
   json to_json() const {
     return json{{"task", task},       {"model", model},           {"data", data},
                 {"tokenizer", tokenizer}, {"optimizer", optimizer}, {"out", out},
@@ -101,7 +108,8 @@ struct Config {
                 {"orthogonalizer", orthogonalizer}, {"adjust_lr", adjust_lr}, {"min_lr_ratio", min_lr_ratio},
                 {"val_fraction", val_fraction}, {"dropout", dropout}, {"patch", patch},
                 {"augment", augment}, {"pad", pad}, {"resume", resume}, {"init_weights", init_weights},
-                {"max_nonfinite", max_nonfinite}, {"inject_nonfinite", inject_nonfinite}};
+                {"max_nonfinite", max_nonfinite}, {"inject_nonfinite", inject_nonfinite}, {"family", family.to_json<json>()}, {"dist_timeout", dist_timeout},
+                {"max_samples", max_samples}, {"max_grad_evals", max_grad_evals}, {"max_seconds", max_seconds}};
   }
 };
 
@@ -187,8 +195,16 @@ Config parse_config(Args& args) {
   c.keep = args.integer("keep", 3, 1, 1000);
   // Stop (after a checkpoint) once this many steps are done, as an interrupted run would.
   c.stop_after = args.integer("stop-after", 0, 0, 100000000);
+  // Stop once this many samples / gradient evaluations (of one sample each) / seconds of training
+  // steps are spent, with a final evaluation and checkpoint. Without --steps, the first two also
+  // set the step count (the lr schedule's length). Seconds budgets are not reproducible.
+  c.max_samples = args.integer("max-samples", 0, 0, INT64_MAX);
+  c.max_grad_evals = args.integer("max-grad-evals", 0, 0, INT64_MAX);
+  c.max_seconds = args.real("max-seconds", 0, 0, 1e9);
   // Stop with an error after this many consecutive steps with non-finite values (0: never).
   c.max_nonfinite = args.integer("max-nonfinite", 10, 0, 100000000);
+  // Data-parallel runs: seconds a rank waits for the others (rendezvous, each collective).
+  c.dist_timeout = args.integer("dist-timeout", 300, 1, 86400);
   c.inject_nonfinite = args.str("inject-nonfinite", "");
   c.lr = args.real("lr", c.optimizer == "adamw" ? 1e-3 : 0.02, 0, 1e6);
   c.adamw_lr = args.real("adamw-lr", 1e-3, 0, 1e6);
@@ -205,6 +221,7 @@ Config parse_config(Args& args) {
   c.power_iters = args.integer("power-iters", 0, 0, 100);
   c.orthogonalizer = args.str("orthogonalizer", "ns5");
   c.adjust_lr = args.str("adjust-lr", "original");
+  c.family = FamilyFlags::parse(args);
   c.min_lr_ratio = args.real("min-lr-ratio", 0.1, 0, 1);
   c.val_fraction = args.real("val-fraction", 0.05, 1e-6, 0.5);
   c.dropout = args.real("dropout", -1, -1, 1);
@@ -251,6 +268,7 @@ HybridOptions hybrid_options(const Config& c) {
                              .lowrank_state(parse_lowrank_state(c.lowrank_state))
                              .storm(parse_storm(c.storm)),
                          c);
+  c.family.apply(o);  // muon_mvr1/2, sumo, muoneq, lionmuon, mimuon, gluon
   const double adamw_lr = c.optimizer == "adamw" ? c.lr : c.adamw_lr;
   o.adamw = torch::optim::AdamWOptions(adamw_lr).betas(std::make_tuple(0.9, 0.95)).weight_decay(c.adamw_weight_decay);
   return o;
@@ -276,6 +294,11 @@ struct Task {
   virtual std::vector<std::pair<std::string, at::Tensor>> weights() = 0;
   virtual std::string describe() const = 0;
   virtual int64_t train_samples() const = 0;  // samples in one pass over the training data
+  // Data parallelism: every rank draws the whole batch (same seed, same order) and computes the
+  // loss on its rows only, rank r of w taking rows [r·B/w, (r+1)·B/w). The gradients' mean over the
+  // ranks is then the gradient of the whole batch, as with one process.
+  int shard_rank = 0, shard_world = 1;
+  at::Tensor shard(const at::Tensor& t) const { return shard_world == 1 ? t : t.chunk(shard_world, 0)[shard_rank]; }
 };
 
 std::unique_ptr<data::Tokenizer> tokenizer_for(const std::string& name, int64_t vocab) {
@@ -334,7 +357,7 @@ struct LmTask : Task {
       batches.emplace_back(xy.first.to(device), xy.second.to(device));
     }
   }
-  at::Tensor micro_loss(int64_t a) override { return model->loss(batches[a].first, batches[a].second); }
+  at::Tensor micro_loss(int64_t a) override { return model->loss(shard(batches[a].first), shard(batches[a].second)); }
   EvalResult evaluate(int64_t max_batches) override {
     torch::NoGradGuard ng;
     model->eval();
@@ -423,7 +446,7 @@ struct ImageTask : Task {
       batches.emplace_back(prepare(xy.first, true), xy.second.to(device));
     }
   }
-  at::Tensor micro_loss(int64_t a) override { return model->loss(batches[a].first, batches[a].second); }
+  at::Tensor micro_loss(int64_t a) override { return model->loss(shard(batches[a].first), shard(batches[a].second)); }
   EvalResult evaluate(int64_t max_batches) override {
     torch::NoGradGuard ng;
     model->eval();
@@ -612,6 +635,8 @@ std::string first_nonfinite_tensor(torch::nn::Module& module, HybridOptimizer& o
         add("LiMuon factor_s", s->factor_s());
         add("LiMuon factor_v", s->factor_v());
         add("LiMuon prev_grad", s->prev_grad());
+      } else if (auto* s = dynamic_cast<FamilyParamState*>(kv.second.get())) {
+        for (const auto& nt : s->tensors()) add(nt.first.c_str(), nt.second);
       }
     }
   }
@@ -705,6 +730,25 @@ class Progress {
   bool bar_ = false, silent_ = false;
 };
 
+// The step count that spends --max-samples or --max-grad-evals (the smaller), 0 if neither is set.
+// A step evaluates the gradient of `per_step` samples once, or twice for LiMuon with exact STORM
+// (at the new and the previous weights; once on its first step): the run stops at the first step
+// whose total reaches the budget, and the lr schedule ends there.
+int64_t steps_for_budget(const Config& c, int64_t per_step) {
+  int64_t steps = 0;
+  auto take = [&](int64_t s) { steps = steps == 0 ? s : std::min(steps, s); };
+  if (c.max_samples > 0) take((c.max_samples + per_step - 1) / per_step);
+  if (c.max_grad_evals > 0) {
+    const HybridOptions o = hybrid_options(c);
+    const bool two_evaluations = (o.method == MatrixMethod::limuon && o.limuon.storm() == Storm::exact) ||
+                                 o.method == MatrixMethod::muon_mvr2;
+    const int64_t per_later_step = two_evaluations ? 2 : 1;
+    const int64_t evaluations = (c.max_grad_evals + per_step - 1) / per_step;
+    take(1 + (evaluations - 1 + per_later_step - 1) / per_later_step);
+  }
+  return steps;
+}
+
 torch::Device pick_device(const std::string& d) {
   if (d == "cuda") {
     if (!torch::cuda::is_available()) throw UsageError("--device cuda: CUDA is not available in this build or on this machine");
@@ -715,10 +759,31 @@ torch::Device pick_device(const std::string& d) {
 
 }  // namespace
 
+void check_train_options(const std::map<std::string, std::string>& values, const std::string& origin) {
+  Args args({"train"}, {});
+  args.add_defaults(values, origin);
+  if (!args.has("out")) args.add_defaults({{"out", "unused"}}, origin);
+  parse_config(args);
+  args.finish();
+}
+
 int cmd_train(Args& args) {
   Config cfg = parse_config(args);
   args.finish();
   const FaultPlan faults = parse_fault_plan(cfg.inject_nonfinite);
+  // Data parallelism (limuon train --nproc N, or torchrun's environment): limuon/dist.h. Rank 0
+  // alone writes metrics, checkpoints and the summary, and shows progress.
+  dist::Env denv;
+  try {
+    denv = dist::env_from_environment();
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  const bool leader = denv.rank == 0;
+  if (!leader) cfg.progress = "none";
+  if (denv.distributed() && cfg.batch % denv.world_size != 0)
+    throw UsageError("--batch-size " + std::to_string(cfg.batch) + " must be divisible by the number of ranks (" +
+                     std::to_string(denv.world_size) + "): each rank takes an equal share of every batch");
   torch::manual_seed(static_cast<uint64_t>(cfg.seed));
   const torch::Device device = pick_device(cfg.device);
   std::error_code ec;
@@ -732,14 +797,25 @@ int cmd_train(Args& args) {
   if (!existing.empty() && !cfg.resume)
     throw UsageError("--out: '" + cfg.out + "' already holds checkpoints (" + fs::path(existing.back()).filename().string() +
                      "); pass --resume to continue that run or choose another directory");
+  std::unique_ptr<dist::Group> group;
+  std::unique_ptr<dist::ShardedOrthogonalization> sharded;
+  if (denv.distributed() || std::getenv("WORLD_SIZE")) {  // (a 1-rank job still reports its counters)
+    group = std::make_unique<dist::Group>(denv, std::chrono::seconds(cfg.dist_timeout));
+    sharded = std::make_unique<dist::ShardedOrthogonalization>(*group);
+  }
 
   std::unique_ptr<Task> task;
   if (cfg.task == "lm") task = std::make_unique<LmTask>(cfg, device);
   else task = std::make_unique<ImageTask>(cfg, device);
+  task->shard_rank = denv.rank;
+  task->shard_world = denv.world_size;
   const std::string signature = model_signature(task->module(), cfg.model);
-  if (cfg.epochs > 0) {
+  const int64_t budget_steps = steps_for_budget(cfg, task->samples_per_micro() * cfg.accum);
+  if (budget_steps > 0 && !args.has("steps")) cfg.steps = budget_steps;
+  if (cfg.epochs > 0 || (budget_steps > 0 && !args.has("steps"))) {
     const double per_step = static_cast<double>(task->samples_per_micro() * cfg.accum);
-    cfg.steps = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(cfg.epochs * task->train_samples() / per_step)));
+    if (cfg.epochs > 0)
+      cfg.steps = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(cfg.epochs * task->train_samples() / per_step)));
     if (!args.has("eval-interval")) cfg.eval_interval = std::max<int64_t>(1, cfg.steps / 5);
     if (!args.has("checkpoint-interval")) cfg.checkpoint_interval = cfg.eval_interval;
     if (!args.has("warmup")) cfg.warmup = std::max<int64_t>(1, cfg.steps / 20);
@@ -749,12 +825,17 @@ int cmd_train(Args& args) {
   HybridOptimizer opt(routing, hybrid_options(cfg));
   WarmupCosine sched(opt.optimizers(), cfg.warmup, cfg.steps, cfg.min_lr_ratio);
 
-  std::cout << "limuon train: resolved configuration\n" << cfg.to_json().dump(2) << "\n" << task->describe() << "\n";
-  std::cout << "parameter routing (" << cfg.optimizer << "):\n" << format_routing(routing) << std::flush;
+  if (leader) {
+    std::cout << "limuon train: resolved configuration\n" << cfg.to_json().dump(2) << "\n" << task->describe() << "\n";
+    if (group) std::cout << "data parallel: " << group->size() << " ranks (c10d/Gloo), " << cfg.batch / group->size()
+                         << " samples per rank per micro-batch\n";
+    std::cout << "parameter routing (" << cfg.optimizer << "):\n" << format_routing(routing) << std::flush;
+  }
 
   Counters c;
   Progress progress(cfg.progress, cfg.steps);
-  for (const auto& t : remove_stale_temporaries(cfg.out))
+  if (leader)
+    for (const auto& t : remove_stale_temporaries(cfg.out))
     progress.message("removed " + t + ", left by an interrupted write");
   if (cfg.resume) {
     const std::string loaded = train::load_latest_checkpoint(
@@ -765,21 +846,28 @@ int cmd_train(Args& args) {
   }
 
   const std::string metrics_path = (fs::path(cfg.out) / "metrics.jsonl").string();
-  {
-    // Keep only the metrics of steps the run resumes from (a crash may have logged later ones).
+  double best_val = INFINITY;
+  if (leader) {
+    // Keep only the metrics of steps the run resumes from (a crash may have logged later ones);
+    // their evaluations count towards best_val_loss.
     std::ifstream old(metrics_path);
     std::string line, kept;
     while (old && std::getline(old, line)) {
       try {
-        if (json::parse(line).value("step", int64_t{0}) <= c.step) kept += line + "\n";
+        const json row = json::parse(line);
+        if (row.value("step", int64_t{0}) > c.step) continue;
+        kept += line + "\n";
+        if (row.contains("val_loss") && row["val_loss"].is_number()) best_val = std::min(best_val, row["val_loss"].get<double>());
       } catch (const json::exception&) {  // a line cut by a crash
       }
     }
     io::atomic_write_file(metrics_path, kept);
   }
-  std::ofstream metrics(metrics_path, std::ios::app);
-  if (!metrics) throw std::runtime_error("cannot write " + metrics_path);
+  std::ofstream metrics;
+  if (leader) metrics.open(metrics_path, std::ios::app);
+  if (leader && !metrics) throw std::runtime_error("cannot write " + metrics_path);
   auto write_metrics = [&](json j) {
+    if (!leader) return;
     metrics << j.dump() << "\n";
     metrics.flush();
     // A full disk shows here first (a line per step); errno still holds the failed write's cause.
@@ -788,7 +876,6 @@ int cmd_train(Args& args) {
   };
 
   EvalResult last_eval;
-  double best_val = INFINITY;
   int64_t evals_in_step = 0;
   auto fill_gradients = [&](double value) {
     torch::NoGradGuard ng;
@@ -804,6 +891,13 @@ int cmd_train(Args& args) {
       loss.backward();
       total += loss.item<double>();
     }
+    if (group) {  // both evaluations of a LiMuon exact step come through here
+      std::vector<at::Tensor> grads;
+      for (auto& p : task->module().parameters())
+        if (p.grad().defined()) grads.push_back(p.grad());
+      group->allreduce_mean(grads);
+      total = group->allreduce_sum(total) / group->size();
+    }
     const int64_t step = c.step + 1;  // the step this evaluation belongs to, counted from 1
     if (auto v = faults.at(step, /*loss=*/false)) fill_gradients(*v);
     if (auto v = faults.at(step, /*loss=*/true)) total = *v;
@@ -816,6 +910,7 @@ int cmd_train(Args& args) {
     return at::tensor(total);
   };
   auto evaluate = [&](int64_t step) {
+    if (!leader) return;  // nothing of the training state depends on it
     last_eval = task->evaluate(cfg.eval_batches);
     best_val = std::min(best_val, last_eval.loss);
     json j{{"step", step}, {"samples", c.samples}, {"grad_evals", c.grad_evals}, {"val_loss", last_eval.loss},
@@ -833,6 +928,7 @@ int cmd_train(Args& args) {
     if (!bad.empty())
       throw std::runtime_error("refusing to write the checkpoint of step " + std::to_string(c.step) + ": " + bad +
                                " holds NaN/Inf; " + resume_hint(cfg.out));
+    if (!leader) return;
     std::string path;
     try {
       path = train::write_checkpoint(cfg.out, c.step, serialize_checkpoint(*task, opt, sched, c, cfg, signature),
@@ -855,15 +951,28 @@ int cmd_train(Args& args) {
   // --max-nonfinite of them in a row the run stops with an error. The streak is not saved in
   // checkpoints: resuming is a decision to try again, and gets the full allowance.
   int64_t streak = 0, last_finite_step = c.step;
-  while (c.step < cfg.steps) {
+  auto budget_spent = [&]() -> const char* {
+    if (cfg.max_samples > 0 && c.samples >= cfg.max_samples) return "samples";
+    if (cfg.max_grad_evals > 0 && c.grad_evals >= cfg.max_grad_evals) return "grad_evals";
+    if (cfg.max_seconds > 0 && c.wall_s >= cfg.max_seconds) return "seconds";
+    return c.step >= cfg.steps ? "steps" : nullptr;
+  };
+  while (!budget_spent()) {
     auto t0 = std::chrono::steady_clock::now();
+    // Ranks share the batch order but must not share dropout masks: the global generator (dropout
+    // only, by now) gets a seed of (seed, rank, step), which a resumed run recomputes.
+    if (denv.distributed())
+      torch::manual_seed(static_cast<uint64_t>(cfg.seed) * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(denv.rank) * 1000003ULL +
+                         static_cast<uint64_t>(c.step));
     task->sample_step();
     evals_in_step = 0;
     const double lr = opt.optimizers()[opt.matrix_optimizer() ? 0 : 1]->param_groups()[0].options().get_lr();
     const int64_t skips_before = opt.nonfinite_skips();
     const double loss = opt.step(closure).item<double>();
     sched.step();
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    // The ranks agree on elapsed time, so a --max-seconds budget stops them all at the same step.
+    if (group) ms = group->allreduce_sum(ms) / group->size();
     ++c.step;
     const bool nonfinite = opt.nonfinite_skips() > skips_before || !std::isfinite(loss);
     if (nonfinite) {
@@ -902,15 +1011,17 @@ int cmd_train(Args& args) {
             resume_hint(cfg.out) + " after fixing the cause (e.g. a lower --lr or the data), or raise --max-nonfinite");
       }
     }
-    if (c.step % cfg.eval_interval == 0 || c.step == cfg.steps) evaluate(c.step);
-    const bool stopping = cfg.stop_after > 0 && c.step == cfg.stop_after && c.step < cfg.steps;
-    if ((c.step % cfg.checkpoint_interval == 0 && !nonfinite) || c.step == cfg.steps || stopping) checkpoint();
+    const bool last = budget_spent() != nullptr;
+    if (c.step % cfg.eval_interval == 0 || last) evaluate(c.step);
+    const bool stopping = cfg.stop_after > 0 && c.step == cfg.stop_after && !last;
+    if ((c.step % cfg.checkpoint_interval == 0 && !nonfinite) || last || stopping) checkpoint();
     if (stopping) {
       std::cout << "stopped after step " << c.step << " (--stop-after); continue with --resume\n";
       return 0;
     }
   }
   if (last_eval.count == 0) evaluate(c.step);
+  if (!leader) return 0;
 
   const std::string weights_path = (fs::path(cfg.out) / "model.safetensors").string();
   io::write_safetensors(weights_path, task->weights(), {{"limuon_model", cfg.model}, {"format", "pt"}});
@@ -918,7 +1029,14 @@ int cmd_train(Args& args) {
                {"tokens", c.tokens}, {"grad_evals", c.grad_evals}, {"evaluations", c.evaluations}, {"wall_s", c.wall_s},
                {"optimizer", cfg.optimizer}, {"optimizer_state_bytes", opt.state_bytes()}, {"peak_rss_mb", peak_rss_mb()},
                {"nonfinite_skips", opt.nonfinite_skips()}, {"nonfinite_steps", c.nonfinite_steps}, {"weights", weights_path},
-               {"config", cfg.to_json()}};
+               {"config", cfg.to_json()}, {"stopped_by", budget_spent()}};
+  if (group) {
+    const auto& st = group->stats();
+    summary["data_parallel"] = {{"world_size", group->size()}, {"allreduce_bytes", st.allreduce_bytes},
+                                {"allgather_bytes_received", st.allgather_bytes}, {"collectives", st.collectives},
+                                {"orth_local_s", st.orth_local_s}, {"orth_local_matrices", st.orth_local_matrices},
+                                {"orth_total_matrices", st.orth_total_matrices}};
+  }
   if (cfg.task == "lm") summary["final_val_ppl"] = std::exp(last_eval.loss);
   else summary["final_val_accuracy"] = last_eval.accuracy;
   io::atomic_write_file((fs::path(cfg.out) / "summary.json").string(), summary.dump(2) + "\n");

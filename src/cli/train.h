@@ -4,6 +4,7 @@
 #include "args.h"
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 namespace limuon::data {
@@ -16,6 +17,9 @@ struct GPT2Impl;
 namespace limuon::cli {
 
 int cmd_train(Args& args);
+// Throws UsageError (naming `origin`) unless `values` (flag name → value, as in a --config file)
+// are options `limuon train` accepts; --out may be left out. Reads no data.
+void check_train_options(const std::map<std::string, std::string>& values, const std::string& origin);
 int cmd_eval(Args& args);
 int cmd_generate(Args& args);
 int cmd_tokenize(Args& args);
