@@ -25,17 +25,9 @@ const std::string& scratch(bool encoder) {
   return encoder ? e : v;
 }
 
-void write_file(const std::string& path, const uint8_t* data, size_t size) {
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) std::abort();
-  if (size && std::fwrite(data, 1, size, f) != size) std::abort();
-  std::fclose(f);
-}
+using limuon_fuzz::write_file;
 
-[[noreturn]] void finding(const std::string& detail) {
-  std::fprintf(stderr, "fuzz_bpe_files: %s\n", detail.c_str());
-  std::abort();
-}
+[[noreturn]] void finding(const std::string& detail) { limuon_fuzz::report("fuzz_bpe_files", detail); }
 
 void check_roundtrip(const limuon::data::Tokenizer& tok, std::string_view text) {
   const auto ids = tok.encode(text);

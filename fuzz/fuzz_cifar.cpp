@@ -32,12 +32,7 @@ const std::string& root() {
   return r;
 }
 
-void write_file(const std::string& path, const uint8_t* data, size_t size) {
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) std::abort();
-  if (size && std::fwrite(data, 1, size, f) != size) std::abort();
-  std::fclose(f);
-}
+using limuon_fuzz::write_file;
 
 // Leaves root() (and its subfolder) empty of everything an earlier input may have created.
 void clean() {
@@ -53,10 +48,7 @@ void clean() {
   ::mkdir(root().c_str(), 0755);
 }
 
-[[noreturn]] void finding(const std::string& detail) {
-  std::fprintf(stderr, "fuzz_cifar: %s\n", detail.c_str());
-  std::abort();
-}
+[[noreturn]] void finding(const std::string& detail) { limuon_fuzz::report("fuzz_cifar", detail); }
 
 }  // namespace
 

@@ -18,10 +18,7 @@
 
 namespace {
 
-[[noreturn]] void finding(const std::string& detail) {
-  std::fprintf(stderr, "fuzz_encoder: %s\n", detail.c_str());
-  std::abort();
-}
+[[noreturn]] void finding(const std::string& detail) { limuon_fuzz::report("fuzz_encoder", detail); }
 
 const limuon::data::Tokenizer& gpt2() {
   static const std::unique_ptr<limuon::data::Tokenizer> tok = [] {

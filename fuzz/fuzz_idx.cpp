@@ -41,10 +41,7 @@ void write_file(const std::string& path, const uint8_t* data, size_t size, bool 
   std::fclose(f);
 }
 
-[[noreturn]] void finding(const std::string& detail) {
-  std::fprintf(stderr, "fuzz_idx: %s\n", detail.c_str());
-  std::abort();
-}
+[[noreturn]] void finding(const std::string& detail) { limuon_fuzz::report("fuzz_idx", detail); }
 
 bool plain(const uint8_t* p, size_t n, bool gzipped_by_us) {
   return gzipped_by_us || n < 2 || !(p[0] == 0x1f && p[1] == 0x8b);

@@ -25,12 +25,7 @@ const std::string& scratch_path() {
   return p;
 }
 
-void write_file(const std::string& path, const uint8_t* data, size_t size) {
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) std::abort();  // the harness itself is broken, not the reader
-  if (size && std::fwrite(data, 1, size, f) != size) std::abort();
-  std::fclose(f);
-}
+using limuon_fuzz::write_file;
 
 [[noreturn]] void finding(const char* what, const std::string& detail) {
   std::fprintf(stderr, "fuzz_safetensors: %s: %s\n", what, detail.c_str());

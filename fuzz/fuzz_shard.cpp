@@ -20,17 +20,9 @@ const std::string& scratch_path() {
   return p;
 }
 
-void write_file(const std::string& path, const uint8_t* data, size_t size) {
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) std::abort();
-  if (size && std::fwrite(data, 1, size, f) != size) std::abort();
-  std::fclose(f);
-}
+using limuon_fuzz::write_file;
 
-[[noreturn]] void finding(const std::string& detail) {
-  std::fprintf(stderr, "fuzz_shard: %s\n", detail.c_str());
-  std::abort();
-}
+[[noreturn]] void finding(const std::string& detail) { limuon_fuzz::report("fuzz_shard", detail); }
 
 }  // namespace
 

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 namespace limuon_fuzz {
 
@@ -25,5 +27,20 @@ inline Tally& tally() {
 
 inline void accepted() { ++tally().accepted; }
 inline void rejected() { ++tally().rejected; }
+
+// Puts the input where a reader that takes a path finds it. Failing to write means the harness is
+// broken, not the reader: abort without calling it a finding.
+inline void write_file(const std::string& path, const uint8_t* data, size_t size) {
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) std::abort();
+  if (size && std::fwrite(data, 1, size, f) != size) std::abort();
+  std::fclose(f);
+}
+
+// A finding: say what went wrong, then abort so that libFuzzer keeps the input as a crash.
+[[noreturn]] inline void report(const char* target, const std::string& detail) {
+  std::fprintf(stderr, "%s: %s\n", target, detail.c_str());
+  std::abort();
+}
 
 }  // namespace limuon_fuzz

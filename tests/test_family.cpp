@@ -21,47 +21,8 @@ using namespace limuon::test;
 
 namespace {
 
-struct FamilyReference {
-  int calls = 0;
-  std::vector<RefConfig> configs;
-  std::map<std::string, double> losses;  // "<config>/<call>"
-  std::map<std::string, torch::Tensor> tensors;
-};
-
-const FamilyReference& family_reference() {
-  static const FamilyReference ref = [] {
-    FamilyReference r;
-    const std::string path = std::string(LIMUON_REFERENCE_DIR) + "/family_trajectories.txt";
-    r.tensors = read_tensor_file(path);
-    std::ifstream in(path);
-    if (!in) throw std::runtime_error("cannot open " + path);
-    std::string line;
-    while (std::getline(in, line)) {
-      std::istringstream ls(line);
-      std::string kind;
-      ls >> kind;
-      if (kind == "calls") {
-        ls >> r.calls;
-      } else if (kind == "loss") {
-        std::string name;
-        int call = 0;
-        double v = 0;
-        ls >> name >> call >> v;
-        r.losses[name + "/" + std::to_string(call)] = v;
-      } else if (kind == "config") {
-        RefConfig c;
-        ls >> c.name >> c.kind;
-        std::string kv;
-        while (ls >> kv) {
-          auto eq = kv.find('=');
-          c.opts[kv.substr(0, eq)] = kv.substr(eq + 1);
-        }
-        r.configs.push_back(c);
-      }
-    }
-    if (r.calls <= 0 || r.configs.empty()) throw std::runtime_error("reference: empty file " + path);
-    return r;
-  }();
+const Reference& family_reference() {
+  static const Reference ref = read_reference(std::string(LIMUON_REFERENCE_DIR) + "/family_trajectories.txt");
   return ref;
 }
 

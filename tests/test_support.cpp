@@ -46,46 +46,47 @@ std::map<std::string, torch::Tensor> read_tensor_file(const std::string& path) {
   return out;
 }
 
-const Reference& reference() {
-  static const Reference ref = [] {
-    Reference r;
-    const std::string path = std::string(LIMUON_REFERENCE_DIR) + "/trajectories.txt";
-    std::ifstream in(path);
-    if (!in) throw std::runtime_error("cannot open " + path);
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.empty() || line[0] == '#') continue;
-      std::istringstream ls(line);
-      std::string kind;
-      ls >> kind;
-      if (kind == "calls") {
-        ls >> r.calls;
-      } else if (kind == "tensor") {
-        std::string key;
-        auto t = parse_tensor_line(ls, key);
-        r.tensors[key] = t;
-      } else if (kind == "loss") {
-        std::string name;
-        int call = 0;
-        double v = 0;
-        ls >> name >> call >> v;
-        r.losses[name + "/" + std::to_string(call)] = v;
-      } else if (kind == "config") {
-        RefConfig c;
-        ls >> c.name >> c.kind;
-        std::string kv;
-        while (ls >> kv) {
-          auto eq = kv.find('=');
-          c.opts[kv.substr(0, eq)] = kv.substr(eq + 1);
-        }
-        r.configs.push_back(c);
-      } else {
-        throw std::runtime_error("reference: unknown record '" + kind + "'");
+Reference read_reference(const std::string& path) {
+  Reference r;
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot open " + path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream ls(line);
+    std::string kind;
+    ls >> kind;
+    if (kind == "calls") {
+      ls >> r.calls;
+    } else if (kind == "tensor") {
+      std::string key;
+      auto t = parse_tensor_line(ls, key);
+      r.tensors[key] = t;
+    } else if (kind == "loss") {
+      std::string name;
+      int call = 0;
+      double v = 0;
+      ls >> name >> call >> v;
+      r.losses[name + "/" + std::to_string(call)] = v;
+    } else if (kind == "config") {
+      RefConfig c;
+      ls >> c.name >> c.kind;
+      std::string kv;
+      while (ls >> kv) {
+        auto eq = kv.find('=');
+        c.opts[kv.substr(0, eq)] = kv.substr(eq + 1);
       }
+      r.configs.push_back(c);
+    } else {
+      throw std::runtime_error("reference: unknown record '" + kind + "' in " + path);
     }
-    if (r.calls <= 0 || r.configs.empty()) throw std::runtime_error("reference: empty file " + path);
-    return r;
-  }();
+  }
+  if (r.calls <= 0 || r.configs.empty()) throw std::runtime_error("reference: empty file " + path);
+  return r;
+}
+
+const Reference& reference() {
+  static const Reference ref = read_reference(std::string(LIMUON_REFERENCE_DIR) + "/trajectories.txt");
   return ref;
 }
 

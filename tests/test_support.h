@@ -24,7 +24,10 @@ struct Reference {
   const torch::Tensor& at(const std::string& key) const;
 };
 
-// Loads reference/trajectories.txt (throws when missing or malformed).
+// Reads a reference file: "calls N", "config NAME KIND key=value...", "loss NAME CALL VALUE" and
+// "tensor KEY ..." records (throws when missing or malformed).
+Reference read_reference(const std::string& path);
+// reference/trajectories.txt, read once.
 const Reference& reference();
 
 // The problem: W1 [5, 3] (tall), W2 [4, 5] (wide), W3 [3, 2, 2] (flattened to [3, 4]);
