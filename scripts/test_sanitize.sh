@@ -25,6 +25,7 @@ restore() { FORCE=1 bash scripts/build_python.sh > /dev/null; }  # the normal ex
 trap restore EXIT
 ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=0" BUILD_DIR="$BUILD_DIR" FORCE=1 PYTHON_PRELOAD="$PRELOAD" \
   EXTRA_CXXFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" bash scripts/build_python.sh
-nm -D python/limuon/_C*.so | grep -q __asan_report || { echo "test_sanitize.sh: extension is not instrumented" >&2; exit 1; }
+nm -D python/limuon/_C*.so | grep __asan_report > /dev/null || {  # (not grep -q: its early exit would SIGPIPE nm under pipefail)
+ echo "test_sanitize.sh: extension is not instrumented" >&2; exit 1; }
 ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=0" LD_PRELOAD="$PRELOAD" PYTHONPATH="$PWD/python" \
   /usr/bin/python3 -m pytest -q -p no:cacheprovider python/tests
