@@ -2,7 +2,8 @@
 # Runs the optimizer experiments defined in experiments/*.json with `limuon compare` (docs/compare.md).
 #
 # Usage: scripts/experiments.sh [NAME ...] [-- extra compare flags]
-#   NAME: lm | vit | orth_ablation | memory_distilgpt2 (default: all, in that order)
+#   NAME: lm | vit | orth_ablation | memory_distilgpt2 (default: these, in that order)
+#         | lm_family (the rest of the Muon family, lr sweep) | lm_family_quick (the same at lr 0.02)
 #   LIMUON (default build/limuon), OUT (default out/experiments), THREADS (default: all cores)
 # Interrupted? Run the same command again: finished runs are skipped, the others resume.
 #
@@ -33,7 +34,7 @@ threads=()
 status=0
 for name in "${names[@]}"; do
   spec="experiments/$name.json"
-  [ -f "$spec" ] || { echo "experiments: no $spec (valid: lm vit orth_ablation memory_distilgpt2)" >&2; exit 2; }
+  [ -f "$spec" ] || { echo "experiments: no $spec (valid: lm vit orth_ablation memory_distilgpt2 lm_family lm_family_quick)" >&2; exit 2; }
   echo "== $name: $spec -> $OUT/$name"
   start=$(date +%s)
   "$LIMUON" compare --spec "$spec" --out "$OUT/$name" "${threads[@]}" "${extra[@]}" || status=$?
