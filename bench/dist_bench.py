@@ -27,6 +27,8 @@ ap.add_argument("--batch", type=int, default=8)
 ap.add_argument("--block", type=int, default=128)
 ap.add_argument("--warmup-steps", type=int, default=5)
 ap.add_argument("--json", default="")
+ap.add_argument("--threads-per-rank", type=int, default=0,
+                help="intra-op threads of every rank (0: the launcher's default, cores / ranks)")
 a = ap.parse_args()
 
 corpus = os.path.join(tempfile.mkdtemp(prefix="limuon-dist-bench-"), "corpus.txt")
@@ -43,6 +45,8 @@ for name, opt in OPTS:
         cmd = [a.bin, "train", "--task", "lm", "--model", a.model, "--data", corpus, "--steps", str(a.steps),
                "--batch-size", str(a.batch), "--block-size", str(a.block), "--eval-interval", str(a.steps), "--eval-batches", "1",
                "--progress", "none", "--seed", "1", "--out", out, "--nproc", str(nproc)] + opt
+        if a.threads_per_rank:
+            cmd += ["--threads", str(a.threads_per_rank)]
         print("+", " ".join(cmd), file=sys.stderr, flush=True)
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
@@ -64,7 +68,8 @@ for name, opt in OPTS:
                      "allgather_bytes_per_step": dp["allgather_bytes_received"] / s["steps"]})
 
 print(f"model {a.model}, global batch {a.batch} x {a.block} tokens, {a.steps} steps (median after {a.warmup_steps}), "
-      f"{os.cpu_count()} cores shared by the ranks\n")
+      f"{os.cpu_count()} cores shared by the ranks, "
+      f"{a.threads_per_rank or 'cores/ranks'} thread(s) per rank\n")
 print("| optimizer | ranks | ms/step | steps/s vs 1 rank | orth ms/step (rank 0) | matrices orth. by rank 0 | "
       "all-reduce MB/step (lower bound) | gradient evals/step | all-gather MB/step received |")
 print("|---|---|---|---|---|---|---|---|---|")
