@@ -351,6 +351,12 @@ OrthExecutor& orth_executor() {
   static OrthExecutor executor;
   return executor;
 }
+
+void check_seeds(const std::vector<at::Tensor>& mats, const std::vector<uint64_t>& seeds) {
+  if (!seeds.empty() && seeds.size() != mats.size())
+    throw std::invalid_argument("orthogonalize_many: got " + std::to_string(seeds.size()) + " seeds for " +
+                                std::to_string(mats.size()) + " matrices");
+}
 }  // namespace
 
 OrthExecutor set_orth_executor(OrthExecutor executor) {
@@ -360,18 +366,14 @@ OrthExecutor set_orth_executor(OrthExecutor executor) {
 
 std::vector<at::Tensor> orthogonalize_many(const std::vector<at::Tensor>& mats, const OrthSpec& spec,
                                            const std::vector<uint64_t>& seeds) {
-  if (!seeds.empty() && seeds.size() != mats.size())
-    throw std::invalid_argument("orthogonalize_many: got " + std::to_string(seeds.size()) + " seeds for " +
-                                std::to_string(mats.size()) + " matrices");
-  if (orth_executor()) return orth_executor()(mats, spec, seeds);
-  return orthogonalize_many_local(mats, spec, seeds);
+  if (!orth_executor()) return orthogonalize_many_local(mats, spec, seeds);
+  check_seeds(mats, seeds);  // before an executor indexes them
+  return orth_executor()(mats, spec, seeds);
 }
 
 std::vector<at::Tensor> orthogonalize_many_local(const std::vector<at::Tensor>& mats, const OrthSpec& spec,
                                                  const std::vector<uint64_t>& seeds) {
-  if (!seeds.empty() && seeds.size() != mats.size())
-    throw std::invalid_argument("orthogonalize_many: got " + std::to_string(seeds.size()) + " seeds for " +
-                                std::to_string(mats.size()) + " matrices");
+  check_seeds(mats, seeds);
   using Key = std::tuple<int64_t, int64_t, int, std::string>;
   std::map<Key, std::vector<size_t>> groups;
   std::vector<Key> order;
