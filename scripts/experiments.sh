@@ -4,6 +4,7 @@
 # Usage: scripts/experiments.sh [NAME ...] [-- extra compare flags]
 #   NAME: lm | vit | orth_ablation | memory_distilgpt2 (default: these, in that order)
 #         | lm_family (the rest of the Muon family, lr sweep) | lm_family_quick (the same at lr 0.02)
+#         | vit_family (the rest of the family on ViT, lr sweep)
 #   LIMUON (default build/limuon), OUT (default out/experiments), THREADS (default: all cores)
 # Interrupted? Run the same command again: finished runs are skipped, the others resume.
 #
@@ -16,6 +17,9 @@
 #                      (48 steps of 32, ~1.3 s/step)                                      ~15 min
 #   orth_ablation      gpt2-byte-small, 5 orthogonalizers, 5 runs of 80 steps (~0.5 s/step)  ~4 min
 #   memory_distilgpt2  DistilGPT2 (82M), 8 optimizers, 3 steps each: state bytes, peak RSS ~4 min
+#   lm_family          lm's task for 7 family methods + Muon and LiMuon anchors, 3-lr sweep on
+#                      seed 0 + seed 1 at the chosen lr = 36 runs                          ~40 min
+#   vit_family         vit's task for the same 9 configs, 4-lr sweep + seed 1 = 45 runs  ~30 min
 # Use `limuon compare --spec experiments/NAME.json --out DIR --dry-run` to see every run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +38,7 @@ threads=()
 status=0
 for name in "${names[@]}"; do
   spec="experiments/$name.json"
-  [ -f "$spec" ] || { echo "experiments: no $spec (valid: lm vit orth_ablation memory_distilgpt2 lm_family lm_family_quick)" >&2; exit 2; }
+  [ -f "$spec" ] || { echo "experiments: no $spec (valid: lm vit orth_ablation memory_distilgpt2 lm_family lm_family_quick vit_family)" >&2; exit 2; }
   echo "== $name: $spec -> $OUT/$name"
   start=$(date +%s)
   "$LIMUON" compare --spec "$spec" --out "$OUT/$name" "${threads[@]}" "${extra[@]}" || status=$?

@@ -317,6 +317,20 @@ check("missing spec file", r.returncode == 2 and "missing.json" in r.stderr, r.s
 r = run(["compare", "--spec", spec_path, "--out", os.path.join(TMP, "x"), "--budget", "steps:zero"])
 check("bad --budget", r.returncode == 2 and "--budget" in r.stderr, r.stderr)
 
+# ---- 4. the committed experiment specs (experiments/*.json) are valid for this binary: every
+# config's optimizer and flags pass the same checks a real run makes, each config plans its runs
+EXPERIMENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "experiments")
+specs = sorted(f for f in os.listdir(EXPERIMENTS) if f.endswith(".json"))
+check("experiment specs found", len(specs) >= 8, specs)
+for name in specs:
+    spec_file = os.path.join(EXPERIMENTS, name)
+    names = [c["name"] for c in json.load(open(spec_file))["configs"]]
+    dry_out = os.path.join(TMP, "dry-" + name)
+    r = run(["compare", "--spec", spec_file, "--out", dry_out, "--dry-run"])
+    planned = [line for line in r.stdout.splitlines() if ": limuon train" in line]
+    check(f"experiments/{name} plans its runs", r.returncode == 0 and not r.stderr and not os.path.exists(dry_out) and
+          all(any(f"/runs/{n}/" in line for line in planned) for n in names), (r.returncode, r.stdout[-2000:], r.stderr))
+
 elapsed = time.time() - T0
 shutil.rmtree(TMP, ignore_errors=True)
 for f in failures:
