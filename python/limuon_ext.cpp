@@ -1,14 +1,21 @@
 // limuon._C: the pybind11 extension behind the `limuon` Python package. It wraps the C++
 // optimizer objects (built on the very tensors Python passes in, so the C++ side reads the
 // Python .grad and updates the Python parameters in place), the orthogonalization kernels and
-// the parameter router. The user-facing torch.optim.Optimizer classes live in limuon/__init__.py.
+// the parameter router. The user-facing torch.optim.Optimizer classes live in limuon/optim.py and
+// limuon/family.py.
 #include <torch/extension.h>
 
 #include "limuon/common.h"
+#include "limuon/gluon.h"
 #include "limuon/hybrid.h"
 #include "limuon/limuon.h"
+#include "limuon/lionmuon.h"
+#include "limuon/mimuon.h"
 #include "limuon/muon.h"
+#include "limuon/muon_mvr.h"
+#include "limuon/muoneq.h"
 #include "limuon/orth.h"
+#include "limuon/sumo.h"
 
 #include <pybind11/stl.h>
 #include <torch/serialize/archive.h>
@@ -59,12 +66,18 @@ void apply_shared(Options& o, const py::dict& d) {
   if (take(d, "nonfinite", s)) o.nonfinite(limuon::parse_nonfinite_policy(s));
 }
 
-void apply(limuon::MuonOptions& o, const py::dict& d) {
-  apply_shared(o, d);
+// Muon's momentum options, which most of the family keeps.
+template <class Options>
+void apply_momentum(Options& o, const py::dict& d) {
   double f = 0;
   bool b = false;
   if (take(d, "momentum", f)) o.momentum(f);
   if (take(d, "nesterov", b)) o.nesterov(b);
+}
+
+void apply(limuon::MuonOptions& o, const py::dict& d) {
+  apply_shared(o, d);
+  apply_momentum(o, d);
 }
 
 void apply(limuon::LiMuonOptions& o, const py::dict& d) {
@@ -92,12 +105,15 @@ py::dict shared_dict(const Options& o) {
   return d;
 }
 
-py::dict to_dict(const limuon::MuonOptions& o) {
+template <class Options>
+py::dict momentum_dict(const Options& o) {
   py::dict d = shared_dict(o);
   d["momentum"] = o.momentum();
   d["nesterov"] = o.nesterov();
   return d;
 }
+
+py::dict to_dict(const limuon::MuonOptions& o) { return momentum_dict(o); }
 
 py::dict to_dict(const limuon::LiMuonOptions& o) {
   py::dict d = shared_dict(o);
@@ -105,6 +121,102 @@ py::dict to_dict(const limuon::LiMuonOptions& o) {
   d["gamma"] = o.gamma();
   d["lowrank_state"] = limuon::to_string(o.lowrank_state());
   d["storm"] = limuon::to_string(o.storm());
+  return d;
+}
+
+// ---- the rest of the family (ALGORITHMS.md §4)
+void apply(limuon::MuonMVROptions& o, const py::dict& d) {
+  apply_shared(o, d);
+  apply_momentum(o, d);
+  double f = 0;
+  std::string s;
+  if (take(d, "gamma", f)) o.gamma(f);
+  if (take(d, "max_norm", f)) o.max_norm(f);
+  if (take(d, "variant", s)) o.variant(limuon::parse_mvr_variant(s));
+}
+
+py::dict to_dict(const limuon::MuonMVROptions& o) {
+  py::dict d = momentum_dict(o);
+  d["gamma"] = o.gamma();
+  d["max_norm"] = o.max_norm();
+  d["variant"] = limuon::to_string(o.variant());
+  return d;
+}
+
+void apply(limuon::SumoOptions& o, const py::dict& d) {
+  apply_shared(o, d);
+  double f = 0;
+  int64_t i = 0;
+  if (take(d, "momentum", f)) o.momentum(f);
+  if (take(d, "update_interval", i)) o.update_interval(i);
+  if (take(d, "alpha", f)) o.alpha(f);
+}
+
+py::dict to_dict(const limuon::SumoOptions& o) {
+  py::dict d = shared_dict(o);
+  d["momentum"] = o.momentum();
+  d["update_interval"] = o.update_interval();
+  d["alpha"] = o.alpha();
+  return d;
+}
+
+void apply(limuon::MuonEqOptions& o, const py::dict& d) {
+  apply_shared(o, d);
+  apply_momentum(o, d);
+  std::string s;
+  if (take(d, "equilibrate", s)) o.equilibrate(limuon::parse_equilibrate(s));
+}
+
+py::dict to_dict(const limuon::MuonEqOptions& o) {
+  py::dict d = momentum_dict(o);
+  d["equilibrate"] = limuon::to_string(o.equilibrate());
+  return d;
+}
+
+void apply(limuon::LionMuonOptions& o, const py::dict& d) {
+  apply_shared(o, d);
+  double f = 0;
+  int64_t i = 0;
+  if (take(d, "beta1", f)) o.beta1(f);
+  if (take(d, "beta2", f)) o.beta2(f);
+  if (take(d, "period", i)) o.period(i);
+  if (take(d, "sign_lr_ratio", f)) o.sign_lr_ratio(f);
+}
+
+py::dict to_dict(const limuon::LionMuonOptions& o) {
+  py::dict d = shared_dict(o);
+  d["beta1"] = o.beta1();
+  d["beta2"] = o.beta2();
+  d["period"] = o.period();
+  d["sign_lr_ratio"] = o.sign_lr_ratio();
+  return d;
+}
+
+void apply(limuon::MiMuonOptions& o, const py::dict& d) {
+  apply_shared(o, d);
+  apply_momentum(o, d);
+  double f = 0;
+  if (take(d, "tau", f)) o.tau(f);
+}
+
+py::dict to_dict(const limuon::MiMuonOptions& o) {
+  py::dict d = momentum_dict(o);
+  d["tau"] = o.tau();
+  return d;
+}
+
+void apply(limuon::GluonOptions& o, const py::dict& d) {
+  apply_shared(o, d);
+  apply_momentum(o, d);
+  double f = 0;
+  if (take(d, "l0", f)) o.l0(f);
+  if (take(d, "l1", f)) o.l1(f);
+}
+
+py::dict to_dict(const limuon::GluonOptions& o) {
+  py::dict d = momentum_dict(o);
+  d["l0"] = o.l0();
+  d["l1"] = o.l1();
   return d;
 }
 
@@ -218,6 +330,45 @@ struct LiMuonT : limuon::LiMuon {
 using PyMuon = PyOptimizer<MuonT, limuon::MuonOptions>;
 using PyLiMuon = PyOptimizer<LiMuonT, limuon::LiMuonOptions>;
 
+#define LIMUON_FAMILY_T(Cpp, Name)                     \
+  struct Cpp##T : limuon::Cpp {                        \
+    using limuon::Cpp::Cpp;                            \
+    static constexpr const char* kName = Name;         \
+  };                                                   \
+  using Py##Cpp = PyOptimizer<Cpp##T, limuon::Cpp##Options>;
+LIMUON_FAMILY_T(MuonMVR, "MuonMVR")
+LIMUON_FAMILY_T(Sumo, "SUMO")
+LIMUON_FAMILY_T(MuonEq, "MuonEq")
+LIMUON_FAMILY_T(LionMuon, "LionMuon")
+LIMUON_FAMILY_T(MiMuon, "MiMuon")
+LIMUON_FAMILY_T(Gluon, "Gluon")
+#undef LIMUON_FAMILY_T
+
+// The stage methods of an optimizer that may evaluate its closure twice per call (LiMuon exact,
+// Muon-MVR2), for hybrid set-ups that step AdamW between the two evaluations.
+template <class Py>
+void bind_two_point(py::class_<Py>& c) {
+  c.def("evaluates_twice", [](Py& self) { return self.get().evaluates_twice(); })
+      .def("needs_old_point_gradient", [](Py& self) { return self.get().needs_old_point_gradient(); })
+      .def("after_old_point_gradient",
+           [](Py& self) {
+             py::gil_scoped_release nogil;
+             self.get().after_old_point_gradient();
+           })
+      .def("after_new_point_gradient", [](Py& self) {
+        py::gil_scoped_release nogil;
+        self.get().after_new_point_gradient();
+      });
+}
+
+template <class Py>
+py::class_<Py> bind_family(py::module_& m, const char* name) {
+  py::class_<Py> c(m, name);
+  bind_common(c);
+  c.def("evaluations", [](Py& self) { return self.get().evaluations(); });
+  return c;
+}
+
 template <class Py>
 void bind_common(py::class_<Py>& c) {
   c.def(py::init<const std::vector<Group>&>(), py::arg("groups"),
@@ -244,7 +395,7 @@ auto no_gil(F&& f) {
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "limuon C++ core: Muon/LiMuon optimizers and orthogonalization kernels on LibTorch";
+  m.doc() = "limuon C++ core: Muon, LiMuon and the rest of the family, and orthogonalization kernels on LibTorch";
 
   // LibTorch errors carry a C++ backtrace in what(); Python users get the message alone.
   py::register_local_exception_translator([](std::exception_ptr p) {
@@ -260,17 +411,16 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 
   py::class_<PyLiMuon> li(m, "LiMuon");
   bind_common(li);
-  li.def("evaluations", [](PyLiMuon& self) { return self.get().evaluations(); })
-      .def("needs_old_point_gradient", [](PyLiMuon& self) { return self.get().needs_old_point_gradient(); })
-      .def("after_old_point_gradient",
-           [](PyLiMuon& self) {
-             py::gil_scoped_release nogil;
-             self.get().after_old_point_gradient();
-           })
-      .def("after_new_point_gradient", [](PyLiMuon& self) {
-        py::gil_scoped_release nogil;
-        self.get().after_new_point_gradient();
-      });
+  li.def("evaluations", [](PyLiMuon& self) { return self.get().evaluations(); });
+  bind_two_point(li);
+
+  auto mvr = bind_family<PyMuonMVR>(m, "MuonMVR");
+  bind_two_point(mvr);
+  bind_family<PySumo>(m, "Sumo");
+  bind_family<PyMuonEq>(m, "MuonEq");
+  bind_family<PyLionMuon>(m, "LionMuon");
+  bind_family<PyMiMuon>(m, "MiMuon");
+  bind_family<PyGluon>(m, "Gluon");
 
   m.def(
       "ns5", [](const at::Tensor& t, int steps) { return no_gil([&] { return limuon::orth_ns5(t, steps); }); },

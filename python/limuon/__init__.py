@@ -1,10 +1,11 @@
-"""limuon: LiMuon and Muon optimizers (C++ core on LibTorch) for PyTorch.
+"""limuon: LiMuon, Muon and the rest of the Muon family (C++ core on LibTorch) for PyTorch.
 
     import limuon
     opt = limuon.LiMuon(model_matrices, lr=0.02, beta=0.1)        # torch.optim.Optimizer
     opt = limuon.hybrid(model, method="limuon", matrix_kwargs={"lr": 0.02},
                         adamw_kwargs={"lr": 3e-4})                  # routes an nn.Module
     loss = opt.step(closure)                                         # LiMuon: closure runs twice
+    opt = limuon.MuonEq(model_matrices, lr=0.02)     # also MuonMVR, Sumo, LionMuon, MiMuon, Gluon
 
 Kernels (no autograd; matrices [m, n] or batches [k, m, n]): ns5, polar_express, svd_polar,
 rsvd, orthogonalize. Build the extension with scripts/build_python.sh.
@@ -13,11 +14,12 @@ import torch  # loads LibTorch before the extension that links against it
 
 from . import _C
 from ._hybrid import HybridOptimizer, hybrid, route
+from .family import Gluon, LionMuon, MiMuon, MuonEq, MuonMVR, Sumo
 from .optim import LiMuon, Muon
 
 __version__ = "0.1.0"
-__all__ = ["Muon", "LiMuon", "hybrid", "route", "HybridOptimizer", "ns5", "polar_express", "svd_polar", "rsvd",
-           "orthogonalize"]
+__all__ = ["Muon", "LiMuon", "MuonMVR", "Sumo", "MuonEq", "LionMuon", "MiMuon", "Gluon", "hybrid", "route",
+           "HybridOptimizer", "ns5", "polar_express", "svd_polar", "rsvd", "orthogonalize"]
 
 
 @torch.no_grad()

@@ -1,20 +1,28 @@
-"""Hybrid optimizer for nn.Module models: hidden weight matrices go to Muon/LiMuon, everything
-else (embeddings, output heads, biases, norm gains, class/position tokens) to torch.optim.AdamW.
+"""Hybrid optimizer for nn.Module models: hidden weight matrices go to Muon, LiMuon or another
+member of the family, everything else (embeddings, output heads, biases, norm gains, class/position
+tokens) to torch.optim.AdamW.
 
 Routing uses the C++ rules (limuon._C.route_parameters), so a Python model and the C++ CLI place
-the same parameter names the same way. With LiMuon in exact mode the closure runs twice per call
-and AdamW steps once, on the first (old-point) gradient, between the two evaluations: that keeps
-the second evaluation of one call and the first of the next on the same weights.
+the same parameter names the same way. With LiMuon in exact mode (and Muon-MVR2) the closure runs
+twice per call and AdamW steps once, on the first (old-point) gradient, between the two
+evaluations: that keeps the second evaluation of one call and the first of the next on the same
+weights.
 """
 import torch
 import torch.nn as nn
 
 from . import _C
+from .family import Gluon, LionMuon, MiMuon, MuonEq, MuonMVR, Sumo
 from .optim import LiMuon, Muon
 
 __all__ = ["hybrid", "route", "HybridOptimizer"]
 
 _EMBEDDING_TYPES = (nn.Embedding, nn.EmbeddingBag)
+
+# method name (as in `limuon train --optimizer`) -> (class, options the method name fixes)
+_METHODS = {"limuon": (LiMuon, {}), "muon": (Muon, {}), "muon_mvr1": (MuonMVR, {"variant": "mvr1"}),
+            "muon_mvr2": (MuonMVR, {"variant": "mvr2"}), "sumo": (Sumo, {}), "muoneq": (MuonEq, {}),
+            "lionmuon": (LionMuon, {}), "mimuon": (MiMuon, {}), "gluon": (Gluon, {})}
 
 
 def _named_parameters(model):
@@ -51,18 +59,18 @@ def route(model, force_adamw=(), force_matrix=()):
 class HybridOptimizer:
     """One object a training loop can ``step(closure)`` and ``zero_grad()``.
 
-    ``matrix`` is the limuon.LiMuon / limuon.Muon instance (None when no parameter is a hidden
-    matrix or method='adamw'); ``adamw`` the torch.optim.AdamW instance (None when nothing is
-    routed there). Attach learning-rate schedulers to either of them directly.
+    ``matrix`` is the matrix optimizer (limuon.LiMuon, limuon.Muon, limuon.MuonEq, ...; None when
+    no parameter is a hidden matrix or method='adamw'); ``adamw`` the torch.optim.AdamW instance
+    (None when nothing is routed there). Attach learning-rate schedulers to either of them directly.
 
-    Per call: LiMuon exact - closure at W_t, LiMuon moves the matrices, AdamW steps, closure at
-    W_{t+1}, LiMuon forms its new estimate (the first call: one evaluation, nobody moves).
-    LiMuon approx, Muon and AdamW-only - one evaluation, then every optimizer steps.
+    Per call: LiMuon exact and Muon-MVR2 - closure at W_t, the matrices move, AdamW steps, closure
+    at W_{t+1}, the new estimate is formed (the first call: one evaluation, nobody moves). Every
+    other method - one evaluation, then every optimizer steps.
     """
 
     def __init__(self, routing, method="limuon", matrix_kwargs=None, adamw_kwargs=None):
-        if method not in ("limuon", "muon", "adamw"):
-            raise ValueError(f"hybrid: method must be one of limuon, muon, adamw, got {method!r}")
+        if method != "adamw" and method not in _METHODS:
+            raise ValueError(f"hybrid: method must be one of {', '.join(list(_METHODS) + ['adamw'])}, got {method!r}")
         self.method = method
         self.routing = routing
         matrices = [p for _, p, r, _ in routing if r == "matrix" and method != "adamw"]
@@ -71,7 +79,12 @@ class HybridOptimizer:
         adamw_kwargs = dict({"lr": 3e-4, "weight_decay": 0.0}, **(adamw_kwargs or {}))
         self.matrix = None
         if matrices:
-            self.matrix = (LiMuon if method == "limuon" else Muon)(matrices, **matrix_kwargs)
+            cls, fixed = _METHODS[method]
+            for k, v in fixed.items():
+                if matrix_kwargs.setdefault(k, v) != v:
+                    raise ValueError(f"hybrid: method {method!r} means {k}={v!r}, but matrix_kwargs has "
+                                     f"{k}={matrix_kwargs[k]!r}")
+            self.matrix = cls(matrices, **matrix_kwargs)
         elif matrix_kwargs and method != "adamw":
             raise ValueError("hybrid: matrix_kwargs given but no parameter was routed to the matrix optimizer")
         self.adamw = torch.optim.AdamW(rest, **adamw_kwargs) if rest else None
@@ -137,25 +150,24 @@ class HybridOptimizer:
         if closure is None:
             raise ValueError("HybridOptimizer.step: a closure is required (zero grads, forward, backward, "
                              "return loss)")
-        li = self.matrix if isinstance(self.matrix, LiMuon) else None
-        if li is None:
+        two = self.matrix if isinstance(self.matrix, (LiMuon, MuonMVR)) and self.matrix.evaluates_twice() else None
+        if two is None:
+            # One evaluation per call (Muon, LiMuon approx, Muon-MVR1, ...): every optimizer steps on it.
             loss = self._evaluate(closure)
             if self.matrix is not None:
                 self.matrix.step()  # on the gradients the closure left in .grad
                 self._stepped.append(self.matrix)
             self._adamw_step()
             return loss
-        if li.needs_old_point_gradient():
+        if two.needs_old_point_gradient():
             self._evaluate(closure)
-            li.after_old_point_gradient()
+            two.after_old_point_gradient()
             self._adamw_step()
             loss = self._evaluate(closure)
-            li.after_new_point_gradient()
+            two.after_new_point_gradient()
         else:
-            loss = self._evaluate(closure)
-            li.after_new_point_gradient()
-            if li.param_groups[0]["storm"] == "approx":
-                self._adamw_step()  # one evaluation per call: AdamW steps on it
+            loss = self._evaluate(closure)  # first call: the estimate only, nothing moves
+            two.after_new_point_gradient()
         return loss
 
     def state_dict(self):
@@ -192,8 +204,9 @@ def hybrid(model, method="limuon", matrix_kwargs=None, adamw_kwargs=None, force_
            verbose=True):
     """Builds a :class:`HybridOptimizer` for ``model`` (an nn.Module).
 
-    Hidden weights with >= 2 non-unit dims go to ``method`` ('limuon', 'muon', or 'adamw' for an
-    all-AdamW baseline) with ``matrix_kwargs``; nn.Embedding weights, names matching
+    Hidden weights with >= 2 non-unit dims go to ``method`` ('limuon', 'muon', 'muon_mvr1',
+    'muon_mvr2', 'sumo', 'muoneq', 'lionmuon', 'mimuon', 'gluon', or 'adamw' for an all-AdamW
+    baseline) with ``matrix_kwargs``; nn.Embedding weights, names matching
     wte/wpe/embed_tokens/embedding/lm_head/head./cls_token/pos_embed/position_embed, and
     everything with fewer than two non-unit dims go to torch.optim.AdamW with ``adamw_kwargs``
     (default lr=3e-4, weight_decay=0). The routing table is printed unless ``verbose=False``.

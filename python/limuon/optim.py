@@ -274,6 +274,10 @@ class LiMuon(_CppOptimizer):
         return super().step(closure)
 
     # ------------------------------------------------------------ stages (for hybrid optimizers)
+    def evaluates_twice(self):
+        """True in exact mode: step(closure) evaluates the closure at the old and the new weights."""
+        return self._cpp.evaluates_twice()
+
     def needs_old_point_gradient(self):
         """True when this call needs a gradient at the current weights first (exact mode, after
         the first call)."""

@@ -1,0 +1,228 @@
+"""The rest of the family from Python (limuon.MuonMVR, Sumo, MuonEq, LionMuon, MiMuon, Gluon):
+trajectories against the committed float64 reference (tests/reference/family_trajectories.txt,
+written by the independent tests/reference/make_family_reference.py; tests/test_family.cpp checks
+the C++ API against the same file), state round trips, option errors, schedulers and the hybrid."""
+import copy
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import limuon  # noqa: E402
+from limuon._hybrid import _METHODS  # noqa: E402
+from test_hybrid import Tiny, batch, count_adamw_steps, make_closure  # noqa: E402
+from test_reference import Problem, rel_diff  # noqa: E402
+from test_state import closure_for, make_problem  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+FAMILY = ROOT / "tests" / "reference" / "family_trajectories.txt"
+CLASSES = {"muon_mvr": limuon.MuonMVR, "sumo": limuon.Sumo, "muoneq": limuon.MuonEq, "lionmuon": limuon.LionMuon,
+           "mimuon": limuon.MiMuon, "gluon": limuon.Gluon}
+
+
+def typed(text):
+    """A config value as written by the reference script: True/False, an int, a float (inf), or a name."""
+    if text in ("True", "False"):
+        return text == "True"
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def load_family():
+    tensors, losses, configs, calls = {}, {}, {}, 0
+    for line in FAMILY.read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        f = line.split()
+        if f[0] == "calls":
+            calls = int(f[1])
+        elif f[0] == "tensor":
+            ndim = int(f[2])
+            dims = [int(d) for d in f[3:3 + ndim]]
+            tensors[f[1]] = torch.tensor([float(v) for v in f[3 + ndim:]], dtype=torch.float64).reshape(dims)
+        elif f[0] == "loss":
+            losses[(f[1], int(f[2]))] = float(f[3])
+        elif f[0] == "config":
+            configs[f[1]] = (f[2], {k: typed(v) for k, v in (kv.split("=", 1) for kv in f[3:])})
+        else:
+            raise ValueError(f"unknown record {f[0]!r}")
+    return tensors, losses, configs, calls
+
+
+FAM = load_family()
+
+
+def make(name, params):
+    kind, opts = FAM[2][name]
+    return CLASSES[kind](params, **opts)
+
+
+def test_every_family_configuration_is_listed():
+    kinds = {kind for kind, _ in FAM[2].values()}
+    assert len(FAM[2]) == 15 and kinds == set(CLASSES) and FAM[3] == 6
+
+
+@pytest.mark.parametrize("name", sorted(FAM[2]))
+def test_trajectory_matches_float64_reference(name):
+    tensors, losses, configs, calls = FAM
+    prob = Problem()
+    opt = make(name, prob.params)
+    twice = configs[name][1].get("variant") == "mvr2"
+    for t in range(calls):
+        prob.batch = t
+        before = prob.evaluations
+        loss = opt.step(prob.closure)
+        # Muon-MVR2: one evaluation on the first call, two afterwards (old and new weights).
+        assert prob.evaluations - before == (2 if twice and t > 0 else 1)
+        ref_loss = losses[(name, t)]
+        assert abs(loss.item() - ref_loss) <= 1e-10 * (1 + abs(ref_loss)), (name, t)
+        for k, p in zip(("W1", "W2", "W3"), prob.params):
+            assert rel_diff(p, tensors[f"traj/{name}/{t}/{k}"]) < 1e-9, (name, t, k)
+    assert rel_diff(prob.params[0], Problem().params[0]) > 1e-3  # it moved
+
+
+CASES = [
+    (limuon.MuonMVR, dict(lr=0.05, gamma=0.3, max_norm=2.0)),
+    (limuon.MuonMVR, dict(lr=0.05, gamma=0.3, variant="mvr2", nesterov=False)),
+    (limuon.MuonMVR, dict(lr=0.05, gamma=0.3, variant="mvr2")),
+    (limuon.Sumo, dict(lr=0.05, rank=2, update_interval=2, seed=4)),
+    (limuon.MuonEq, dict(lr=0.05, equilibrate="both")),
+    (limuon.LionMuon, dict(lr=0.05, period=3)),
+    (limuon.MiMuon, dict(lr=0.05, tau=0.1)),
+    (limuon.Gluon, dict(lr=0.05, l0=0.5, l1=2.0, weight_decay=0.1)),
+]
+
+
+@pytest.mark.parametrize("cls,kw", CASES, ids=[f"{c.__name__}-{i}" for i, (c, _) in enumerate(CASES)])
+def test_state_round_trip_continues_bit_identically(cls, kw):
+    params, batches = make_problem()
+    a = cls(params, **kw)
+    for b in batches[:3]:
+        a.step(closure_for(params, b))
+    state = a.state_dict()
+    copies = [p.detach().clone().requires_grad_(True) for p in params]
+    b_opt = cls(copies, **dict(kw, lr=0.9))
+    b_opt.load_state_dict(copy.deepcopy(state))
+    assert b_opt.param_groups[0]["lr"] == kw["lr"] and b_opt.state_bytes() == a.state_bytes() > 0
+    for b in batches[3:6]:
+        la = a.step(closure_for(params, b))
+        lb = b_opt.step(closure_for(copies, b))
+        assert torch.equal(la, lb)
+    for p, q in zip(params, copies):
+        assert torch.equal(p, q)
+    # Another method's state is refused by name.
+    other = limuon.MuonEq if cls is not limuon.MuonEq else limuon.Gluon
+    with pytest.raises(ValueError, match="cannot load it"):
+        other([p.detach().clone() for p in params]).load_state_dict(state)
+
+
+def test_state_bytes_follow_the_documented_sizes():
+    """ALGORITHMS.md section 6 / README: MVR1 keeps B and clip(g_prev) (2mn), MuonEq B (mn),
+    SUMO Q and M ((m+n)r) in float64 here."""
+    w = [torch.zeros(6, 10, dtype=torch.float64, requires_grad=True)]
+    g = torch.randn(6, 10, dtype=torch.float64)
+    sizes = {}
+    for name, opt in (("mvr1", limuon.MuonMVR(w)), ("muoneq", limuon.MuonEq(w)), ("sumo", limuon.Sumo(w, rank=3))):
+        w[0].grad = g.clone()
+        opt.step()
+        sizes[name] = opt.state_bytes()
+    assert sizes == {"mvr1": 2 * 60 * 8, "muoneq": 60 * 8, "sumo": (6 + 10) * 3 * 8}
+
+
+@pytest.mark.parametrize("cls,kw,needle", [
+    (limuon.MuonMVR, dict(gamma=1.5), "gamma"),
+    (limuon.MuonMVR, dict(variant="mvr3"), "mvr3"),
+    (limuon.MuonMVR, dict(max_norm=0.0), "max_norm"),
+    (limuon.Sumo, dict(update_interval=0), "update_interval"),
+    (limuon.Sumo, dict(rank=0), "rank"),
+    (limuon.MuonEq, dict(equilibrate="diagonal"), "diagonal"),
+    (limuon.LionMuon, dict(period=0), "period"),
+    (limuon.LionMuon, dict(beta1=1.5), "beta1"),
+    (limuon.MiMuon, dict(orthogonalizer="ns5"), "svd"),
+    (limuon.MiMuon, dict(tau=-1.0), "tau"),
+    (limuon.Gluon, dict(l0=-1.0), "l0"),
+    (limuon.Gluon, dict(momentum="high"), "momentum"),
+])
+def test_bad_options_name_the_problem(cls, kw, needle):
+    with pytest.raises(ValueError, match=needle):
+        cls([torch.zeros(3, 4, requires_grad=True)], **kw)
+
+
+def test_vectors_are_refused_and_fixed_options_stay_fixed():
+    with pytest.raises(ValueError, match="dim"):
+        limuon.MuonEq([torch.zeros(4, requires_grad=True)])
+    w = [torch.randn(4, 5, requires_grad=True)]
+    opt = limuon.Sumo(w, rank=2)
+    w[0].grad = torch.randn(4, 5)
+    opt.step()
+    opt.param_groups[0]["rank"] = 3
+    with pytest.raises(ValueError, match="rank cannot change"):
+        opt.step()
+    mvr = limuon.MuonMVR([torch.randn(4, 5, requires_grad=True)], variant="mvr2")
+    with pytest.raises(ValueError, match="closure"):
+        mvr.step()
+
+
+def test_lr_scheduler_reaches_the_cpp_options():
+    w = [torch.randn(5, 4, dtype=torch.float64, requires_grad=True)]
+    opt = limuon.LionMuon(w, lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    for _ in range(3):
+        w[0].grad = torch.randn(5, 4, dtype=torch.float64)
+        opt.step()
+        sched.step()
+    assert math.isclose(opt._cpp.options(0)["lr"], 0.1 * 0.5 ** 2)  # synced before the third step
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5 ** 3)
+
+
+def test_muoneq_without_equilibration_is_muon_bit_for_bit():
+    params, batches = make_problem(3)
+    copies = [p.detach().clone().requires_grad_(True) for p in params]
+    a = limuon.MuonEq(params, lr=0.05, equilibrate="none", weight_decay=0.1)
+    b = limuon.Muon(copies, lr=0.05, weight_decay=0.1)
+    for bt in batches[:4]:
+        a.step(closure_for(params, bt))
+        b.step(closure_for(copies, bt))
+    for p, q in zip(params, copies):
+        assert torch.equal(p, q)
+    assert not torch.equal(params[0], make_problem(3)[0][0])
+
+
+@pytest.mark.parametrize("method", ["muon_mvr1", "sumo", "muoneq", "lionmuon", "mimuon", "gluon"])
+def test_hybrid_one_evaluation_methods(method):
+    torch.manual_seed(0)
+    model = Tiny()
+    before = model.fc1.weight.detach().clone()
+    kw = {"rank": 4} if method == "sumo" else {}
+    opt = limuon.hybrid(model, method=method, matrix_kwargs=kw, adamw_kwargs={"lr": 1e-2}, verbose=False)
+    assert type(opt.matrix) is _METHODS[method][0]
+    tokens, targets = batch()
+    for _ in range(3):
+        loss = opt.step(make_closure(model, opt, tokens, targets))
+    assert opt.evaluations == 3 and opt.adamw_steps == 3 and torch.isfinite(loss)
+    assert not torch.equal(before, model.fc1.weight) and opt.state_bytes() > 0
+
+
+def test_hybrid_mvr2_steps_adamw_between_its_two_evaluations():
+    torch.manual_seed(0)
+    model = Tiny()
+    opt = limuon.hybrid(model, method="muon_mvr2", adamw_kwargs={"lr": 1e-2}, verbose=False)
+    assert opt.matrix.param_groups[0]["variant"] == "mvr2"
+    log = []
+    count_adamw_steps(opt, log)
+    tokens, targets = batch()
+    for _ in range(3):
+        log.append("call")
+        opt.step(make_closure(model, opt, tokens, targets, log))
+    assert log == ["call", "eval"] + ["call", "eval", "adamw", "eval"] * 2
+    assert opt.evaluations == 5 and opt.adamw_steps == 2
+    with pytest.raises(ValueError, match="variant"):
+        limuon.hybrid(Tiny(), method="muon_mvr2", matrix_kwargs={"variant": "mvr1"}, verbose=False)
