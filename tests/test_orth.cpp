@@ -230,4 +230,23 @@ TEST(Orth, BadInputsAreRejectedWithClearErrors) {
   expect_msg([] { rsvd(torch::randn({5, 4}), 0, 2, 0, 0); }, "rank must be >= 1");
   expect_msg([] { orth_ns5(torch::zeros({0, 4})); }, "empty");
   expect_msg([] { parse_orthogonalizer("newton"); }, "valid: svd, ns5, polar_express, rsvd");
+
+  // orthogonalize_many: one seed per matrix or none, checked before any work, also before an
+  // installed executor (the data-parallel one) would index the seeds.
+  const std::vector<torch::Tensor> two = {torch::randn({4, 6}), torch::randn({4, 6})};
+  expect_msg([&] { orthogonalize_many(two, OrthSpec{}, {7}); }, "got 1 seeds for 2 matrices");
+  expect_msg([&] { orthogonalize_many_local(two, OrthSpec{}, {1, 2, 3}); }, "got 3 seeds for 2 matrices");
+  int executor_calls = 0;
+  struct Restore {  // the process-wide executor goes back however this test ends
+    OrthExecutor previous;
+    ~Restore() { set_orth_executor(std::move(previous)); }
+  } restore{set_orth_executor(
+      [&](const std::vector<at::Tensor>& mats, const OrthSpec& spec, const std::vector<uint64_t>& seeds) {
+        ++executor_calls;
+        return orthogonalize_many_local(mats, spec, seeds);
+      })};
+  expect_msg([&] { orthogonalize_many(two, OrthSpec{}, {7}); }, "got 1 seeds for 2 matrices");
+  EXPECT_EQ(executor_calls, 0);
+  EXPECT_EQ(orthogonalize_many(two, OrthSpec{}, {7, 8}).size(), 2u);
+  EXPECT_EQ(executor_calls, 1);
 }
