@@ -7,10 +7,9 @@ parameter must have at least two dimensions (N-D weights are viewed as [out, res
 route the others to AdamW, e.g. with ``limuon.hybrid(model, method="muoneq")``. The README's
 "The Muon family" table gives each method's update, defaults, state and source paper.
 """
-import torch
 
 from . import _C
-from .optim import _SHARED, _CppOptimizer, _as_bool, _as_float, _as_int, _as_str
+from .optim import _SHARED, _CppOptimizer, _TwoPointStages, _as_bool, _as_float, _as_int, _as_str
 
 __all__ = ["MuonMVR", "Sumo", "MuonEq", "LionMuon", "MiMuon", "Gluon"]
 
@@ -22,7 +21,7 @@ def _shared_defaults(lr, weight_decay, adjust_lr, orthogonalizer, rank, oversamp
                 oversample=oversample, power_iters=power_iters, seed=seed, nonfinite=nonfinite)
 
 
-class MuonMVR(_CppOptimizer):
+class MuonMVR(_TwoPointStages, _CppOptimizer):
     r"""Muon-MVR / Muon++: Muon's momentum fed a clipped, damped STORM correction.
 
     With mu = momentum and clip(x) = x * min(1, max_norm / ||x||_F)::
@@ -51,30 +50,6 @@ class MuonMVR(_CppOptimizer):
                                     nonfinite)
         defaults.update(momentum=momentum, nesterov=nesterov, gamma=gamma, max_norm=max_norm, variant=variant)
         super().__init__(params, defaults)
-
-    def evaluates_twice(self):
-        """True for variant mvr2: step(closure) evaluates the closure at the old and new weights."""
-        return self._cpp.evaluates_twice()
-
-    def needs_old_point_gradient(self):
-        """mvr2: True when this call needs a gradient at the current weights first."""
-        return self._cpp.needs_old_point_gradient()
-
-    @torch.no_grad()
-    def after_old_point_gradient(self):
-        """mvr2: consumes the gradients at W_t (now in ``.grad``) and moves the weights."""
-        self._sync()
-        self._cpp.after_old_point_gradient()
-
-    @torch.no_grad()
-    def after_new_point_gradient(self):
-        """Consumes the gradients at the new weights (mvr1: the whole step)."""
-        self._sync()
-        self._cpp.after_new_point_gradient()
-
-    def evaluations(self):
-        """Closure evaluations made by step() so far."""
-        return self._cpp.evaluations()
 
 
 class Sumo(_CppOptimizer):

@@ -182,6 +182,38 @@ class _CppOptimizer(torch.optim.Optimizer):
         return self._cpp.nonfinite_skips()
 
 
+class _TwoPointStages:
+    """The stage methods of an optimizer whose step may evaluate the closure twice, at the old and
+    the new weights (LiMuon storm="exact", Muon-MVR2); a hybrid optimizer calls them to step AdamW
+    between the two evaluations, as limuon.hybrid does."""
+
+    def evaluates_twice(self):
+        """True when step(closure) evaluates the closure at the old and the new weights."""
+        return self._cpp.evaluates_twice()
+
+    def needs_old_point_gradient(self):
+        """True when this call needs a gradient at the current weights first (two-evaluation
+        mode, after the first call)."""
+        return self._cpp.needs_old_point_gradient()
+
+    @torch.no_grad()
+    def after_old_point_gradient(self):
+        """Consumes the gradients at W_t (now in ``.grad``) and moves the weights to W_{t+1}."""
+        self._sync()
+        self._cpp.after_old_point_gradient()
+
+    @torch.no_grad()
+    def after_new_point_gradient(self):
+        """Consumes the gradients at the new weights and forms the new estimate (one-evaluation
+        modes: the whole step)."""
+        self._sync()
+        self._cpp.after_new_point_gradient()
+
+    def evaluations(self):
+        """Closure evaluations made by step() so far."""
+        return self._cpp.evaluations()
+
+
 class Muon(_CppOptimizer):
     r"""Muon (Keller Jordan 2024) on the limuon C++ core.
 
@@ -215,7 +247,7 @@ class Muon(_CppOptimizer):
         super().__init__(params, defaults)
 
 
-class LiMuon(_CppOptimizer):
+class LiMuon(_TwoPointStages, _CppOptimizer):
     r"""LiMuon (Huang, Luo, Chen 2025): orthogonalized STORM momentum on the limuon C++ core.
 
     **Two gradient evaluations per step.** With ``storm="exact"`` (the default) each
@@ -272,29 +304,3 @@ class LiMuon(_CppOptimizer):
     def step(self, closure=None):
         """One LiMuon step; see the class docstring (exact mode evaluates ``closure`` twice)."""
         return super().step(closure)
-
-    # ------------------------------------------------------------ stages (for hybrid optimizers)
-    def evaluates_twice(self):
-        """True in exact mode: step(closure) evaluates the closure at the old and the new weights."""
-        return self._cpp.evaluates_twice()
-
-    def needs_old_point_gradient(self):
-        """True when this call needs a gradient at the current weights first (exact mode, after
-        the first call)."""
-        return self._cpp.needs_old_point_gradient()
-
-    @torch.no_grad()
-    def after_old_point_gradient(self):
-        """Consumes the gradients at W_t (now in ``.grad``) and moves the weights to W_{t+1}."""
-        self._sync()
-        self._cpp.after_old_point_gradient()
-
-    @torch.no_grad()
-    def after_new_point_gradient(self):
-        """Consumes the gradients at W_{t+1} and forms M_{t+1} (approx mode: also steps)."""
-        self._sync()
-        self._cpp.after_new_point_gradient()
-
-    def evaluations(self):
-        """Closure evaluations made by step() so far."""
-        return self._cpp.evaluations()

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import limuon  # noqa: E402
 from limuon._hybrid import _METHODS  # noqa: E402
 from test_hybrid import Tiny, batch, count_adamw_steps, make_closure  # noqa: E402
-from test_reference import Problem, rel_diff  # noqa: E402
+from test_reference import Problem, follow_reference, load_reference  # noqa: E402
 from test_state import closure_for, make_problem  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,24 +37,8 @@ def typed(text):
 
 
 def load_family():
-    tensors, losses, configs, calls = {}, {}, {}, 0
-    for line in FAMILY.read_text().splitlines():
-        if not line or line.startswith("#"):
-            continue
-        f = line.split()
-        if f[0] == "calls":
-            calls = int(f[1])
-        elif f[0] == "tensor":
-            ndim = int(f[2])
-            dims = [int(d) for d in f[3:3 + ndim]]
-            tensors[f[1]] = torch.tensor([float(v) for v in f[3 + ndim:]], dtype=torch.float64).reshape(dims)
-        elif f[0] == "loss":
-            losses[(f[1], int(f[2]))] = float(f[3])
-        elif f[0] == "config":
-            configs[f[1]] = (f[2], {k: typed(v) for k, v in (kv.split("=", 1) for kv in f[3:])})
-        else:
-            raise ValueError(f"unknown record {f[0]!r}")
-    return tensors, losses, configs, calls
+    tensors, losses, configs, calls = load_reference(FAMILY)
+    return tensors, losses, {n: (kind, {k: typed(v) for k, v in opts.items()}) for n, (kind, opts) in configs.items()}, calls
 
 
 FAM = load_family()
@@ -72,21 +56,8 @@ def test_every_family_configuration_is_listed():
 
 @pytest.mark.parametrize("name", sorted(FAM[2]))
 def test_trajectory_matches_float64_reference(name):
-    tensors, losses, configs, calls = FAM
     prob = Problem()
-    opt = make(name, prob.params)
-    twice = configs[name][1].get("variant") == "mvr2"
-    for t in range(calls):
-        prob.batch = t
-        before = prob.evaluations
-        loss = opt.step(prob.closure)
-        # Muon-MVR2: one evaluation on the first call, two afterwards (old and new weights).
-        assert prob.evaluations - before == (2 if twice and t > 0 else 1)
-        ref_loss = losses[(name, t)]
-        assert abs(loss.item() - ref_loss) <= 1e-10 * (1 + abs(ref_loss)), (name, t)
-        for k, p in zip(("W1", "W2", "W3"), prob.params):
-            assert rel_diff(p, tensors[f"traj/{name}/{t}/{k}"]) < 1e-9, (name, t, k)
-    assert rel_diff(prob.params[0], Problem().params[0]) > 1e-3  # it moved
+    follow_reference(FAM, name, make(name, prob.params), prob, twice=FAM[2][name][1].get("variant") == "mvr2")
 
 
 CASES = [

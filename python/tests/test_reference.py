@@ -14,9 +14,10 @@ import limuon  # noqa: E402
 REFERENCE = ROOT / "tests" / "reference" / "trajectories.txt"
 
 
-def load_reference():
+def load_reference(path=REFERENCE):
+    """(tensors, losses, configs {name: (kind, {key: text})}, calls) of a reference file."""
     tensors, losses, configs, calls = {}, {}, {}, 0
-    for line in REFERENCE.read_text().splitlines():
+    for line in path.read_text().splitlines():
         if not line or line.startswith("#"):
             continue
         f = line.split()
@@ -96,24 +97,28 @@ def test_every_configuration_is_listed():
     assert REF[3] == 6
 
 
-@pytest.mark.parametrize("name", sorted(REF[2]))
-def test_trajectory_matches_float64_reference(name):
-    tensors, losses, configs, calls = REF
-    prob = Problem()
-    opt = make(name, prob.params)
-    exact = configs[name][0] == "limuon" and configs[name][1]["storm"] == "exact"
+def follow_reference(ref, name, opt, prob, twice):
+    """Steps `opt` through the reference's calls, checking every loss and weight; `twice`: the
+    method evaluates the closure twice per call after the first (at the old and the new weights)."""
+    tensors, losses, _, calls = ref
     for t in range(calls):
         prob.batch = t
         before = prob.evaluations
         loss = opt.step(prob.closure)
-        # LiMuon exact: one evaluation on the first call, two afterwards; others: one.
-        assert prob.evaluations - before == (2 if exact and t > 0 else 1)
+        assert prob.evaluations - before == (2 if twice and t > 0 else 1)
         ref_loss = losses[(name, t)]
         assert abs(loss.item() - ref_loss) <= 1e-10 * (1 + abs(ref_loss)), (name, t)
         for k, p in zip(("W1", "W2", "W3"), prob.params):
             assert rel_diff(p, tensors[f"traj/{name}/{t}/{k}"]) < 1e-9, (name, t, k)
     # A run that never moved would prove nothing.
-    assert rel_diff(prob.params[0], tensors["init/W1"]) > 1e-3
+    assert rel_diff(prob.params[0], REF[0]["init/W1"]) > 1e-3
+
+
+@pytest.mark.parametrize("name", sorted(REF[2]))
+def test_trajectory_matches_float64_reference(name):
+    prob = Problem()
+    kind, opts = REF[2][name]
+    follow_reference(REF, name, make(name, prob.params), prob, twice=kind == "limuon" and opts["storm"] == "exact")
 
 
 def test_trajectory_with_zero_grad_filling_zeros():
