@@ -17,9 +17,9 @@
 #                      (48 steps of 32, ~1.3 s/step)                                      ~15 min
 #   orth_ablation      gpt2-byte-small, 5 orthogonalizers, 5 runs of 80 steps (~0.5 s/step)  ~4 min
 #   memory_distilgpt2  DistilGPT2 (82M), 8 optimizers, 3 steps each: state bytes, peak RSS ~4 min
-#   lm_family          lm's task for 7 family methods + Muon and LiMuon anchors, 4-lr sweep on
-#                      seed 0 + seed 1 at the chosen lr = 45 runs                          ~50 min
-#   vit_family         vit's task for the same 9 configs, 4-lr sweep + seed 1 = 45 runs  ~30 min
+#   lm_family          lm's task for 7 family methods + Muon and LiMuon anchors, 4-7-lr sweep on
+#                      seed 0 + seed 1 at the chosen lr = 51 runs                          ~55 min
+#   vit_family         vit's task for the same 9 configs, 4-6-lr sweep + seed 1 = 49 runs ~35 min
 # Use `limuon compare --spec experiments/NAME.json --out DIR --dry-run` to see every run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
