@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from . import _C
 from .family import Gluon, LionMuon, MiMuon, MuonEq, MuonMVR, Sumo
-from .optim import LiMuon, Muon
+from .optim import LiMuon, Muon, _TwoPointStages
 
 __all__ = ["hybrid", "route", "HybridOptimizer"]
 
@@ -150,7 +150,7 @@ class HybridOptimizer:
         if closure is None:
             raise ValueError("HybridOptimizer.step: a closure is required (zero grads, forward, backward, "
                              "return loss)")
-        two = self.matrix if isinstance(self.matrix, (LiMuon, MuonMVR)) and self.matrix.evaluates_twice() else None
+        two = self.matrix if isinstance(self.matrix, _TwoPointStages) and self.matrix.evaluates_twice() else None
         if two is None:
             # One evaluation per call (Muon, LiMuon approx, Muon-MVR1, ...): every optimizer steps on it.
             loss = self._evaluate(closure)
