@@ -172,6 +172,12 @@ struct MuonFixture {
     w.mutable_grad() = torch::randn({4, 6});
     opt.step();
   }
+  void save(OutputArchive& a) const { opt.save(a); }
+  // Loads an optimizer checkpoint into a fresh fixture's optimizer.
+  static void load_fresh(InputArchive& a) {
+    MuonFixture g;
+    g.opt.load(a);
+  }
 };
 
 }  // namespace
@@ -300,12 +306,9 @@ TEST(FuzzRegressionCifar, HugeFileFailsBeforeAllocating) {
 // an expanded tensor (stride 0) made the reader copy numel() elements from a one-element storage
 // (heap overflow), and a float tensor threw a c10::Error rather than a checkpoint error.
 TEST(FuzzRegressionCheckpoint, ShapeEntryMustBeOneDimensionalInt64) {
-  MuonFixture f;
-  auto save = [&](OutputArchive& a) { f.opt.save(a); };
-  auto load = [&](InputArchive& a) {
-    MuonFixture g;
-    g.opt.load(a);
-  };
+  const MuonFixture f;
+  auto save = [&](OutputArchive& a) { f.save(a); };
+  const auto load = &MuonFixture::load_fresh;
   const std::string entry = "group/0/shape/0";
   expect_throw_with([&] { round_trip(save, replace_tensor(entry, torch::tensor({4.0, 6.0})), load); },
                     {"optimizer checkpoint", "'shape/0'", "not a 1-D int64 tensor"}, "float");
@@ -323,12 +326,9 @@ TEST(FuzzRegressionCheckpoint, ShapeEntryMustBeOneDimensionalInt64) {
 // 0x7ffff7991b14 made LiMuon's next step run power iterations for days (a timeout), and rank or
 // oversample near 2^63 overflow rank + oversample.
 TEST(FuzzRegressionCheckpoint, OptionsFromCheckpointAreValidated) {
-  MuonFixture f;
-  auto save = [&](OutputArchive& a) { f.opt.save(a); };
-  auto load = [&](InputArchive& a) {
-    MuonFixture g;
-    g.opt.load(a);
-  };
+  const MuonFixture f;
+  auto save = [&](OutputArchive& a) { f.save(a); };
+  const auto load = &MuonFixture::load_fresh;
   struct Case {
     std::string key;
     c10::IValue value;
