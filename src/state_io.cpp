@@ -1,7 +1,6 @@
 // Versioned save/load helpers shared by limuon's optimizers (see state_io.h for the layout).
 #include "state_io.h"
 
-#include <c10/util/string_utils.h>
 
 namespace limuon::io {
 
@@ -52,8 +51,6 @@ at::Tensor get_tensor_opt(InputArchive& a, const std::string& k) {
   if (!a.try_read(k, t)) return at::Tensor();
   return t;
 }
-
-std::string state_key(const at::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
 
 void save_optimizer(OutputArchive& archive, const torch::optim::Optimizer& opt, const std::string& kind,
                     const Counters& counters) {

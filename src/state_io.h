@@ -6,6 +6,7 @@
 
 #include "limuon/common.h"
 #include "limuon/orth.h"
+#include "limuon/state_key.h"
 
 #include <torch/optim/optimizer.h>
 #include <torch/serialize/archive.h>
@@ -33,7 +34,7 @@ bool get_bool(torch::serialize::InputArchive& a, const std::string& k);
 std::string get_string(torch::serialize::InputArchive& a, const std::string& k);
 at::Tensor get_tensor_opt(torch::serialize::InputArchive& a, const std::string& k);
 
-std::string state_key(const at::Tensor& p);
+using limuon::state_key;
 
 struct Counters {
   int64_t calls = 0;

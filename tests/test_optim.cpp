@@ -106,8 +106,8 @@ bool states_equal(const torch::optim::Optimizer& a, const torch::optim::Optimize
   const auto& pa = a.param_groups()[0].params();
   const auto& pb = b.param_groups()[0].params();
   for (size_t i = 0; i < pa.size(); ++i) {
-    auto ia = a.state().find(c10::guts::to_string(pa[i].unsafeGetTensorImpl()));
-    auto ib = b.state().find(c10::guts::to_string(pb[i].unsafeGetTensorImpl()));
+    auto ia = a.state().find(state_key(pa[i]));
+    auto ib = b.state().find(state_key(pb[i]));
     if ((ia == a.state().end()) != (ib == b.state().end())) return false;
     if (ia == a.state().end()) continue;
     if (auto* m = dynamic_cast<const MuonParamState*>(ia->second.get())) {

@@ -17,7 +17,7 @@ torch::Tensor polar_eigh(const torch::Tensor& m) {
   auto d = m.to(torch::kDouble);
   const bool tall = d.size(-2) > d.size(-1);
   auto gram = tall ? d.transpose(-2, -1).matmul(d) : d.matmul(d.transpose(-2, -1));
-  auto [evals, evecs] = torch::linalg::eigh(gram, "L");
+  auto [evals, evecs] = at::linalg_eigh(gram, "L");
   auto inv_sqrt = evecs.matmul(torch::diag_embed(evals.rsqrt())).matmul(evecs.transpose(-2, -1));
   return tall ? d.matmul(inv_sqrt) : inv_sqrt.matmul(d);
 }
@@ -62,8 +62,8 @@ torch::Tensor random_input(const Shape& shape, torch::ScalarType dt, uint64_t se
   const int64_t m = shape[shape.size() - 2], n = shape.back();
   if (m != n) return torch::randn(shape, torch::kDouble).to(dt);
   Shape s = shape;
-  auto q1 = std::get<0>(torch::linalg::qr(torch::randn(s, torch::kDouble), "reduced"));
-  auto q2 = std::get<0>(torch::linalg::qr(torch::randn(s, torch::kDouble), "reduced"));
+  auto q1 = std::get<0>(at::linalg_qr(torch::randn(s, torch::kDouble), "reduced"));
+  auto q2 = std::get<0>(at::linalg_qr(torch::randn(s, torch::kDouble), "reduced"));
   auto sv = torch::linspace(0.1, 1.0, m, torch::kDouble);
   return (q1 * sv).matmul(q2.transpose(-2, -1)).to(dt);
 }
@@ -124,7 +124,7 @@ TEST_P(KernelShapes, RsvdRecoversAnExactlyLowRankMatrix) {
     const double err = ((f.reconstruct() - m).norm() / m.norm()).item<double>();
     EXPECT_LT(err, dt == torch::kDouble ? 1e-10 : 1e-4) << "power_iters=" << q;
     // Û V̂ᵀ is the polar factor of the rank-r matrix: compare with the exact one from its SVD.
-    auto usv = torch::linalg::svd(m.to(torch::kDouble), false, c10::nullopt);
+    auto usv = at::linalg_svd(m.to(torch::kDouble), false, std::nullopt);
     auto exact = std::get<0>(usv).narrow(-1, 0, r).matmul(std::get<2>(usv).narrow(-2, 0, r));
     EXPECT_LT(polar_rel_err(f.polar(), exact), dt == torch::kDouble ? 1e-8 : 1e-3);
   }

@@ -21,6 +21,7 @@
 #include "limuon/common.h"
 #include "limuon/muon.h"
 #include "limuon/orth.h"
+#include "limuon/state_key.h"
 
 #include <torch/arg.h>
 #include <torch/optim/optimizer.h>
@@ -131,7 +132,7 @@ class LiMuon : public torch::optim::Optimizer, public TwoPointStepper {
   int64_t evaluations_ = 0;
   // Transient, between the two evaluations of one call: (1 − beta)·(M̂_t − g̃) per parameter,
   // and which groups skipped this call.
-  std::unordered_map<std::string, at::Tensor> pending_;
+  std::unordered_map<StateKey, at::Tensor> pending_;
   std::vector<bool> group_skipped_;
 };
 

@@ -12,6 +12,7 @@
 #pragma once
 
 #include "limuon/family.h"
+#include "limuon/state_key.h"
 
 #include <torch/arg.h>
 #include <torch/optim/optimizer.h>
@@ -77,7 +78,7 @@ class MuonMVR : public MuonFamily, public TwoPointStepper {
  private:
   void new_point_group(size_t group);
   // Between the two evaluations of one call: clip(g̃) per parameter, and the groups skipped.
-  std::unordered_map<std::string, at::Tensor> old_grads_;
+  std::unordered_map<StateKey, at::Tensor> old_grads_;
   std::vector<bool> group_skipped_;
 };
 

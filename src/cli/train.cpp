@@ -606,11 +606,10 @@ void load_checkpoint(const std::string& path, Task& task, HybridOptimizer& opt, 
 // run resumed from it, and push the good ones out (--keep).
 std::string first_nonfinite_tensor(torch::nn::Module& module, HybridOptimizer& opt) {
   std::vector<std::pair<std::string, at::Tensor>> all;
-  std::map<std::string, std::string> param_names;  // optimizer state key → parameter name
+  std::map<StateKey, std::string> param_names;  // optimizer state key → parameter name
   for (const auto& p : module.named_parameters()) {
     all.emplace_back("parameter '" + p.key() + "'", p.value());
-    // LibTorch keys optimizer state by the parameter's TensorImpl address, printed.
-    param_names.emplace(c10::guts::to_string(p.value().unsafeGetTensorImpl()), p.key());
+    param_names.emplace(state_key(p.value()), p.key());
   }
   for (const auto& b : module.named_buffers())
     if (b.value().is_floating_point()) all.emplace_back("buffer '" + b.key() + "'", b.value());
