@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Our binding's Muon step (limuon.Muon, C++ core behind pybind11) against a plain PyTorch Muon
 step on DistilGPT2's 24 hidden matrix shapes, in the same process with the same threads.
 
@@ -9,18 +9,16 @@ and see the same random gradients; the rounds alternate between them so drift in
 hits both. Prints one JSON line: both medians (ms), the ratio and the largest difference between
 the two updates after one step (a check that the same algorithm is being timed).
 
-    scripts/build_python.sh && PYTHONPATH=python /usr/bin/python3 bench/binding_bench.py
+    scripts/build_python.sh && .venv/bin/python bench/binding_bench.py
 """
 import argparse
 import json
 import os
 import statistics
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import limuon  # noqa: E402
 
 NS_A, NS_B, NS_C = 3.4445, -4.7750, 2.0315

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Data-parallel scaling of `limuon train` on this machine: the same run (global batch fixed) on
 1 and 2 local ranks (--nproc), for Muon and LiMuon. Reports, per rank:
   - orthogonalization time per step (rank 0's share; sharding should roughly halve it),
@@ -9,7 +9,7 @@
     results that sharding adds.
 Writes a Markdown table to stdout and JSON lines to --json.
 
-Usage: /usr/bin/python3 bench/dist_bench.py [--bin build/limuon] [--steps 30] [--model gpt2-byte-small]
+Usage: .venv/bin/python bench/dist_bench.py [--bin build/limuon] [--steps 30] [--model gpt2-byte-small]
 """
 import argparse
 import json

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """A plain PyTorch Muon step (the usual Python formulation: EMA momentum, Nesterov, quintic
 Newton-Schulz in fp32 with matmuls, original lr scaling) timed on the 24 hidden matrices of
 DistilGPT2 with random gradients. Used by suite.py as the baseline for our C++ Muon.

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """The benchmark suite behind scripts/bench.sh: runs `limuon bench` and the plain PyTorch Muon in
 one run, checks the targets of the foundation issue, and writes results.jsonl + results.md.
 
@@ -53,7 +53,7 @@ def main():
              ["--optimizer", "limuon", "--storm", "approx", "--lowrank-state", "light", "--rank", "32"]]
     for s in steps:
         rows += run([a.bin, "bench", "step", "--model", model, "--json"] + s + thr)
-    py = ["/usr/bin/python3", os.path.join(HERE, "muon_pytorch.py"), "--model", model] + thr
+    py = [sys.executable, os.path.join(HERE, "muon_pytorch.py"), "--model", model] + thr
     rows += run(py)
     rows += run([a.bin, "bench", "step", "--model", model, "--optimizer", "muon", "--json"] + thr)
 

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """The same GPT-2 and ViT as limuon's C++ models, written as ordinary PyTorch modules, timed for
 one training step (forward, backward, AdamW) on random data. bench/train_suite.py runs this and
 `limuon bench train-step` in the same run to compare throughput at equal threads and shapes.

@@ -1,9 +1,9 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Training-step throughput of limuon's C++ GPT-2 and ViT against the same models in PyTorch
 Python (bench/train_step_pytorch.py): same shapes, threads and optimizer (AdamW), one run,
 alternating implementations. Also the GPT-2 tokenizer's throughput. Writes results.md.
 
-Usage: /usr/bin/python3 bench/train_suite.py [--bin build/limuon] [--out out/bench-train]
+Usage: .venv/bin/python bench/train_suite.py [--bin build/limuon] [--out out/bench-train]
 """
 import argparse
 import json
@@ -37,7 +37,7 @@ def main():
         for _ in range(a.rounds):  # alternate, so drift in machine load hits both
             common = ["--task", task, "--model", model, "--batch-size", str(batch)] + (["--block-size", str(block)] if block else [])
             ours += run([a.bin, "bench", "train-step", "--json"] + common)
-            theirs += run(["/usr/bin/python3", os.path.join(HERE, "train_step_pytorch.py")] + common)
+            theirs += run([sys.executable, os.path.join(HERE, "train_step_pytorch.py")] + common)
         o = statistics.median(r["median_ms"] for r in ours)
         t = statistics.median(r["median_ms"] for r in theirs)
         rows += ours + theirs

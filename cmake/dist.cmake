@@ -15,6 +15,6 @@ else()
 endif()
 if(TARGET limuon_tests)
   add_test(NAME dist_cli
-    COMMAND ${SYSTEM_PYTHON} ${PROJECT_SOURCE_DIR}/tests/dist_cli.py $<TARGET_FILE:limuon>)
+    COMMAND ${LIMUON_PYTHON} ${PROJECT_SOURCE_DIR}/tests/dist_cli.py $<TARGET_FILE:limuon>)
   set_tests_properties(dist_cli PROPERTIES TIMEOUT 900)
 endif()

@@ -15,12 +15,18 @@
 set(LIMUON_TORCH_MIN_VERSION 2.9)
 set(LIMUON_TORCH_SOURCE "python" CACHE STRING "Where LibTorch comes from: python (the torch LIMUON_PYTHON imports) or package (find_package(Torch))")
 set_property(CACHE LIMUON_TORCH_SOURCE PROPERTY STRINGS python package)
-if(DEFINED ENV{LIMUON_PYTHON} AND NOT "$ENV{LIMUON_PYTHON}" STREQUAL "")
+if(SKBUILD AND Python_EXECUTABLE)
+  set(_limuon_python_default "${Python_EXECUTABLE}")  # the interpreter pip runs
+elseif(DEFINED ENV{LIMUON_PYTHON} AND NOT "$ENV{LIMUON_PYTHON}" STREQUAL "")
   set(_limuon_python_default "$ENV{LIMUON_PYTHON}")
 else()
   find_program(_limuon_python_default NAMES python3 python)
 endif()
 set(LIMUON_PYTHON "${_limuon_python_default}" CACHE FILEPATH "Python interpreter whose torch limuon builds against")
+if(SKBUILD AND Python_EXECUTABLE)
+  # pip's interpreter always wins over what an earlier configure of the same build directory cached.
+  set(LIMUON_PYTHON "${Python_EXECUTABLE}" CACHE FILEPATH "Python interpreter whose torch limuon builds against" FORCE)
+endif()
 
 if(LIMUON_TORCH_SOURCE STREQUAL "package")
   find_package(Torch REQUIRED)
@@ -81,7 +87,7 @@ endif()
 
 if(LIMUON_TORCH_VERSION VERSION_LESS LIMUON_TORCH_MIN_VERSION)
   message(FATAL_ERROR "limuon: needs LibTorch >= ${LIMUON_TORCH_MIN_VERSION}, found ${LIMUON_TORCH_VERSION} "
-    "(from ${LIMUON_TORCH_SOURCE}${LIMUON_PYTHON}). Debian's libtorch-dev 1.13 is no longer supported; "
+    "(LIMUON_TORCH_SOURCE=${LIMUON_TORCH_SOURCE}, LIMUON_PYTHON=${LIMUON_PYTHON}). Debian's libtorch-dev 1.13 is no longer supported; "
     "scripts/setup.sh installs the pinned PyTorch from PyPI.")
 endif()
 message(STATUS "limuon: LibTorch ${LIMUON_TORCH_VERSION} from ${LIMUON_TORCH_SOURCE} (${LIMUON_TORCH_LIBDIR})")

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Trains a tiny next-character model in Python with limuon.hybrid + LiMuon.
 
 The data is synthetic: text drawn from a fixed random second-order Markov chain, so the best
@@ -6,7 +6,7 @@ achievable loss is known (the chain's conditional entropy) and the run needs no 
 hidden MLP matrices go to LiMuon; the embedding, output head, biases and norm gains go to AdamW.
 LiMuon (storm=exact) evaluates the closure twice per step on the same batch.
 
-    scripts/build_python.sh && PYTHONPATH=python /usr/bin/python3 examples/train_python.py
+    scripts/build_python.sh && .venv/bin/python examples/train_python.py
 
 Exits non-zero if the held-out loss does not go down.
 """
@@ -20,7 +20,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import limuon  # noqa: E402
 
 

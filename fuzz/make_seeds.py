@@ -2,7 +2,7 @@
 """Writes the seed corpora of the libFuzzer targets to fuzz/seeds/<target>/.
 
 Run by hand after a change to an input format (the seeds are committed, so the fuzz runs are
-reproducible and need no generator):  /usr/bin/python3 fuzz/make_seeds.py [BUILD_DIR]
+reproducible and need no generator):  .venv/bin/python fuzz/make_seeds.py [BUILD_DIR]
 
 Each seed is a small but real, valid instance of its format (plus a few near misses), so libFuzzer
 starts deep inside the parsers instead of spending its budget rediscovering magic numbers. The

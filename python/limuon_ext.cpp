@@ -294,7 +294,7 @@ class PyOptimizer {
     apply(o, d);
     o.validate();
     for (const auto& p : params) limuon::matrix_shape(p, Opt::kName);
-    opt_->add_param_group(torch::optim::OptimizerParamGroup(params, std::make_unique<Options>(o)));
+    limuon::add_param_group(*opt_, torch::optim::OptimizerParamGroup(params, std::make_unique<Options>(o)));
   }
 
   py::bytes save() const {

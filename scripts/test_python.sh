@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Builds the Python binding (scripts/build_python.sh) and runs its pytest suite with the system
-# python3 (Debian's python3-torch and python3-pytest). BUILD_DIR and PYTHON as in build_python.sh.
+# Installs the Python package into the project's environment (pip install --no-build-isolation .,
+# which reuses the build directory, so after scripts/build.sh only the install runs) and runs its
+# pytest suite from outside the source tree, so the tests import the installed limuon.
+# Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-/usr/bin/python3}
-bash scripts/build_python.sh
-PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m pytest -q -p no:cacheprovider python/tests "$@"
+source scripts/env.sh
+"$LIMUON_PYTHON" -m pip install -q --no-build-isolation . > /tmp/limuon-pip-install.log 2>&1 || {
+  tail -n 40 /tmp/limuon-pip-install.log; echo "test_python.sh: pip install . failed" >&2; exit 1; }
+ROOT=$PWD
+cd "$(mktemp -d)"
+"$LIMUON_PYTHON" -m pytest -q -p no:cacheprovider "$ROOT/python/tests" "$@"

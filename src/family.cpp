@@ -128,9 +128,10 @@ uint64_t basis_seed(uint64_t seed, int64_t index, int64_t step) {
 
 MuonFamily::MuonFamily(std::vector<torch::optim::OptimizerParamGroup> param_groups,
                        std::unique_ptr<torch::optim::OptimizerOptions> defaults, std::string kind, std::string name)
-    : torch::optim::Optimizer(std::move(param_groups), std::move(defaults)),
+    : torch::optim::Optimizer(param_groups, std::move(defaults)),
       kind_(std::move(kind)),
       name_(std::move(name)) {
+  keep_group_options(param_groups_, param_groups);
   for (const auto& g : param_groups_)
     for (const auto& p : g.params()) matrix_shape(p, name_);
 }

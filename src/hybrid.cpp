@@ -4,6 +4,7 @@
 #include "state_io.h"
 
 #include <ATen/ATen.h>
+#include <algorithm>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/serialize/archive.h>
@@ -223,9 +224,9 @@ std::vector<torch::optim::Optimizer*> HybridOptimizer::optimizers() {
   return {matrix_.get(), adamw_.get()};
 }
 
-void HybridOptimizer::zero_grad() {
-  if (matrix_) matrix_->zero_grad();
-  if (adamw_) adamw_->zero_grad();
+void HybridOptimizer::zero_grad(bool set_to_none) {
+  if (matrix_) limuon::zero_grad(*matrix_, set_to_none);
+  if (adamw_) limuon::zero_grad(*adamw_, set_to_none);
 }
 
 void HybridOptimizer::adamw_step() {
@@ -273,8 +274,130 @@ at::Tensor HybridOptimizer::step(const std::function<at::Tensor()>& closure) {
   return loss;
 }
 
+namespace {
+
+// Hybrid checkpoint format. 1: AdamW's state as LibTorch's own AdamW::save archive ("adamw"),
+// whose state keys are parameter addresses as text (hex in 1.13, decimal in 2.x); LibTorch 2.x
+// cannot read the 1.13 text and silently drops the state. 2: AdamW's state by (group, index)
+// under "adamw_state", like the matrix optimizers'. Both are read; 2 is written.
+constexpr int64_t kHybridFormat = 2;
+constexpr int64_t kHybridFormatLegacy = 1;
+
+using AdamWState = torch::optim::AdamWParamState;
+
+std::string adamw_slot(size_t g, size_t i) { return "group/" + std::to_string(g) + "/param/" + std::to_string(i); }
+
+void save_adamw_state(torch::serialize::OutputArchive& archive, const torch::optim::AdamW& adamw) {
+  torch::serialize::OutputArchive out(archive.compilation_unit());
+  const auto& groups = adamw.param_groups();
+  io::put(out, "num_groups", static_cast<int64_t>(groups.size()));
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const auto& params = groups[g].params();
+    io::put(out, "group/" + std::to_string(g) + "/num_params", static_cast<int64_t>(params.size()));
+    for (size_t i = 0; i < params.size(); ++i) {
+      const auto it = adamw.state().find(state_key(params[i]));
+      if (it == adamw.state().end()) continue;
+      const auto& s = static_cast<const AdamWState&>(*it->second);
+      torch::serialize::OutputArchive sa(archive.compilation_unit());
+      io::put(sa, "step", s.step());
+      io::put_tensor(sa, "exp_avg", s.exp_avg());
+      io::put_tensor(sa, "exp_avg_sq", s.exp_avg_sq());
+      io::put_tensor(sa, "max_exp_avg_sq", s.max_exp_avg_sq());
+      out.write(adamw_slot(g, i), sa);
+    }
+  }
+  archive.write("adamw_state", out);
+}
+
+// One parameter's AdamW state, checked against the parameter before anything is kept.
+std::unique_ptr<AdamWState> checked_adamw_state(AdamWState s, const at::Tensor& p, size_t g, size_t i) {
+  auto where = [&] { return "optimizer checkpoint: AdamW group " + std::to_string(g) + " parameter " + std::to_string(i); };
+  if (s.step() < 0) throw std::runtime_error(where() + " has a negative step count");
+  for (const auto* t : {&s.exp_avg(), &s.exp_avg_sq()})
+    if (!t->defined() || !t->sizes().equals(p.sizes()))
+      throw std::runtime_error(where() + ": moment shapes differ from the parameter's");
+  if (s.max_exp_avg_sq().defined() && !s.max_exp_avg_sq().sizes().equals(p.sizes()))
+    throw std::runtime_error(where() + ": max_exp_avg_sq shape differs from the parameter's");
+  s.exp_avg(s.exp_avg().to(p.options()).contiguous());
+  s.exp_avg_sq(s.exp_avg_sq().to(p.options()).contiguous());
+  if (s.max_exp_avg_sq().defined()) s.max_exp_avg_sq(s.max_exp_avg_sq().to(p.options()).contiguous());
+  return std::make_unique<AdamWState>(std::move(s));
+}
+
+using AdamWStates = std::vector<std::vector<std::unique_ptr<AdamWState>>>;
+
+AdamWStates read_adamw_state(torch::serialize::InputArchive& archive, const torch::optim::AdamW& adamw) {
+  torch::serialize::InputArchive in;
+  if (!archive.try_read("adamw_state", in)) throw std::runtime_error("optimizer checkpoint: missing entry 'adamw_state'");
+  const auto& groups = adamw.param_groups();
+  if (io::get_int(in, "num_groups") != static_cast<int64_t>(groups.size()))
+    throw std::runtime_error("optimizer checkpoint: AdamW group count differs");
+  AdamWStates states(groups.size());
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const auto& params = groups[g].params();
+    if (io::get_int(in, "group/" + std::to_string(g) + "/num_params") != static_cast<int64_t>(params.size()))
+      throw std::runtime_error("optimizer checkpoint: AdamW group " + std::to_string(g) + " has a different parameter count");
+    for (size_t i = 0; i < params.size(); ++i) {
+      torch::serialize::InputArchive sa;
+      if (!in.try_read(adamw_slot(g, i), sa)) {
+        states[g].push_back(nullptr);
+        continue;
+      }
+      AdamWState s;
+      s.step(io::get_int(sa, "step"));
+      s.exp_avg(io::get_tensor_opt(sa, "exp_avg"));
+      s.exp_avg_sq(io::get_tensor_opt(sa, "exp_avg_sq"));
+      s.max_exp_avg_sq(io::get_tensor_opt(sa, "max_exp_avg_sq"));
+      states[g].push_back(checked_adamw_state(std::move(s), params[i], g, i));
+    }
+  }
+  return states;
+}
+
+// Format 1: LibTorch's AdamW archive. Its param_groups/<g>/params/<i> entries hold the same key text
+// as its state/<key> entries, whatever LibTorch version wrote them, so matching the texts (not
+// parsing them as numbers, as LibTorch 2.x does) recovers every parameter's state.
+AdamWStates read_legacy_adamw_state(torch::serialize::InputArchive& archive, const torch::optim::AdamW& adamw) {
+  torch::serialize::InputArchive a, state, pgs;
+  if (!archive.try_read("adamw", a) || !a.try_read("state", state) || !a.try_read("param_groups", pgs))
+    throw std::runtime_error("optimizer checkpoint: format 1 without a readable LibTorch AdamW archive ('adamw')");
+  const auto& groups = adamw.param_groups();
+  at::Tensor n;
+  pgs.read("param_groups/size", n);
+  if (n.numel() != 1 || n.item<int64_t>() != static_cast<int64_t>(groups.size()))
+    throw std::runtime_error("optimizer checkpoint: AdamW group count differs");
+  const auto keys = state.keys();
+  AdamWStates states(groups.size());
+  for (size_t g = 0; g < groups.size(); ++g) {
+    torch::serialize::InputArchive pg;
+    pgs.read("param_groups/" + std::to_string(g), pg);
+    at::Tensor np;
+    pg.read("params/size", np);
+    const auto& params = groups[g].params();
+    if (np.numel() != 1 || np.item<int64_t>() != static_cast<int64_t>(params.size()))
+      throw std::runtime_error("optimizer checkpoint: AdamW group " + std::to_string(g) + " has a different parameter count");
+    for (size_t i = 0; i < params.size(); ++i) {
+      c10::IValue key;
+      pg.read("params/" + std::to_string(i), key);
+      if (!key.isString()) throw std::runtime_error("optimizer checkpoint: AdamW parameter key is not a string");
+      if (std::find(keys.begin(), keys.end(), key.toStringRef()) == keys.end()) {
+        states[g].push_back(nullptr);
+        continue;
+      }
+      torch::serialize::InputArchive sa;
+      state.read(key.toStringRef(), sa);
+      AdamWState s;
+      s.serialize(sa);
+      states[g].push_back(checked_adamw_state(std::move(s), params[i], g, i));
+    }
+  }
+  return states;
+}
+
+}  // namespace
+
 void HybridOptimizer::save(torch::serialize::OutputArchive& archive) const {
-  io::put(archive, "limuon_format", io::kFormatVersion);
+  io::put(archive, "limuon_format", kHybridFormat);
   io::put(archive, "hybrid_method", to_string(options_.method));
   io::put(archive, "evaluations", evaluations_);
   io::put(archive, "adamw_skips", adamw_skips_);
@@ -284,10 +407,8 @@ void HybridOptimizer::save(torch::serialize::OutputArchive& archive) const {
     archive.write("matrix", m);
   }
   if (adamw_) {
-    torch::serialize::OutputArchive a(archive.compilation_unit());
-    adamw_->save(a);
-    archive.write("adamw", a);
-    // LibTorch's AdamW load() does not restore param-group options: keep them ourselves.
+    save_adamw_state(archive, *adamw_);
+    // Group options, which LibTorch's own AdamW archive did not restore either.
     std::vector<double> lrs, wds, b1, b2, eps;
     for (const auto& g : adamw_->param_groups()) {
       const auto& o = static_cast<const torch::optim::AdamWOptions&>(g.options());
@@ -308,9 +429,13 @@ void HybridOptimizer::save(torch::serialize::OutputArchive& archive) const {
 
 void HybridOptimizer::load(torch::serialize::InputArchive& archive) {
   c10::IValue v;
-  if (!archive.try_read("limuon_format", v) || !v.isInt() || v.toInt() != io::kFormatVersion)
-    throw std::runtime_error("optimizer checkpoint: not a limuon hybrid optimizer state of format " +
-                             std::to_string(io::kFormatVersion));
+  if (!archive.try_read("limuon_format", v) || !v.isInt())
+    throw std::runtime_error("optimizer checkpoint: not a limuon hybrid optimizer state (no 'limuon_format' entry)");
+  const int64_t format = v.toInt();
+  if (format != kHybridFormat && format != kHybridFormatLegacy)
+    throw std::runtime_error("optimizer checkpoint: hybrid optimizer state of format " + std::to_string(format) +
+                             "; this build reads formats " + std::to_string(kHybridFormatLegacy) + " and " +
+                             std::to_string(kHybridFormat));
   const std::string method = io::get_string(archive, "hybrid_method");
   if (method != to_string(options_.method))
     throw std::runtime_error("optimizer checkpoint: saved with optimizer '" + method + "', this run uses '" +
@@ -319,33 +444,52 @@ void HybridOptimizer::load(torch::serialize::InputArchive& archive) {
   const bool has_matrix = archive.try_read("matrix", sub);
   if (has_matrix != static_cast<bool>(matrix_))
     throw std::runtime_error("optimizer checkpoint: matrix-optimizer presence differs from this routing");
-  if (matrix_) matrix_->load(sub);
-  torch::serialize::InputArchive a;
-  const bool has_adamw = archive.try_read("adamw", a);
+  at::Tensor probe;
+  const bool has_adamw = archive.try_read("adamw_lr", probe);
   if (has_adamw != static_cast<bool>(adamw_))
     throw std::runtime_error("optimizer checkpoint: AdamW-group presence differs from this routing");
+  const int64_t evaluations = io::get_int(archive, "evaluations");
+  const int64_t adamw_skips = io::get_int(archive, "adamw_skips");
+  // AdamW's part is read and checked first; the matrix optimizer's load checks its own part before
+  // it changes anything; only then does AdamW change. A bad checkpoint leaves the optimizer as it was.
+  AdamWStates states;
+  std::vector<torch::optim::AdamWOptions> options;
   if (adamw_) {
-    adamw_->load(a);
+    states = format == kHybridFormat ? read_adamw_state(archive, *adamw_) : read_legacy_adamw_state(archive, *adamw_);
     at::Tensor lrs, wds, b1, b2, eps;
     archive.read("adamw_lr", lrs);
     archive.read("adamw_weight_decay", wds);
     archive.read("adamw_beta1", b1);
     archive.read("adamw_beta2", b2);
     archive.read("adamw_eps", eps);
-    auto& groups = adamw_->param_groups();
-    if (lrs.numel() != static_cast<int64_t>(groups.size()))
-      throw std::runtime_error("optimizer checkpoint: AdamW group count differs");
-    for (size_t i = 0; i < groups.size(); ++i) {
-      auto& o = static_cast<torch::optim::AdamWOptions&>(groups[i].options());
-      const auto k = static_cast<int64_t>(i);
+    const auto n = static_cast<int64_t>(adamw_->param_groups().size());
+    for (const auto* t : {&lrs, &wds, &b1, &b2, &eps})
+      if (t->dim() != 1 || t->numel() != n || t->scalar_type() != at::kDouble)
+        throw std::runtime_error("optimizer checkpoint: AdamW group options do not match its " + std::to_string(n) +
+                                 " group(s)");
+    for (int64_t k = 0; k < n; ++k) {
+      auto o = static_cast<const torch::optim::AdamWOptions&>(adamw_->param_groups()[k].options());
       o.lr(lrs[k].item<double>());
       o.weight_decay(wds[k].item<double>());
       o.betas(std::make_tuple(b1[k].item<double>(), b2[k].item<double>()));
       o.eps(eps[k].item<double>());
+      options.push_back(o);
     }
   }
-  evaluations_ = io::get_int(archive, "evaluations");
-  adamw_skips_ = io::get_int(archive, "adamw_skips");
+  if (matrix_) matrix_->load(sub);
+  if (adamw_) {
+    auto& groups = adamw_->param_groups();
+    for (size_t g = 0; g < groups.size(); ++g) {
+      groups[g].set_options(std::make_unique<torch::optim::AdamWOptions>(options[g]));
+      for (size_t i = 0; i < groups[g].params().size(); ++i) {
+        const auto key = state_key(groups[g].params()[i]);
+        if (states[g][i]) adamw_->state()[key] = std::move(states[g][i]);
+        else adamw_->state().erase(key);
+      }
+    }
+  }
+  evaluations_ = evaluations;
+  adamw_skips_ = adamw_skips;
 }
 
 int64_t adamw_state_bytes(const torch::optim::AdamW& adamw) {

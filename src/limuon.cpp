@@ -165,7 +165,8 @@ int64_t LiMuonParamState::bytes() const {
 }
 
 LiMuon::LiMuon(std::vector<torch::optim::OptimizerParamGroup> param_groups, LiMuonOptions defaults)
-    : torch::optim::Optimizer(std::move(param_groups), std::make_unique<LiMuonOptions>(defaults)) {
+    : torch::optim::Optimizer(param_groups, std::make_unique<LiMuonOptions>(defaults)) {
+  keep_group_options(param_groups_, param_groups);
   defaults.validate();
   for (auto& g : param_groups_) static_cast<const LiMuonOptions&>(g.options()).validate();
   check_params();

@@ -57,7 +57,8 @@ bool operator==(const MuonParamState& l, const MuonParamState& r) {
 }
 
 Muon::Muon(std::vector<torch::optim::OptimizerParamGroup> param_groups, MuonOptions defaults)
-    : torch::optim::Optimizer(std::move(param_groups), std::make_unique<MuonOptions>(defaults)) {
+    : torch::optim::Optimizer(param_groups, std::make_unique<MuonOptions>(defaults)) {
+  keep_group_options(param_groups_, param_groups);
   defaults.validate();
   for (auto& g : param_groups_) static_cast<const MuonOptions&>(g.options()).validate();
   check_params();

@@ -6,7 +6,7 @@
 
 #include "limuon/common.h"
 #include "limuon/orth.h"
-#include "limuon/state_key.h"
+#include "limuon/libtorch_compat.h"
 
 #include <torch/optim/optimizer.h>
 #include <torch/serialize/archive.h>

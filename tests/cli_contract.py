@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """CLI contract of `limuon bench` (keys scripts rely on) and its handling of bad input.
 
 Usage: cli_contract.py path/to/limuon

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """End-to-end test of `limuon compare` on tiny configs: the runs share model initialisation and data
 order, budgets in gradient evaluations and samples stop each run where they should, report.md /
 report.json / PNG plots are written and every number in them equals what is recomputed here from

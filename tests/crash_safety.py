@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Crash safety of `limuon train`: SIGKILL a run that checkpoints every step at many seeded-random
 moments (during start-up, between steps, and while a checkpoint is being written), and after every
 kill check that

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Data-parallel `limuon train` on 127.0.0.1 (c10d/Gloo):
   - 2 ranks with B/2 samples each end where 1 rank with batch B ends, for AdamW, Muon and every
     LiMuon variant, within a floating-point tolerance (TOL below: the ranks' gradient mean is

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Fault injection into `limuon train`: non-finite gradients and losses for every optimizer
 configuration, a persistent fault, a disk that fills up, an output directory that is read-only,
 and malformed fault specifications.

@@ -305,3 +305,116 @@ TEST(Hybrid, NonFiniteAdamWGradientIsSkippedNotWritten) {
     EXPECT_TRUE(torch::isfinite(s.exp_avg()).all().item<bool>());
   }
 }
+
+namespace {
+// The hybrid checkpoint of format 1, as builds before format 2 wrote it: AdamW's state in
+// LibTorch's own AdamW archive layout (torch/optim/serialize.h: pytorch_version "1.5.0",
+// state/<key>, param_groups/<g>/params/<i> holding the same key text). `hex` spells the keys the
+// way LibTorch 1.13 did ("0x..."), which LibTorch 2.x's own loader cannot parse; otherwise in
+// decimal, as LibTorch 2.x writes them.
+void write_format1(torch::serialize::OutputArchive& ar, HybridOptimizer& opt, bool hex) {
+  auto& adamw = *opt.adamw();
+  auto key_text = [&](const torch::Tensor& p) {
+    std::ostringstream os;
+    if (hex) os << static_cast<const void*>(p.unsafeGetTensorImpl());
+    else os << reinterpret_cast<std::uintptr_t>(p.unsafeGetTensorImpl());
+    return os.str();
+  };
+  torch::serialize::OutputArchive a(ar.compilation_unit()), state(ar.compilation_unit()), pgs(ar.compilation_unit());
+  a.write("pytorch_version", c10::IValue("1.5.0"));
+  const auto& groups = adamw.param_groups();
+  pgs.write("param_groups/size", torch::tensor(static_cast<int64_t>(groups.size())));
+  for (size_t g = 0; g < groups.size(); ++g) {
+    torch::serialize::OutputArchive pg(ar.compilation_unit()), po(ar.compilation_unit());
+    const auto& ps = groups[g].params();
+    pg.write("params/size", torch::tensor(static_cast<int64_t>(ps.size())));
+    for (size_t i = 0; i < ps.size(); ++i) {
+      pg.write("params/" + std::to_string(i), c10::IValue(key_text(ps[i])));
+      auto it = adamw.state().find(state_key(ps[i]));
+      if (it == adamw.state().end()) continue;
+      torch::serialize::OutputArchive sa(ar.compilation_unit());
+      it->second->serialize(sa);
+      state.write(key_text(ps[i]), sa);
+    }
+    groups[g].options().serialize(po);
+    pg.write("options", po);
+    pgs.write("param_groups/" + std::to_string(g), pg);
+  }
+  a.write("state", state);
+  a.write("param_groups", pgs);
+  ar.write("limuon_format", c10::IValue(int64_t{1}));
+  ar.write("hybrid_method", c10::IValue(to_string(opt.options().method)));
+  ar.write("evaluations", c10::IValue(opt.evaluations()));
+  ar.write("adamw_skips", c10::IValue(int64_t{0}));
+  ar.write("adamw", a);
+  auto dbl = torch::TensorOptions().dtype(torch::kDouble);
+  const auto& o = static_cast<const torch::optim::AdamWOptions&>(groups[0].options());
+  ar.write("adamw_lr", torch::tensor(std::vector<double>{o.lr()}, dbl));
+  ar.write("adamw_weight_decay", torch::tensor(std::vector<double>{o.weight_decay()}, dbl));
+  ar.write("adamw_beta1", torch::tensor(std::vector<double>{std::get<0>(o.betas())}, dbl));
+  ar.write("adamw_beta2", torch::tensor(std::vector<double>{std::get<1>(o.betas())}, dbl));
+  ar.write("adamw_eps", torch::tensor(std::vector<double>{o.eps()}, dbl));
+}
+}  // namespace
+
+TEST(Hybrid, LoadsFormat1AdamWStateWrittenBy113And2x) {
+  for (bool hex : {true, false}) {
+    SCOPED_TRACE(hex ? "1.13 keys (hex)" : "2.x keys (decimal)");
+    HybridOptions o;
+    o.method = MatrixMethod::adamw;
+    o.adamw = torch::optim::AdamWOptions(1e-2).weight_decay(0.1);
+    HybridRun a(3), b(3);
+    HybridOptimizer oa(route_module(a.model), o), ob(route_module(b.model), o);
+    auto ca = a.closure(oa);
+    for (int t = 0; t < 3; ++t) oa.step(ca);
+    torch::serialize::OutputArchive ar;
+    write_format1(ar, oa, hex);
+    std::stringstream ss;
+    ar.save_to(ss);
+    torch::serialize::InputArchive in;
+    in.load_from(ss);
+    {
+      torch::NoGradGuard ng;  // b continues from a's weights
+      auto pa = a.model.parameters(), pb = b.model.parameters();
+      for (size_t i = 0; i < pa.size(); ++i) pb[i].copy_(pa[i]);
+    }
+    ob.load(in);
+    ASSERT_EQ(ob.adamw()->state().size(), oa.adamw()->state().size());
+    for (const auto& p : b.model.parameters()) {
+      auto it = ob.adamw()->state().find(state_key(p));
+      ASSERT_NE(it, ob.adamw()->state().end()) << "a parameter lost its AdamW state";
+      EXPECT_EQ(static_cast<const torch::optim::AdamWParamState&>(*it->second).step(), 3);
+    }
+    auto cb = b.closure(ob);
+    for (int t = 0; t < 2; ++t) {
+      oa.step(ca);
+      ob.step(cb);
+    }
+    auto pa = a.model.parameters(), pb = b.model.parameters();
+    for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], pb[i])) << "parameter " << i;
+  }
+}
+
+TEST(Hybrid, RefusesAnUnknownFormatByNumberAndChangesNothing) {
+  HybridOptions o;
+  o.method = MatrixMethod::adamw;
+  HybridRun a(4);
+  HybridOptimizer opt(route_module(a.model), o);
+  auto c = a.closure(opt);
+  opt.step(c);
+  const auto before = opt.adamw()->state().size();
+  torch::serialize::OutputArchive ar;
+  ar.write("limuon_format", c10::IValue(int64_t{7}));
+  std::stringstream ss;
+  ar.save_to(ss);
+  torch::serialize::InputArchive in;
+  in.load_from(ss);
+  try {
+    opt.load(in);
+    FAIL() << "format 7 loaded";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("format 7"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(opt.adamw()->state().size(), before);
+  EXPECT_EQ(opt.evaluations(), 1);
+}

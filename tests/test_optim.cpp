@@ -441,3 +441,41 @@ TEST(NonFinite, RaisePolicyThrows) {
   };
   EXPECT_THROW(opt.step(closure), std::runtime_error);
 }
+
+// LibTorch 2.x's Optimizer constructor and add_param_group replace a group's options by the
+// defaults for any optimizer that is not one of LibTorch's own; limuon's keep them.
+TEST(Options, PerGroupOptionsSurviveConstructionAndAddParamGroup) {
+  auto a = torch::randn({4, 3}, torch::requires_grad());
+  auto b = torch::randn({5, 2}, torch::requires_grad());
+  auto c = torch::randn({3, 3}, torch::requires_grad());
+  {
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(std::vector<torch::Tensor>{a}, std::make_unique<MuonOptions>(MuonOptions(0.5).momentum(0.8)));
+    groups.emplace_back(std::vector<torch::Tensor>{b});
+    Muon opt(groups, MuonOptions(0.02));
+    const auto& g0 = static_cast<const MuonOptions&>(opt.param_groups()[0].options());
+    EXPECT_EQ(g0.lr(), 0.5);
+    EXPECT_EQ(g0.momentum(), 0.8);
+    EXPECT_EQ(opt.param_groups()[1].options().get_lr(), 0.02);
+    add_param_group(opt, torch::optim::OptimizerParamGroup({c}, std::make_unique<MuonOptions>(MuonOptions(0.3))));
+    EXPECT_EQ(opt.param_groups()[2].options().get_lr(), 0.3);
+  }
+  {
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(std::vector<torch::Tensor>{a},
+                        std::make_unique<LiMuonOptions>(LiMuonOptions(0.4).beta(0.5).storm(Storm::approx)));
+    LiMuon opt(groups, LiMuonOptions(0.02));
+    const auto& g0 = static_cast<const LiMuonOptions&>(opt.param_groups()[0].options());
+    EXPECT_EQ(g0.lr(), 0.4);
+    EXPECT_EQ(g0.beta(), 0.5);
+    EXPECT_EQ(g0.storm(), Storm::approx);
+  }
+  {
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(std::vector<torch::Tensor>{a}, std::make_unique<SumoOptions>(SumoOptions(0.7).rank(2)));
+    Sumo opt(groups, SumoOptions(0.02));
+    const auto& g0 = static_cast<const SumoOptions&>(opt.param_groups()[0].options());
+    EXPECT_EQ(g0.lr(), 0.7);
+    EXPECT_EQ(g0.rank(), 2);
+  }
+}

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """End-to-end tests of `limuon train | eval | generate | tokenize` on tiny configs: outputs and
 their keys, bit-identical resume, and every kind of bad input (clear message, non-zero exit, no
 crash, nothing the user had overwritten).

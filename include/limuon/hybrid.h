@@ -100,7 +100,11 @@ class HybridOptimizer {
   HybridOptimizer(const std::vector<RoutedParam>& routing, HybridOptions options);
 
   at::Tensor step(const std::function<at::Tensor()>& closure);
-  void zero_grad();
+  // Zeroes every gradient (set_to_none = false, the default here and LibTorch 1.13's behaviour) or
+  // makes them undefined (true, LibTorch 2.x's Optimizer::zero_grad() default). Zeroing keeps
+  // gradient-less parameters in AdamW's step (decoupled decay applies to them) and keeps the set of
+  // defined gradients the same on every data-parallel rank, so their all-reduce buckets match.
+  void zero_grad(bool set_to_none = false);
 
   void save(torch::serialize::OutputArchive& archive) const;
   void load(torch::serialize::InputArchive& archive);

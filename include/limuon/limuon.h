@@ -21,7 +21,7 @@
 #include "limuon/common.h"
 #include "limuon/muon.h"
 #include "limuon/orth.h"
-#include "limuon/state_key.h"
+#include "limuon/libtorch_compat.h"
 
 #include <torch/arg.h>
 #include <torch/optim/optimizer.h>

@@ -12,7 +12,7 @@
 #pragma once
 
 #include "limuon/family.h"
-#include "limuon/state_key.h"
+#include "limuon/libtorch_compat.h"
 
 #include <torch/arg.h>
 #include <torch/optim/optimizer.h>

@@ -99,13 +99,11 @@ class HybridOptimizer:
     def optimizers(self):
         return [o for o in (self.matrix, self.adamw) if o is not None]
 
-    def zero_grad(self, set_to_none=None):
-        """Zeroes (or, with set_to_none=True, drops) every routed gradient; None keeps torch's default."""
+    def zero_grad(self, set_to_none=True):
+        """Drops every routed gradient (set_to_none=True, torch 2.x's default, said here explicitly)
+        or zeroes it (False: AdamW then still decays parameters that got no gradient)."""
         for o in self.optimizers:
-            if set_to_none is None:
-                o.zero_grad()
-            else:
-                o.zero_grad(set_to_none=set_to_none)
+            o.zero_grad(set_to_none=set_to_none)
 
     def _evaluate(self, closure):
         self.evaluations += 1

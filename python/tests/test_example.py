@@ -9,7 +9,6 @@ import torch
 import torch.nn as nn
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "python"))
 import limuon  # noqa: E402
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import limuon  # noqa: E402
 from limuon._hybrid import _METHODS  # noqa: E402

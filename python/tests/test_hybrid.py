@@ -7,7 +7,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import limuon  # noqa: E402
 
 

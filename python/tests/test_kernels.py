@@ -1,12 +1,10 @@
 """The orthogonalization kernels exposed as functions: limuon.ns5, polar_express, svd_polar,
 rsvd, orthogonalize."""
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import limuon  # noqa: E402
 
 

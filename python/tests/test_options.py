@@ -1,13 +1,11 @@
 """Bad options and misuse give clear Python exceptions; options edited in param_groups (by hand
 or by torch.optim.lr_scheduler) reach the C++ optimizer."""
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import limuon  # noqa: E402
 
 

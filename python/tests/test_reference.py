@@ -1,14 +1,12 @@
 """The Python classes against the committed float64 reference trajectories
 (tests/reference/trajectories.txt, written by the independent tests/reference/make_reference.py;
 the C++ test_reference.cpp checks the C++ API against the same file)."""
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "python"))
 import limuon  # noqa: E402
 
 REFERENCE = ROOT / "tests" / "reference" / "trajectories.txt"

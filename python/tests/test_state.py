@@ -2,13 +2,11 @@
 cleanly (RuntimeError/ValueError with the message) and leave the optimizer untouched."""
 import copy
 import pickle
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import limuon  # noqa: E402
 
 

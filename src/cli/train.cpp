@@ -5,6 +5,7 @@
 
 #include "family_flags.h"
 
+#include "limuon/rng.h"
 #include "limuon/data/images.h"
 #include "limuon/dist.h"
 #include "limuon/data/text.h"
@@ -533,9 +534,12 @@ std::string serialize_checkpoint(Task& task, HybridOptimizer& opt, WarmupCosine&
   a.write("schedule", s);
   task.save_position(a);
   {
-    at::Generator gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    a.write("rng", gen.get_state());
+    // Every default generator: the CPU one as "rng" (as checkpoints always had it), each CUDA
+    // device's as "rng_cuda/<i>".
+    const GeneratorStates g = capture_generators();
+    a.write("rng", g.cpu);
+    a.write("rng_cuda_devices", c10::IValue(static_cast<int64_t>(g.cuda.size())));
+    for (size_t i = 0; i < g.cuda.size(); ++i) a.write("rng_cuda/" + std::to_string(i), g.cuda[i]);
   }
   for (auto [k, v] : {std::pair<const char*, int64_t>{"step", c.step}, {"samples", c.samples}, {"tokens", c.tokens},
                       {"grad_evals", c.grad_evals}, {"evaluations", c.evaluations}, {"nonfinite_steps", c.nonfinite_steps}})
@@ -578,12 +582,16 @@ void load_checkpoint(const std::string& path, Task& task, HybridOptimizer& opt, 
   a.read("schedule", s);
   sched.load(s);
   task.load_position(a);
-  at::Tensor rng;
-  a.read("rng", rng);
   {
-    at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle sharing the global state
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(rng);
+    GeneratorStates g;
+    a.read("rng", g.cpu);
+    c10::IValue n;
+    if (a.try_read("rng_cuda_devices", n)) {  // absent in checkpoints of earlier versions
+      if (!n.isInt() || n.toInt() < 0 || n.toInt() > 4096) throw std::runtime_error("checkpoint: bad 'rng_cuda_devices'");
+      g.cuda.resize(static_cast<size_t>(n.toInt()));
+      for (size_t i = 0; i < g.cuda.size(); ++i) a.read("rng_cuda/" + std::to_string(i), g.cuda[i]);
+    }
+    restore_generators(g);
   }
   auto get = [&](const char* k) {
     a.read(k, v);
@@ -882,7 +890,7 @@ int cmd_train(Args& args) {
       if (p.grad().defined()) p.mutable_grad().fill_(value);
   };
   auto closure = [&]() {
-    opt.zero_grad();
+    opt.zero_grad(/*set_to_none=*/false);
     ++evals_in_step;
     double total = 0;
     for (int64_t a = 0; a < cfg.accum; ++a) {
@@ -1259,7 +1267,7 @@ int bench_train_step(Args& args, bool json_out) {
   }
   torch::optim::AdamW opt(module->parameters(), torch::optim::AdamWOptions(1e-4));
   auto step = [&] {
-    opt.zero_grad();
+    opt.zero_grad(/*set_to_none=*/false);
     loss_fn().backward();
     opt.step();
   };

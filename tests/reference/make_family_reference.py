@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Independent float64 reference trajectories for the rest of the Muon family (ALGORITHMS.md §4):
 Muon-MVR1/MVR2, SUMO, MuonEq, LionMuon, MiMuon, Gluon.
 
@@ -7,7 +7,7 @@ explicit form (a stored copy of the previous weights, two gradients per step on 
 while the C++ optimizer lags the update by one call. The test problem, the orthogonalizers, the
 randomized SVD and its seeded sketch are those of make_reference.py (shared conventions).
 
-Run with Debian's python3-torch:  /usr/bin/python3 tests/reference/make_family_reference.py
+Run with the project venv (scripts/setup.sh): .venv/bin/python tests/reference/make_family_reference.py
 It rewrites tests/reference/family_trajectories.txt.
 """
 import math

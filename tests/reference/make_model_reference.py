@@ -1,10 +1,10 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Independent float64 forward passes of GPT-2 (Hugging Face layout, Conv1D weights [in, out]) and
 ViT, written from the published math with plain tensor ops (manual LayerNorm, tanh-GELU, softmax
 attention, patches by reshaping): no torch.nn modules. Writes random weights, inputs and the
 expected logits/loss to model_reference.txt for tests/test_models.cpp.
 
-Run: /usr/bin/python3 tests/reference/make_model_reference.py
+Run: .venv/bin/python tests/reference/make_model_reference.py
 """
 import math
 import os

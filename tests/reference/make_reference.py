@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Independent float64 reference trajectories for Muon and LiMuon (ALGORITHMS.md §2-3).
 
 Written from the specification, not from the C++ code: LiMuon is run in the explicit form of
@@ -7,7 +7,7 @@ uses the lagged one-call form of §3.2. Only two conventions are shared on purpo
 sketch of the randomized SVD (torch's CPU generator, seeded by derive_seed below) and the
 parameter order.
 
-Run with Debian's python3-torch:  /usr/bin/python3 tests/reference/make_reference.py
+Run with the project venv (scripts/setup.sh): .venv/bin/python tests/reference/make_reference.py
 It rewrites tests/reference/trajectories.txt.
 """
 import math

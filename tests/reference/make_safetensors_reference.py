@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Writes tests/reference/sample.safetensors by hand and its expected contents as text.
 
 An independent check of the C++ reader: the file is built with struct + json from the published
@@ -10,7 +10,7 @@ On purpose the JSON keys are NOT in data order (the reader must return tensors b
 metadata sits between entries, the data is not aligned per tensor, and the file has edge values:
 -0.0, subnormals, +-inf, NaN, integer extremes, a 0-d scalar and a zero-element tensor.
 
-Run with Debian's python3:  /usr/bin/python3 tests/reference/make_safetensors_reference.py
+Run with the project venv (scripts/setup.sh): .venv/bin/python tests/reference/make_safetensors_reference.py
 It rewrites sample.safetensors and sample_safetensors_expected.txt next to itself.
 Expected-file format, one item per line:
     metadata <key> <value to end of line>
