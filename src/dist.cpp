@@ -106,6 +106,10 @@ Group::Group(const Env& env, std::chrono::milliseconds timeout) : impl_(std::mak
   so.numWorkers = static_cast<std::size_t>(env.world_size);
   so.waitWorkers = true;
   so.timeout = timeout;
+  // LibTorch 2.4+ serves the store with libuv by default; said here so that a change of default
+  // cannot silently change the server. Its EADDRINUSE text ("address already in use") is what the
+  // port-in-use message below looks for (tests/dist_cli.py checks it).
+  so.useLibUV = true;
   const std::string where = env.master_addr + ":" + std::to_string(env.master_port);
   try {
     impl_->store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);

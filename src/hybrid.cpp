@@ -1,6 +1,7 @@
 // Parameter routing and the hybrid (Muon-family + AdamW) optimizer.
 #include "limuon/hybrid.h"
 
+#include "limuon/two_point.h"
 #include "state_io.h"
 
 #include <ATen/ATen.h>
@@ -260,18 +261,8 @@ at::Tensor HybridOptimizer::step(const std::function<at::Tensor()>& closure) {
     adamw_step();
     return loss;
   }
-  at::Tensor loss;
-  if (two->needs_old_point_gradient()) {
-    loss = evaluate();
-    two->after_old_point_gradient();
-    adamw_step();
-    loss = evaluate();
-    two->after_new_point_gradient();
-  } else {
-    loss = evaluate();  // first call: the estimate only, nothing moves
-    two->after_new_point_gradient();
-  }
-  return loss;
+  // AdamW steps between the two evaluations, on the first one's gradient.
+  return two_point_step(*two, evaluate, [this] { adamw_step(); });
 }
 
 namespace {

@@ -2,6 +2,7 @@
 // optional low-rank state (ALGORITHMS.md §3). See limuon.h for the recursion.
 #include "limuon/limuon.h"
 
+#include "limuon/two_point.h"
 #include "state_io.h"
 
 #include <ATen/ATen.h>
@@ -419,11 +420,8 @@ at::Tensor LiMuon::step(LossClosure closure) {
     ++evaluations_;
     return closure();
   };
+  if (evaluates_twice()) return two_point_step(*this, evaluate);
   at::Tensor loss;
-  if (needs_old_point_gradient()) {
-    loss = evaluate();
-    after_old_point_gradient();
-  }
   if (closure) loss = evaluate();
   after_new_point_gradient();
   return loss;

@@ -1,6 +1,7 @@
 // Muon-MVR1/MVR2: Muon fed a clipped, STORM-corrected gradient (ALGORITHMS.md §4); see muon_mvr.h.
 #include "limuon/muon_mvr.h"
 
+#include "limuon/two_point.h"
 #include "state_io.h"
 
 #include <ATen/ATen.h>
@@ -211,14 +212,7 @@ at::Tensor MuonMVR::step(LossClosure closure) {
     throw std::invalid_argument(
         "MuonMVR::step: variant=mvr2 needs a closure (zero grads, forward, backward, return loss); it is "
         "evaluated twice per step on the same batch, at the old and the new weights");
-  at::Tensor loss;
-  if (needs_old_point_gradient()) {
-    loss = evaluate(closure);
-    after_old_point_gradient();
-  }
-  loss = evaluate(closure);
-  after_new_point_gradient();
-  return loss;
+  return two_point_step(*this, [&] { return evaluate(closure); });
 }
 
 }  // namespace limuon

@@ -418,3 +418,35 @@ TEST(Hybrid, RefusesAnUnknownFormatByNumberAndChangesNothing) {
   EXPECT_EQ(opt.adamw()->state().size(), before);
   EXPECT_EQ(opt.evaluations(), 1);
 }
+
+TEST(Hybrid, BothEvaluationsOfACallDrawTheSameDropoutMasks) {
+  torch::manual_seed(5);
+  torch::nn::Sequential net(torch::nn::Linear(6, 8), torch::nn::ReLU(), torch::nn::Dropout(0.1), torch::nn::Linear(8, 3));
+  net->train();
+  auto x = torch::randn({16, 6});
+  auto y = torch::randint(0, 3, {16});
+  for (auto method : {MatrixMethod::limuon, MatrixMethod::muon_mvr2}) {
+    SCOPED_TRACE(to_string(method));
+    HybridOptions o;
+    o.method = method;
+    o.limuon = LiMuonOptions(0.0);  // nothing moves: the two gradients of a call must be bitwise equal
+    o.mvr = MuonMVROptions(0.0);
+    o.adamw = torch::optim::AdamWOptions(0.0);
+    HybridOptimizer opt(route_module(*net), o);
+    std::vector<torch::Tensor> grads;
+    auto closure = [&] {
+      opt.zero_grad();
+      auto loss = torch::nn::functional::cross_entropy(net->forward(x), y);
+      loss.backward();
+      std::vector<torch::Tensor> flat;
+      for (const auto& p : net->parameters()) flat.push_back(p.grad().reshape(-1).clone());
+      grads.push_back(torch::cat(flat));
+      return loss.detach();
+    };
+    for (int t = 0; t < 3; ++t) opt.step(closure);
+    ASSERT_EQ(grads.size(), 5u);
+    EXPECT_TRUE(torch::equal(grads[1], grads[2]));
+    EXPECT_TRUE(torch::equal(grads[3], grads[4]));
+    EXPECT_FALSE(torch::equal(grads[2], grads[3])) << "consecutive calls must draw new masks";
+  }
+}

@@ -479,3 +479,78 @@ TEST(Options, PerGroupOptionsSurviveConstructionAndAddParamGroup) {
     EXPECT_EQ(g0.rank(), 2);
   }
 }
+
+// STORM's two evaluations of one call see the same random draws (dropout masks, torch::rand), and
+// the generators then continue from where the second evaluation left them.
+namespace {
+struct DropoutProblem {
+  torch::nn::Linear l1{nullptr}, l2{nullptr};
+  torch::nn::Dropout drop{nullptr};
+  torch::Tensor x, y;
+  std::vector<torch::Tensor> draws, grads, states_after;
+  DropoutProblem() {
+    torch::manual_seed(11);
+    l1 = torch::nn::Linear(6, 8);
+    l2 = torch::nn::Linear(8, 3);
+    drop = torch::nn::Dropout(0.1);
+    drop->train();
+    x = torch::randn({16, 6});
+    y = torch::randint(0, 3, {16});
+  }
+  std::vector<torch::Tensor> matrices() { return {l1->weight, l2->weight}; }
+  std::function<torch::Tensor()> closure(torch::optim::Optimizer& opt) {
+    return [this, &opt] {
+      opt.zero_grad(false);
+      draws.push_back(torch::rand({5}));
+      auto loss = torch::nn::functional::cross_entropy(l2->forward(drop->forward(torch::relu(l1->forward(x)))), y);
+      loss.backward();
+      grads.push_back(l1->weight.grad().clone());
+      states_after.push_back(at::detail::getDefaultCPUGenerator().get_state());
+      return loss.detach();
+    };
+  }
+};
+
+// Calls 2.. evaluate twice: evaluations (1, 2), (3, 4), ... of each call must match; the first
+// call's single evaluation (0) and consecutive calls must not.
+void expect_shared_randomness(DropoutProblem& p, int calls) {
+  ASSERT_EQ(p.draws.size(), static_cast<size_t>(2 * calls - 1));
+  for (int c = 1; c < calls; ++c) {
+    const size_t a = 2 * c - 1, b = 2 * c;
+    EXPECT_TRUE(torch::equal(p.draws[a], p.draws[b])) << "call " << c << ": torch::rand differs between the evaluations";
+    EXPECT_TRUE(torch::equal(p.grads[a], p.grads[b])) << "call " << c << ": dropout masks differ (weights did not move)";
+    EXPECT_FALSE(torch::equal(p.draws[a - 1], p.draws[a])) << "call " << c << " repeated the previous call's draws";
+  }
+  // After the call, the generator continues as after its second evaluation.
+  EXPECT_TRUE(torch::equal(at::detail::getDefaultCPUGenerator().get_state(), p.states_after.back()));
+}
+}  // namespace
+
+TEST(SharedRandomness, LiMuonExactBothEvaluationsDrawTheSame) {
+  DropoutProblem p;
+  LiMuon opt(p.matrices(), LiMuonOptions(0.0).beta(0.5));  // lr 0: the weights do not move
+  auto c = p.closure(opt);
+  for (int t = 0; t < 3; ++t) opt.step(c);
+  expect_shared_randomness(p, 3);
+}
+
+TEST(SharedRandomness, MuonMvr2BothEvaluationsDrawTheSame) {
+  DropoutProblem p;
+  MuonMVR opt(p.matrices(), MuonMVROptions(0.0).variant(MvrVariant::mvr2));
+  auto c = p.closure(opt);
+  for (int t = 0; t < 3; ++t) opt.step(c);
+  expect_shared_randomness(p, 3);
+}
+
+TEST(SharedRandomness, MovingWeightsStillShareTheMasks) {
+  // With a real step the two gradients of a call differ (the weights moved), but the draws are
+  // still the same.
+  DropoutProblem p;
+  LiMuon opt(p.matrices(), LiMuonOptions(0.05).beta(0.5));
+  auto c = p.closure(opt);
+  for (int t = 0; t < 3; ++t) opt.step(c);
+  for (int call = 1; call < 3; ++call) {
+    EXPECT_TRUE(torch::equal(p.draws[2 * call - 1], p.draws[2 * call]));
+    EXPECT_FALSE(torch::equal(p.grads[2 * call - 1], p.grads[2 * call])) << "the weights moved between the evaluations";
+  }
+}

@@ -19,6 +19,20 @@ __all__ = ["hybrid", "route", "HybridOptimizer"]
 
 _EMBEDDING_TYPES = (nn.Embedding, nn.EmbeddingBag)
 
+
+def _capture_generators():
+    """The state of torch's default generators: the CPU one and, when CUDA is initialised, each
+    device's. A generator the closure owns itself (torch.Generator, random, numpy) is not covered."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    return torch.random.get_rng_state(), cuda
+
+
+def _restore_generators(states):
+    cpu, cuda = states
+    torch.random.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state_all(cuda)
+
 # method name (as in `limuon train --optimizer`) -> (class, options the method name fixes)
 _METHODS = {"limuon": (LiMuon, {}), "muon": (Muon, {}), "muon_mvr1": (MuonMVR, {"variant": "mvr1"}),
             "muon_mvr2": (MuonMVR, {"variant": "mvr2"}), "sumo": (Sumo, {}), "muoneq": (MuonEq, {}),
@@ -158,9 +172,13 @@ class HybridOptimizer:
             self._adamw_step()
             return loss
         if two.needs_old_point_gradient():
+            # STORM needs both gradients on the same sample: the second evaluation draws the same
+            # dropout masks (and any other draw from torch's default generators) as the first.
+            rng = _capture_generators()
             self._evaluate(closure)
             two.after_old_point_gradient()
             self._adamw_step()
+            _restore_generators(rng)
             loss = self._evaluate(closure)
             two.after_new_point_gradient()
         else:

@@ -1089,39 +1089,64 @@ models::GPT2 load_gpt2(Args& args, const std::string& model_name) {
 }  // namespace
 
 namespace {
-// eval --task image: accuracy and loss of a ViT checkpoint on the test split.
+// eval --task image: loss and accuracy of a ViT on the test split, from --checkpoint DIR (written by
+// limuon train) or --weights F.safetensors (Hugging Face ViTForImageClassification names, or the
+// model.safetensors limuon train writes; see vit_from_hf). --export-hf F.safetensors writes the
+// weights under HF names in --export-dtype f32|f16|bf16; --logits-out F.safetensors writes the
+// test split's logits (F32 [N, classes]) and labels (I64 [N]).
 int eval_image(Args& args) {
   const std::string model_name = args.str("model", "vit-test");
-  const std::string ckpt = args.str("checkpoint", "");
+  const std::string ckpt = args.str("checkpoint", ""), weights = args.str("weights", "");
   const std::string data = args.str("data", "fashion-mnist");
+  const std::string export_hf = args.str("export-hf", ""), export_dtype = args.str("export-dtype", "f32");
+  const std::string logits_out = args.str("logits-out", "");
   const int64_t patch = args.integer("patch", 4, 1, 1024);
   const int64_t batch = args.integer("batch-size", 256, 1, 1 << 20);
   args.finish();
-  if (ckpt.empty()) throw UsageError("--checkpoint: required for --task image (a directory written by limuon train)");
+  if (ckpt.empty() == weights.empty())
+    throw UsageError("give exactly one of --checkpoint DIR (written by limuon train) or --weights FILE.safetensors for --task image");
+  const std::map<std::string, at::ScalarType> dtypes = {{"f32", at::kFloat}, {"f16", at::kHalf}, {"bf16", at::kBFloat16}};
+  if (!dtypes.count(export_dtype)) throw UsageError("--export-dtype: '" + export_dtype + "' (valid: f32, f16, bf16)");
   data::ImageDataset test;
-  if (data == "fashion-mnist") test = data::load_fashion_mnist("", "test");
-  else if (data.rfind("cifar10:", 0) == 0) test = data::load_cifar10(data.substr(8), "test");
-  else throw UsageError("--data: unknown image data '" + data + "' (valid: fashion-mnist, cifar10:DIR)");
+  if (data == "fashion-mnist") {
+    const char* env = std::getenv("LIMUON_FASHION_MNIST_DIR");  // as limuon train
+    test = data::load_fashion_mnist(env && *env ? env : "", "test");
+  } else if (data.rfind("cifar10:", 0) == 0) {
+    test = data::load_cifar10(data.substr(8), "test");
+  } else {
+    throw UsageError("--data: unknown image data '" + data + "' (valid: fashion-mnist, cifar10:DIR)");
+  }
   models::ViT model(models::vit_config(model_name, test.images.size(2), test.images.size(1), test.num_classes, patch));
-  auto all = train::list_checkpoints(ckpt);
-  if (all.empty()) throw std::runtime_error("--checkpoint: no checkpoint in '" + ckpt + "'");
-  torch::serialize::InputArchive a;
-  a.load_from(all.back());
-  c10::IValue sig;
-  a.read("signature", sig);
-  if (sig.toStringRef() != model_signature(*model, model_name))
-    throw std::runtime_error("--checkpoint: " + all.back() + " was not written for model '" + model_name + "'");
-  torch::serialize::InputArchive m;
-  a.read("model", m);
-  torch::NoGradGuard ng;
-  for (auto& p : model->named_parameters()) {
-    at::Tensor t;
-    m.read(p.key(), t);
-    p.value().copy_(t);
+  if (!weights.empty()) {
+    models::vit_from_hf(*model, io::read_safetensors(weights).tensors);
+  } else {
+    auto all = train::list_checkpoints(ckpt);
+    if (all.empty()) throw std::runtime_error("--checkpoint: no checkpoint in '" + ckpt + "'");
+    torch::serialize::InputArchive a;
+    a.load_from(all.back());
+    c10::IValue sig;
+    a.read("signature", sig);
+    if (sig.toStringRef() != model_signature(*model, model_name))
+      throw std::runtime_error("--checkpoint: " + all.back() + " was not written for model '" + model_name + "'");
+    torch::serialize::InputArchive m;
+    a.read("model", m);
+    torch::NoGradGuard ng;
+    for (auto& p : model->named_parameters()) {
+      at::Tensor t;
+      m.read(p.key(), t);
+      p.value().copy_(t);
+    }
   }
   model->eval();
+  if (!export_hf.empty()) {
+    auto hf = models::vit_to_hf(*model);
+    for (auto& p : hf) p.second = p.second.to(dtypes.at(export_dtype));
+    io::write_safetensors(export_hf, hf, {{"format", "pt"}, {"limuon_model", model_name}});
+  }
+  torch::NoGradGuard ng;
   double total = 0;
   int64_t correct = 0, n = test.images.size(0);
+  std::vector<at::Tensor> all_logits;
   for (int64_t i = 0; i < n; i += batch) {
     const int64_t len = std::min(batch, n - i);
     at::Tensor x = data::normalize(test.images.narrow(0, i, len), test.mean, test.std);
@@ -1129,7 +1154,10 @@ int eval_image(Args& args) {
     at::Tensor logits = model->forward(x);
     total += torch::nn::functional::cross_entropy(logits, y).item<double>() * static_cast<double>(len);
     correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+    if (!logits_out.empty()) all_logits.push_back(logits);
   }
+  if (!logits_out.empty())
+    io::write_safetensors(logits_out, {{"logits", at::cat(all_logits, 0)}, {"labels", test.labels}}, {{"limuon_model", model_name}});
   std::cout << json{{"val_loss", total / static_cast<double>(n)}, {"accuracy", static_cast<double>(correct) / static_cast<double>(n)},
                     {"images", n}, {"model", model_name}}
                    .dump()
@@ -1208,7 +1236,10 @@ std::string generate_text(models::GPT2Impl& model, const data::Tokenizer& tok, c
 }
 
 int cmd_tokenize(Args& args) {
-  const std::string text = args.str("text", "");
+  // --text-file F: the whole file's bytes instead of --text (token ids with --decode).
+  const std::string text_file = args.str("text-file", "");
+  if (!text_file.empty() && args.has("text")) throw UsageError("give one of --text or --text-file");
+  const std::string text = text_file.empty() ? args.str("text", "") : data::read_text_documents({text_file})[0];
   const std::string tok_name = args.str("tokenizer", "gpt2");
   const bool decode = args.flag("decode");
   args.finish();
