@@ -10,7 +10,10 @@ target_sources(limuon_lib PRIVATE
 target_link_libraries(limuon_lib PRIVATE ZLIB::ZLIB nlohmann_json::nlohmann_json)
 
 if(TARGET limuon_tests)
-  target_sources(limuon_tests PRIVATE ${PROJECT_SOURCE_DIR}/tests/test_files.cpp)
+  target_sources(limuon_tests PRIVATE ${PROJECT_SOURCE_DIR}/tests/test_files.cpp
+                                      ${PROJECT_SOURCE_DIR}/tests/test_interop_safetensors.cpp)
+  # test_interop_safetensors.cpp reads the expected values (reference/safetensors_py/expected.json).
+  target_link_libraries(limuon_tests PRIVATE nlohmann_json::nlohmann_json)
   # The tests write synthetic gzipped IDX files with zlib themselves.
   target_link_libraries(limuon_tests PRIVATE ZLIB::ZLIB)
 endif()

@@ -6,6 +6,7 @@
 #include <torch/nn/modules/container/modulelist.h>
 
 #include <cmath>
+#include <limits>
 #include <map>
 #include <sstream>
 #include <stdexcept>
@@ -38,7 +39,8 @@ GPT2Config gpt2_config(const std::string& name) {
 
 std::vector<std::string> gpt2_config_names() { return {"gpt2-tiny", "gpt2-byte-small", "gpt2-mini", "distilgpt2", "gpt2"}; }
 
-CausalSelfAttentionImpl::CausalSelfAttentionImpl(const GPT2Config& c) : n_head(c.n_head) {
+CausalSelfAttentionImpl::CausalSelfAttentionImpl(const GPT2Config& c)
+    : n_head(c.n_head), attention(c.attention) {
   if (c.n_embd % c.n_head != 0)
     throw std::invalid_argument("GPT-2: n_embd (" + std::to_string(c.n_embd) + ") must be divisible by n_head (" +
                                 std::to_string(c.n_head) + ")");
@@ -53,12 +55,19 @@ at::Tensor CausalSelfAttentionImpl::forward(const at::Tensor& x) {
   auto qkv = c_attn->forward(x).split(C, 2);  // 3 × [B, T, C]
   auto heads = [&](const at::Tensor& t) { return t.view({B, T, n_head, hd}).transpose(1, 2); };  // [B, H, T, hd]
   at::Tensor q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);
-  at::Tensor att = at::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(hd)));  // [B, H, T, T]
-  at::Tensor mask = at::ones({T, T}, x.options().dtype(at::kBool)).triu(1);
-  att = att.masked_fill(mask, -std::numeric_limits<float>::infinity());
-  att = attn_dropout->forward(at::softmax(att, -1));
-  at::Tensor y = at::matmul(att, v).transpose(1, 2).contiguous().view({B, T, C});
-  return resid_dropout->forward(c_proj->forward(y));
+  at::Tensor y;  // [B, H, T, hd]
+  if (attention == Attention::sdpa) {
+    // Default scale 1/√hd and a top-left-aligned causal mask (T_q = T_k here): the math below.
+    y = at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, is_training() ? attn_dropout->options.p() : 0.0,
+                                         /*is_causal=*/true);
+  } else {
+    at::Tensor att = at::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(hd)));  // [B, H, T, T]
+    at::Tensor mask = at::ones({T, T}, x.options().dtype(at::kBool)).triu(1);
+    att = att.masked_fill(mask, -std::numeric_limits<float>::infinity());
+    att = attn_dropout->forward(at::softmax(att, -1));
+    y = at::matmul(att, v);
+  }
+  return resid_dropout->forward(c_proj->forward(y.transpose(1, 2).contiguous().view({B, T, C})));
 }
 
 MLPImpl::MLPImpl(const GPT2Config& c) {

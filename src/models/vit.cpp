@@ -5,6 +5,8 @@
 #include <torch/nn/modules/container/modulelist.h>
 
 #include <cmath>
+#include <map>
+#include <sstream>
 #include <stdexcept>
 
 namespace limuon::models {
@@ -28,7 +30,7 @@ ViTConfig vit_config(const std::string& name, int64_t image_size, int64_t channe
 
 std::vector<std::string> vit_config_names() { return {"vit-test", "vit-tiny", "vit-small", "vit-base"}; }
 
-ViTBlockImpl::ViTBlockImpl(const ViTConfig& c) : heads(c.heads) {
+ViTBlockImpl::ViTBlockImpl(const ViTConfig& c) : heads(c.heads), attention(c.attention) {
   norm1 = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.dim}).eps(c.ln_eps)));
   qkv = register_module("qkv", torch::nn::Linear(c.dim, 3 * c.dim));
   proj = register_module("proj", torch::nn::Linear(c.dim, c.dim));
@@ -41,9 +43,15 @@ ViTBlockImpl::ViTBlockImpl(const ViTConfig& c) : heads(c.heads) {
 at::Tensor ViTBlockImpl::forward(const at::Tensor& x) {
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2), hd = C / heads;
   at::Tensor qkv_t = qkv->forward(norm1->forward(x)).view({B, N, 3, heads, hd}).permute({2, 0, 3, 1, 4});  // [3, B, H, N, hd]
-  at::Tensor att = at::softmax(at::matmul(qkv_t[0], qkv_t[1].transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(hd))), -1);
-  at::Tensor y = at::matmul(drop->forward(att), qkv_t[2]).transpose(1, 2).reshape({B, N, C});
-  at::Tensor h = x + drop->forward(proj->forward(y));
+  at::Tensor q = qkv_t[0], k = qkv_t[1], v = qkv_t[2];
+  at::Tensor y;  // [B, H, N, hd]
+  if (attention == Attention::sdpa) {
+    y = at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, is_training() ? drop->options.p() : 0.0);
+  } else {
+    at::Tensor att = at::softmax(at::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(hd))), -1);  // [B, H, N, N]
+    y = at::matmul(drop->forward(att), v);
+  }
+  at::Tensor h = x + drop->forward(proj->forward(y.transpose(1, 2).reshape({B, N, C})));
   return h + drop->forward(fc2->forward(at::gelu(fc1->forward(norm2->forward(h)))));
 }
 
@@ -89,6 +97,126 @@ at::Tensor ViTImpl::forward(const at::Tensor& images) {
 
 at::Tensor ViTImpl::loss(const at::Tensor& images, const at::Tensor& labels) {
   return F::cross_entropy(forward(images), labels);
+}
+
+namespace {
+const char* const kQkvParts[3] = {"query", "key", "value"};
+
+// (our name, HF name) of every tensor but the fused qkv, which HF keeps as three (kQkvParts).
+std::vector<std::pair<std::string, std::string>> hf_names(const ViTConfig& c) {
+  std::vector<std::pair<std::string, std::string>> m = {
+      {"patch_embed.weight", "vit.embeddings.patch_embeddings.projection.weight"},
+      {"patch_embed.bias", "vit.embeddings.patch_embeddings.projection.bias"},
+      {"cls_token", "vit.embeddings.cls_token"},
+      {"pos_embed", "vit.embeddings.position_embeddings"},
+  };
+  for (const std::string wb : {"weight", "bias"}) {
+    for (int64_t i = 0; i < c.depth; ++i) {
+      const std::string o = "blocks." + std::to_string(i) + ".", h = "vit.encoder.layer." + std::to_string(i) + ".";
+      m.emplace_back(o + "norm1." + wb, h + "layernorm_before." + wb);
+      m.emplace_back(o + "proj." + wb, h + "attention.output.dense." + wb);
+      m.emplace_back(o + "norm2." + wb, h + "layernorm_after." + wb);
+      m.emplace_back(o + "fc1." + wb, h + "intermediate.dense." + wb);
+      m.emplace_back(o + "fc2." + wb, h + "output.dense." + wb);
+    }
+    m.emplace_back("norm." + wb, "vit.layernorm." + wb);
+    m.emplace_back("head." + wb, "classifier." + wb);
+  }
+  return m;
+}
+
+// "blocks.3.qkv.weight" → ("vit.encoder.layer.3.attention.attention.", ".weight"), or false.
+bool qkv_name(const std::string& ours, std::string& hf_prefix, std::string& suffix) {
+  const auto dot = ours.find('.', 7);
+  if (ours.rfind("blocks.", 0) != 0 || dot == std::string::npos || ours.compare(dot, 5, ".qkv.") != 0) return false;
+  hf_prefix = "vit.encoder.layer." + ours.substr(7, dot - 7) + ".attention.attention.";
+  suffix = ours.substr(dot + 4);
+  return true;
+}
+}  // namespace
+
+std::vector<std::pair<std::string, at::Tensor>> vit_to_hf(ViTImpl& model) {
+  std::map<std::string, std::string> to_hf;
+  for (auto& [ours, hf] : hf_names(model.config)) to_hf.emplace(ours, hf);
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& p : model.named_parameters()) {
+    const at::Tensor t = p.value().detach();
+    std::string prefix, suffix;
+    if (qkv_name(p.key(), prefix, suffix)) {
+      auto qkv = t.chunk(3, 0);  // [3·dim, ...] → q, k, v
+      for (int j = 0; j < 3; ++j) out.emplace_back(prefix + kQkvParts[j] + suffix, qkv[j].contiguous());
+    } else {
+      out.emplace_back(to_hf.at(p.key()), t.contiguous());
+    }
+  }
+  return out;
+}
+
+void vit_from_hf(ViTImpl& model, const std::vector<std::pair<std::string, at::Tensor>>& tensors) {
+  const std::string who = "ViT model '" + model.config.name + "'";
+  // File name → (our name, slot): slot 0..2 picks q/k/v rows of a fused qkv, 3 is the whole tensor.
+  std::map<std::string, std::pair<std::string, int>> from_file;
+  std::map<std::pair<std::string, int>, std::string> hf_of;  // for messages
+  for (auto& [ours, hf] : hf_names(model.config)) {
+    from_file[hf] = {ours, 3};
+    hf_of[{ours, 3}] = hf;
+  }
+  auto params = model.named_parameters();
+  for (const auto& p : params) {
+    std::string prefix, suffix;
+    if (!qkv_name(p.key(), prefix, suffix)) continue;
+    for (int j = 0; j < 3; ++j) {
+      from_file[prefix + kQkvParts[j] + suffix] = {p.key(), j};
+      hf_of[{p.key(), j}] = prefix + kQkvParts[j] + suffix;
+    }
+  }
+  bool hf_names_seen = false, own_names_seen = false;
+  std::map<std::pair<std::string, int>, at::Tensor> got;
+  for (const auto& [name, t] : tensors) {
+    if (name.rfind("vit.pooler.", 0) == 0) continue;  // ViTModel's pooler: unused by the classifier
+    std::pair<std::string, int> slot;
+    if (auto it = from_file.find(name); it != from_file.end()) {
+      slot = it->second;
+      hf_names_seen = true;
+    } else if (params.find(name) != nullptr) {
+      slot = {name, 3};
+      own_names_seen = true;
+    } else {
+      throw std::runtime_error("weights: unexpected tensor '" + name + "' for " + who);
+    }
+    if (!got.emplace(slot, t).second) throw std::runtime_error("weights: tensor '" + name + "' appears twice");
+  }
+  if (hf_names_seen && own_names_seen)
+    throw std::runtime_error("weights: the file mixes Hugging Face names (vit.*, classifier.*) with limuon's own (blocks.*, head.*)");
+  // Messages use the file's naming; an empty file is reported in HF names.
+  auto file_name = [&](const std::pair<std::string, int>& slot) { return own_names_seen ? slot.first : hf_of.at(slot); };
+  auto take = [&](const std::pair<std::string, int>& slot, at::IntArrayRef shape) {
+    auto it = got.find(slot);
+    if (it == got.end()) throw std::runtime_error("weights: missing tensor '" + file_name(slot) + "' for " + who);
+    const at::Tensor& t = it->second;
+    if (t.sizes() != shape) {
+      std::ostringstream os;
+      os << "weights: tensor '" << file_name(slot) << "' has shape " << t.sizes() << ", " << who << " expects " << shape;
+      throw std::runtime_error(os.str());
+    }
+    if (!at::isFloatingType(t.scalar_type()))
+      throw std::runtime_error("weights: tensor '" + file_name(slot) + "' is not floating point");
+    return t;
+  };
+  std::vector<std::pair<at::Tensor, at::Tensor>> copies;
+  for (const auto& p : params) {
+    const at::Tensor& dst = p.value();
+    std::string prefix, suffix;
+    if (hf_names_seen && qkv_name(p.key(), prefix, suffix)) {
+      std::vector<at::Tensor> parts;
+      for (int j = 0; j < 3; ++j) parts.push_back(take({p.key(), j}, dst.chunk(3, 0)[j].sizes()));
+      copies.emplace_back(dst, at::cat(parts, 0));
+    } else {
+      copies.emplace_back(dst, take({p.key(), 3}, dst.sizes()));
+    }
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& [dst, src] : copies) dst.copy_(src);
 }
 
 }  // namespace limuon::models

@@ -3,6 +3,8 @@
 // dropout) and parameter names, so HF checkpoints load and exports load back into HF.
 #pragma once
 
+#include "limuon/models/attention.h"
+
 #include <torch/nn/module.h>
 #include <torch/nn/modules/dropout.h>
 #include <torch/nn/modules/embedding.h>
@@ -24,6 +26,7 @@ struct GPT2Config {
   int64_t n_head = 12;
   double dropout = 0.1;  // embedding, attention and residual dropout (HF defaults)
   double ln_eps = 1e-5;
+  Attention attention = Attention::sdpa;  // causal attention kernel (attention.h)
 };
 
 // Named configs: gpt2-tiny (tests), gpt2-byte-small (byte vocabulary, 4×256, CPU),
@@ -35,8 +38,10 @@ struct CausalSelfAttentionImpl : torch::nn::Module {
   explicit CausalSelfAttentionImpl(const GPT2Config& c);
   at::Tensor forward(const at::Tensor& x);  // [B, T, C] → [B, T, C]
   torch::nn::Linear c_attn{nullptr}, c_proj{nullptr};
+  // attn_dropout: applied as a module on the math path; sdpa passes its p to the fused kernel
   torch::nn::Dropout attn_dropout{nullptr}, resid_dropout{nullptr};
   int64_t n_head;
+  Attention attention;
 };
 TORCH_MODULE(CausalSelfAttention);
 
