@@ -47,7 +47,7 @@ commands:
                gluon (--l0 (1) --l1 (1))
                --steps N | --epochs E, --batch-size B --grad-accum A --block-size T --warmup W --min-lr-ratio R
                --eval-interval N --eval-batches N --checkpoint-interval N --keep K --resume --seed S
-               --tokenizer auto|gpt2|byte --dropout P --patch P --augment --device cpu|cuda
+               --tokenizer auto|gpt2|byte --dropout P --attention sdpa|math (sdpa) --patch P --augment --device cpu|cuda
                --progress auto|bar|lines|none --config FILE.json (flags override the file)
                --init-weights F.safetensors (fine-tune from Hugging Face GPT-2 weights, e.g. distilgpt2)
                --max-samples N, --max-grad-evals N (gradient evaluations of one sample; LiMuon storm=exact
@@ -71,9 +71,11 @@ commands:
                --stop-after-runs N, --report-only (rebuild the report from the runs), --dry-run (list the runs),
                --stop-after-steps S (testing aid: interrupt the next run after S steps, then stop)
   eval         --model NAME (--weights F.safetensors | --checkpoint DIR) --text-file F → JSON val_loss, ppl, tokens
-               --task image --model NAME --checkpoint DIR [--data fashion-mnist|cifar10:DIR] → JSON val_loss, accuracy
+               --task image --model NAME (--checkpoint DIR | --weights F.safetensors, Hugging Face ViT names or ours)
+               [--data fashion-mnist|cifar10:DIR] → JSON val_loss, accuracy; --export-hf F.safetensors writes the
+               weights under Hugging Face names (--export-dtype f32|f16|bf16), --logits-out F.safetensors the logits
   generate     --model NAME (--weights F | --checkpoint DIR) --prompt STR --max-new-tokens N --temperature T --top-k K --seed S
-  tokenize     --text STR [--tokenizer gpt2|byte] [--decode] → token ids separated by spaces
+  tokenize     (--text STR | --text-file F) [--tokenizer gpt2|byte] [--decode] → token ids separated by spaces
   bench train-step  --task lm|image --model NAME --batch-size B --block-size T: one training step (forward,
                backward, AdamW) median ms and throughput
 

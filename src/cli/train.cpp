@@ -84,6 +84,7 @@ void load_config_file(Args& args) {
 struct Config {
   std::string task, model, data, tokenizer, optimizer, out, device, progress, lowrank_state, storm, orthogonalizer, adjust_lr;
   std::string init_weights;  // safetensors (Hugging Face names) to fine-tune from
+  std::string attention = "sdpa";  // sdpa | math (limuon/models/attention.h)
   std::string inject_nonfinite;  // --inject-nonfinite SPEC (testing aid), "" = none
   int64_t steps = 0, batch = 0, accum = 1, block = 0, warmup = 0, eval_interval = 0, eval_batches = 0, seed = 0;
   int64_t checkpoint_interval = 0, stop_after = 0, keep = 3, max_nonfinite = 10, dist_timeout = 300;
@@ -107,7 +108,7 @@ struct Config {
                 {"gamma", gamma},     {"lowrank_state", lowrank_state}, {"storm", storm},
                 {"rank", rank},       {"oversample", oversample}, {"power_iters", power_iters},
                 {"orthogonalizer", orthogonalizer}, {"adjust_lr", adjust_lr}, {"min_lr_ratio", min_lr_ratio},
-                {"val_fraction", val_fraction}, {"dropout", dropout}, {"patch", patch},
+                {"val_fraction", val_fraction}, {"dropout", dropout}, {"attention", attention}, {"patch", patch},
                 {"augment", augment}, {"pad", pad}, {"resume", resume}, {"init_weights", init_weights},
                 {"max_nonfinite", max_nonfinite}, {"inject_nonfinite", inject_nonfinite}, {"family", family.to_json<json>()}, {"dist_timeout", dist_timeout},
                 {"max_samples", max_samples}, {"max_grad_evals", max_grad_evals}, {"max_seconds", max_seconds}};
@@ -226,6 +227,9 @@ Config parse_config(Args& args) {
   c.min_lr_ratio = args.real("min-lr-ratio", 0.1, 0, 1);
   c.val_fraction = args.real("val-fraction", 0.05, 1e-6, 0.5);
   c.dropout = args.real("dropout", -1, -1, 1);
+  c.attention = args.str("attention", "sdpa");
+  if (c.attention != "sdpa" && c.attention != "math")
+    throw UsageError("--attention: unknown value '" + c.attention + "' (valid: sdpa, math)");
   c.patch = args.integer("patch", 4, 1, 1024);
   c.augment = args.flag("augment");
   c.pad = args.integer("pad", c.augment ? 2 : 0, 0, 64);
@@ -325,6 +329,7 @@ struct LmTask : Task {
   LmTask(const Config& c, torch::Device dev) : B(c.batch), A(c.accum), device(dev) {
     auto cfg = models::gpt2_config(c.model);
     if (c.dropout >= 0) cfg.dropout = c.dropout;
+    cfg.attention = models::attention_from_name(c.attention);
     T = c.block > 0 ? c.block : std::min<int64_t>(cfg.n_ctx, 128);
     if (T > cfg.n_ctx) throw UsageError("--block-size: " + std::to_string(T) + " exceeds the model context " + std::to_string(cfg.n_ctx));
     tok = tokenizer_for(c.tokenizer, cfg.vocab_size);
@@ -430,6 +435,7 @@ struct ImageTask : Task {
     if (!c.init_weights.empty()) throw UsageError("--init-weights: only supported for --task lm (GPT-2 weights)");
     auto cfg = models::vit_config(c.model, train.images.size(2), train.images.size(1), train.num_classes, c.patch);
     if (c.dropout >= 0) cfg.dropout = c.dropout;
+    cfg.attention = models::attention_from_name(c.attention);
     model = models::ViT(cfg);
     model->to(device);
     batcher = std::make_unique<data::ImageBatcher>(&train, B, seed);
