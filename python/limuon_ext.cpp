@@ -78,6 +78,12 @@ void apply_momentum(Options& o, const py::dict& d) {
 void apply(limuon::MuonOptions& o, const py::dict& d) {
   apply_shared(o, d);
   apply_momentum(o, d);
+  limuon::NsCoefficients c{};
+  double f = 0;
+  int64_t i = 0;
+  if (take(d, "ns_coefficients", c)) o.ns_coefficients(c);
+  if (take(d, "ns_steps", i)) o.ns_steps(i);
+  if (take(d, "eps", f)) o.eps(f);
 }
 
 void apply(limuon::LiMuonOptions& o, const py::dict& d) {
@@ -113,7 +119,14 @@ py::dict momentum_dict(const Options& o) {
   return d;
 }
 
-py::dict to_dict(const limuon::MuonOptions& o) { return momentum_dict(o); }
+py::dict to_dict(const limuon::MuonOptions& o) {
+  py::dict d = momentum_dict(o);
+  const auto& c = o.ns_coefficients();
+  d["ns_coefficients"] = py::make_tuple(c[0], c[1], c[2]);  // a tuple, as torch.optim.Muon keeps it
+  d["ns_steps"] = o.ns_steps();
+  d["eps"] = o.eps();
+  return d;
+}
 
 py::dict to_dict(const limuon::LiMuonOptions& o) {
   py::dict d = shared_dict(o);
@@ -423,9 +436,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   bind_family<PyGluon>(m, "Gluon");
 
   m.def(
-      "ns5", [](const at::Tensor& t, int steps) { return no_gil([&] { return limuon::orth_ns5(t, steps); }); },
-      py::arg("m"), py::arg("steps") = limuon::kNs5Steps,
-      "quintic Newton-Schulz approximation of the polar factor of a matrix or batch [k, m, n]");
+      "ns5",
+      [](const at::Tensor& t, int64_t steps, const limuon::NsCoefficients& coefficients, double eps) {
+        return no_gil([&] { return limuon::orth_ns5(t, coefficients, steps, eps); });
+      },
+      py::arg("m"), py::arg("steps") = limuon::kNs5Steps, py::arg("coefficients") = limuon::kNs5Coefficients,
+      py::arg("eps") = limuon::kNs5Eps,
+      "quintic Newton-Schulz approximation of the polar factor of a matrix or batch [k, m, n]: "
+      "X <- a X + (b A + c A A) X with A = X X^T, from X = M / (||M||_F + eps)");
   m.def(
       "polar_express", [](const at::Tensor& t) { return no_gil([&] { return limuon::orth_polar_express(t); }); },
       py::arg("m"), "Polar Express approximation of the polar factor");

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <torch/serialize/archive.h>
 
+#include <cmath>
 #include <limits>
 #include <stdexcept>
 
@@ -13,6 +14,19 @@ namespace limuon {
 
 namespace {
 constexpr const char* kKind = "muon";
+// Upper bound on ns_steps: a checkpoint is untrusted input (as for power_iters in state_io.h).
+constexpr int64_t kMaxNsSteps = 100;
+constexpr const char* kNsKeys[3] = {"ns_a", "ns_b", "ns_c"};
+
+// Archives written before an option existed lack its entry: keep the option's default then.
+double get_double_or(torch::serialize::InputArchive& a, const char* key, double fallback) {
+  c10::IValue probe;
+  return a.try_read(key, probe) ? io::get_double(a, key) : fallback;
+}
+int64_t get_int_or(torch::serialize::InputArchive& a, const char* key, int64_t fallback) {
+  c10::IValue probe;
+  return a.try_read(key, probe) ? io::get_int(a, key) : fallback;
+}
 }  // namespace
 
 MuonOptions::MuonOptions(double lr) : lr_(lr) {}
@@ -23,22 +37,38 @@ void MuonOptions::set_lr(const double lr) { this->lr(lr); }
 void MuonOptions::validate() const {
   io::validate_shared_options("Muon", *this);
   check_range("Muon", "momentum", momentum(), 0.0, 1.0, false, true);
+  for (size_t i = 0; i < 3; ++i)
+    if (!std::isfinite(ns_coefficients()[i]))
+      throw std::invalid_argument("Muon: ns_coefficients must be finite, got ns_coefficients[" + std::to_string(i) +
+                                  "] = " + std::to_string(ns_coefficients()[i]));
+  check_at_least("Muon", "ns_steps", ns_steps(), 1);
+  io::check_at_most("Muon", "ns_steps", ns_steps(), kMaxNsSteps);
+  check_range("Muon", "eps", eps(), 0.0, std::numeric_limits<double>::infinity(), true, true);
 }
 
 void MuonOptions::serialize(torch::serialize::OutputArchive& a) const {
   io::put_shared_options(a, *this);
   io::put(a, "momentum", momentum());
   io::put(a, "nesterov", nesterov());
+  for (size_t i = 0; i < 3; ++i) io::put(a, kNsKeys[i], ns_coefficients()[i]);
+  io::put(a, "ns_steps", ns_steps());
+  io::put(a, "eps", eps());
 }
 
 void MuonOptions::serialize(torch::serialize::InputArchive& a) {
   io::get_shared_options(a, *this);
   momentum(io::get_double(a, "momentum"));
   nesterov(io::get_bool(a, "nesterov"));
+  NsCoefficients c = kNs5Coefficients;
+  for (size_t i = 0; i < 3; ++i) c[i] = get_double_or(a, kNsKeys[i], c[i]);
+  ns_coefficients(c);
+  ns_steps(get_int_or(a, "ns_steps", kNs5Steps));
+  eps(get_double_or(a, "eps", kNs5Eps));
 }
 
 bool operator==(const MuonOptions& l, const MuonOptions& r) {
-  return io::shared_options_equal(l, r) && l.momentum() == r.momentum() && l.nesterov() == r.nesterov();
+  return io::shared_options_equal(l, r) && l.momentum() == r.momentum() && l.nesterov() == r.nesterov() &&
+         l.ns_coefficients() == r.ns_coefficients() && l.ns_steps() == r.ns_steps() && l.eps() == r.eps();
 }
 
 void MuonParamState::serialize(torch::serialize::OutputArchive& a) const {

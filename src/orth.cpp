@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cmath>
 #include <functional>
 #include <map>
 #include <stdexcept>
@@ -87,14 +88,6 @@ void check_full_precision(const at::Tensor& m, const char* who) {
   if (t != at::kFloat && t != at::kDouble)
     throw std::invalid_argument(std::string(who) + ": needs float32 or float64 input, got " +
                                 std::string(c10::toString(t)));
-}
-
-void check_ns_dtype(const at::Tensor& m, const char* who) {
-  auto t = m.scalar_type();
-  if (m.is_cpu() && t != at::kFloat && t != at::kDouble)
-    throw std::invalid_argument(std::string(who) + ": on CPU only float32/float64 are supported (got " +
-                                std::string(c10::toString(t)) +
-                                "); bf16 matmul is ~30x slower than fp32 on these CPUs");
 }
 
 #ifdef LIMUON_HAVE_BLAS
@@ -208,8 +201,9 @@ at::Tensor ns_loop(at::Tensor x, const Coeffs& coeffs) {
 
 at::Tensor ns_family(const at::Tensor& m, const Coeffs& coeffs, double norm_scale,
                      double norm_eps, const char* who) {
+  // Any floating dtype on any device: LibTorch 2.x has bf16/fp16 matmuls on CPU too (oneDNN), and
+  // torch.optim.Muon itself runs this iteration in bf16 there.
   check_matrix(m, who);
-  check_ns_dtype(m, who);
   const bool tall = m.size(-2) > m.size(-1);
   at::Tensor x = tall ? m.transpose(-2, -1) : m;
   // Per-matrix Frobenius normalisation; contiguous so the loop's matmuls see dense rows.
@@ -228,9 +222,15 @@ at::Tensor orth_svd(const at::Tensor& m) {
   return at::matmul(std::get<0>(usv), std::get<2>(usv));
 }
 
-at::Tensor orth_ns5(const at::Tensor& m, int steps) {
+at::Tensor orth_ns5(const at::Tensor& m, int steps) { return orth_ns5(m, kNs5Coefficients, steps, kNs5Eps); }
+
+at::Tensor orth_ns5(const at::Tensor& m, const NsCoefficients& coefficients, int64_t steps, double eps) {
   if (steps < 1) throw std::invalid_argument("orth_ns5: steps must be >= 1, got " + std::to_string(steps));
-  return ns_family(m, Coeffs(steps, {kNs5A, kNs5B, kNs5C}), 1.0, 1e-7, "orth_ns5");
+  if (!(eps > 0.0) || !std::isfinite(eps))
+    throw std::invalid_argument("orth_ns5: eps must be a finite number > 0, got " + std::to_string(eps));
+  for (double c : coefficients)
+    if (!std::isfinite(c)) throw std::invalid_argument("orth_ns5: coefficients must be finite");
+  return ns_family(m, Coeffs(static_cast<size_t>(steps), coefficients), 1.0, eps, "orth_ns5");
 }
 
 at::Tensor orth_polar_express(const at::Tensor& m) {
@@ -328,16 +328,15 @@ LowRank rsvd(const at::Tensor& m, int64_t rank, int64_t oversample, int64_t powe
 at::Tensor orthogonalize(const at::Tensor& m, const OrthSpec& spec) {
   at::Tensor in = m;
   if (spec.compute_dtype != at::ScalarType::Undefined && spec.compute_dtype != m.scalar_type()) {
-    if (m.is_cpu() && spec.compute_dtype != at::kFloat && spec.compute_dtype != at::kDouble)
-      throw std::invalid_argument("orthogonalize: compute dtype " +
-                                  std::string(c10::toString(spec.compute_dtype)) +
-                                  " is only allowed on CUDA; use float32 on CPU");
+    if (!at::isFloatingType(spec.compute_dtype))
+      throw std::invalid_argument("orthogonalize: compute dtype " + std::string(c10::toString(spec.compute_dtype)) +
+                                  " is not a floating-point type");
     in = m.to(spec.compute_dtype);
   }
   at::Tensor out;
   switch (spec.method) {
     case Orthogonalizer::svd: out = orth_svd(in); break;
-    case Orthogonalizer::ns5: out = orth_ns5(in); break;
+    case Orthogonalizer::ns5: out = orth_ns5(in, spec.ns_coefficients, spec.ns_steps, spec.ns_eps); break;
     case Orthogonalizer::polar_express: out = orth_polar_express(in); break;
     case Orthogonalizer::rsvd:
       out = rsvd(in, spec.rank, spec.oversample, spec.power_iters, spec.seed).polar();

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <tuple>
 
 using namespace limuon;
@@ -225,7 +226,11 @@ TEST(Orth, BadInputsAreRejectedWithClearErrors) {
     }
   };
   expect_msg([] { orth_ns5(torch::randn({5})); }, "expected a matrix");
-  expect_msg([] { orth_ns5(torch::randn({5, 4}).to(torch::kBFloat16)); }, "CPU");
+  expect_msg([] { orth_ns5(torch::ones({5, 4}, torch::kInt)); }, "floating-point");
+  expect_msg([] { orth_ns5(torch::randn({5, 4}), kNs5Coefficients, 0, kNs5Eps); }, "steps must be >= 1");
+  expect_msg([] { orth_ns5(torch::randn({5, 4}), kNs5Coefficients, 5, 0.0); }, "eps");
+  expect_msg([] { orth_ns5(torch::randn({5, 4}), kNs5Coefficients, 5, std::nan("")); }, "eps");
+  expect_msg([] { orth_ns5(torch::randn({5, 4}), {1.0, std::nan(""), 0.0}, 5, kNs5Eps); }, "coefficients");
   expect_msg([] { orth_svd(torch::randn({5, 4}).to(torch::kHalf)); }, "float32 or float64");
   expect_msg([] { rsvd(torch::randn({5, 4}), 0, 2, 0, 0); }, "rank must be >= 1");
   expect_msg([] { orth_ns5(torch::zeros({0, 4})); }, "empty");
@@ -249,4 +254,78 @@ TEST(Orth, BadInputsAreRejectedWithClearErrors) {
   EXPECT_EQ(executor_calls, 0);
   EXPECT_EQ(orthogonalize_many(two, OrthSpec{}, {7, 8}).size(), 2u);
   EXPECT_EQ(executor_calls, 1);
+}
+
+// The coefficients, step count and eps are the caller's: checked against the iteration written out
+// in float64, X = M / (‖M‖_F + eps), then X ← a·X + (b·A + c·A²)·X with A = X·Xᵀ (on Mᵀ if tall).
+TEST(Orth, Ns5TakesCoefficientsStepsAndEps) {
+  auto plain_ns = [](const torch::Tensor& m, const NsCoefficients& c, int64_t steps, double eps) {
+    const bool tall = m.size(0) > m.size(1);
+    auto x = tall ? m.t() : m;
+    x = x / (x.norm() + eps);
+    for (int64_t s = 0; s < steps; ++s) {
+      auto a = x.matmul(x.t());
+      x = c[0] * x + (c[1] * a + c[2] * a.matmul(a)).matmul(x);
+    }
+    return tall ? x.t() : x;
+  };
+  for (const Shape& shape : {Shape{48, 20}, Shape{20, 48}, Shape{32, 32}}) {
+    auto m = random_input(shape, torch::kDouble);
+    EXPECT_TRUE(torch::equal(orth_ns5(m, kNs5Coefficients, kNs5Steps, kNs5Eps), orth_ns5(m)));
+    for (auto [c, steps, eps] : {std::tuple<NsCoefficients, int64_t, double>{kNs5Coefficients, 5, 1e-7},
+                                 {{2.0, -1.5, 0.5}, 3, 1e-7}, {{3.0, -3.2, 1.2}, 9, 0.5}}) {
+      auto got = orth_ns5(m, c, steps, eps);
+      EXPECT_LT((got - plain_ns(m, c, steps, eps)).abs().max().item<double>(), 1e-12) << steps;
+    }
+  }
+  // eps is added to the norm (torch.optim.Muon clamps the norm from below instead): with a = 1 and
+  // b = c = 0 the iteration is the identity, so the result is the normalised input itself.
+  auto m = torch::full({3, 4}, 0.5, torch::kDouble);  // ‖m‖_F = √3
+  EXPECT_NEAR(orth_ns5(m, {1.0, 0.0, 0.0}, 1, 0.25)[0][0].item<double>(), 0.5 / (std::sqrt(3.0) + 0.25), 1e-15);
+  EXPECT_TRUE(torch::equal(orth_ns5(torch::zeros({3, 4}, torch::kDouble)), torch::zeros({3, 4}, torch::kDouble)));
+}
+
+// bf16 (and fp16) on CPU: LibTorch 2.x has the matmuls, so ns5 runs there in the input dtype. The
+// result is within half-precision rounding of the fp32 one: measured max |Δ| 0.012 (bf16, 8-bit
+// mantissa) and 0.0015 (fp16, 11-bit) on these inputs; the bounds leave a 4x and 6x margin.
+// (python/tests/test_torch_muon.py checks bf16 against torch.optim.Muon's own bf16 kernel.)
+TEST(Orth, Ns5RunsInBf16AndFp16OnCpu) {
+  for (const Shape& shape : {Shape{48, 20}, Shape{20, 48}, Shape{32, 32}, Shape{3, 20, 48}}) {
+    auto m = random_input(shape, torch::kFloat);
+    auto ref = orth_ns5(m);
+    for (auto dt : {torch::kBFloat16, torch::kHalf}) {
+      auto o = orth_ns5(m.to(dt));
+      EXPECT_EQ(o.scalar_type(), dt);
+      EXPECT_EQ(o.sizes(), m.sizes());
+      const double tol = dt == torch::kBFloat16 ? 0.05 : 0.01;
+      EXPECT_LT((o.to(torch::kFloat) - ref).abs().max().item<double>(), tol) << c10::toString(dt);
+    }
+  }
+  // Through the dispatcher: a bf16 compute dtype on CPU, the result back in the input's dtype.
+  auto m = random_input({20, 48}, torch::kFloat);
+  OrthSpec spec;
+  spec.compute_dtype = torch::kBFloat16;
+  auto o = orthogonalize(m, spec);
+  EXPECT_EQ(o.scalar_type(), torch::kFloat);
+  EXPECT_TRUE(torch::equal(o, orth_ns5(m.to(torch::kBFloat16)).to(torch::kFloat)));
+  // svd and rsvd still need fp32/fp64.
+  spec.method = Orthogonalizer::svd;
+  EXPECT_THROW(orthogonalize(m, spec), std::invalid_argument);
+}
+
+// OrthSpec's ns_* fields reach the kernel, in the batched path too.
+TEST(Orth, OrthogonalizeManyPassesNsParameters) {
+  torch::manual_seed(12);
+  std::vector<torch::Tensor> mats = {torch::randn({8, 12}, torch::kDouble), torch::randn({8, 12}, torch::kDouble),
+                                     torch::randn({12, 8}, torch::kDouble)};
+  OrthSpec spec;
+  spec.ns_coefficients = {2.0, -1.5, 0.5};
+  spec.ns_steps = 7;
+  spec.ns_eps = 1e-3;
+  auto out = orthogonalize_many(mats, spec);
+  for (size_t i = 0; i < mats.size(); ++i) {
+    auto expect = orth_ns5(mats[i], spec.ns_coefficients, spec.ns_steps, spec.ns_eps);
+    EXPECT_LT((out[i] - expect).abs().max().item<double>(), 1e-12) << i;
+    EXPECT_GT((out[i] - orth_ns5(mats[i])).abs().max().item<double>(), 1e-3) << i;
+  }
 }

@@ -5,6 +5,11 @@
 //   U = (1 − m)·G + m·B  (nesterov)  or  U = B
 //   W ← W·(1 − lr·wd) − lr·scale(rows, cols)·orth(U)
 //
+// The same recursion as torch.optim.Muon (PyTorch ≥ 2.9); its ns_coefficients, ns_steps and eps
+// are options here too. What differs: torch's Newton–Schulz always runs in bf16 and normalises by
+// max(‖U‖_F, eps), ours runs in the momentum's dtype and normalises by ‖U‖_F + eps; torch's
+// defaults are lr 1e-3 and weight_decay 0.1.
+//
 // N-D weights are orthogonalized as [out, rest] matrices. Parameters with fewer than two
 // dimensions are rejected: route them to AdamW with limuon::HybridOptimizer.
 #pragma once
@@ -29,6 +34,11 @@ struct MuonOptions : public torch::optim::OptimizerCloneableOptions<MuonOptions>
   TORCH_ARG(double, weight_decay) = 0.0;
   TORCH_ARG(AdjustLr, adjust_lr) = AdjustLr::original;
   TORCH_ARG(Orthogonalizer, orthogonalizer) = Orthogonalizer::ns5;
+  // ns5 orthogonalizer only: quintic coefficients (a, b, c), iterations in [1, 100], and the eps of
+  // the normalisation U / (‖U‖_F + eps), eps > 0.
+  TORCH_ARG(NsCoefficients, ns_coefficients) = kNs5Coefficients;
+  TORCH_ARG(int64_t, ns_steps) = kNs5Steps;
+  TORCH_ARG(double, eps) = kNs5Eps;
   // rsvd orthogonalizer only.
   TORCH_ARG(int64_t, rank) = 32;
   TORCH_ARG(int64_t, oversample) = 8;
@@ -85,6 +95,11 @@ OrthSpec orth_spec_of(const Options& o) {
   s.oversample = o.oversample();
   s.power_iters = o.power_iters();
   s.seed = o.seed();
+  if constexpr (requires { o.ns_coefficients(); o.ns_steps(); o.eps(); }) {
+    s.ns_coefficients = o.ns_coefficients();
+    s.ns_steps = o.ns_steps();
+    s.ns_eps = o.eps();
+  }
   return s;
 }
 

@@ -5,6 +5,7 @@
 
 #include <ATen/Tensor.h>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -18,9 +19,14 @@ std::string to_string(Orthogonalizer o);
 // Throws std::invalid_argument naming the valid choices.
 Orthogonalizer parse_orthogonalizer(const std::string& name);
 
-// Quintic Newton–Schulz coefficients (a, b, c), from Keller Jordan's Muon.
+// Quintic Newton–Schulz coefficients (a, b, c), from Keller Jordan's Muon, and the eps of the
+// normalisation X / (‖X‖_F + eps). torch.optim.Muon uses the same values but divides by
+// max(‖X‖_F, eps); the two agree to a relative eps/‖X‖_F.
 constexpr double kNs5A = 3.4445, kNs5B = -4.7750, kNs5C = 2.0315;
 constexpr int kNs5Steps = 5;
+constexpr double kNs5Eps = 1e-7;
+using NsCoefficients = std::array<double, 3>;
+constexpr NsCoefficients kNs5Coefficients = {kNs5A, kNs5B, kNs5C};
 
 // Polar Express per-step coefficients (Amsel, Persson, Musco, Gower 2025), 5 steps,
 // with normalisation ‖M‖_F·1.02 + 1e-6 (values as given in ALGORITHMS.md §1).
@@ -36,9 +42,12 @@ constexpr double kPolarExpressCoeffs[kPolarExpressSteps][3] = {
 // Exact polar factor from the thin SVD. fp32/fp64 only.
 at::Tensor orth_svd(const at::Tensor& m);
 
-// Newton–Schulz with the quintic coefficients above; works in the input dtype (fp32/fp64 on
-// CPU; bf16/fp16 also on CUDA). Singular values of the result land roughly in [0.5, 1.5].
+// Newton–Schulz with the quintic coefficients above; works in the input dtype (fp32, fp64, bf16,
+// fp16, on CPU and CUDA; the half types run at a fraction of fp32's speed on most CPUs). Singular
+// values of the result land roughly in [0.5, 1.5]. Tall inputs are iterated as their transpose.
 at::Tensor orth_ns5(const at::Tensor& m, int steps = kNs5Steps);
+// The same iteration with any coefficients (a, b, c) per step, `steps` ≥ 1 and normalisation eps > 0.
+at::Tensor orth_ns5(const at::Tensor& m, const NsCoefficients& coefficients, int64_t steps, double eps);
 
 // Polar Express: the Newton–Schulz loop with the per-step coefficient table above.
 at::Tensor orth_polar_express(const at::Tensor& m);
@@ -81,7 +90,11 @@ struct OrthSpec {
   int64_t oversample = 8;    // rsvd only
   int64_t power_iters = 0;   // rsvd only
   uint64_t seed = 0;         // rsvd only
-  // Dtype the kernel computes in; Undefined = the input's. bf16 is allowed on CUDA only.
+  NsCoefficients ns_coefficients = kNs5Coefficients;  // ns5 only
+  int64_t ns_steps = kNs5Steps;                       // ns5 only
+  double ns_eps = kNs5Eps;                            // ns5 only
+  // Dtype the kernel computes in; Undefined = the input's. bf16/fp16 suit ns5 and polar_express
+  // only (svd and rsvd need fp32/fp64).
   at::ScalarType compute_dtype = at::ScalarType::Undefined;
 };
 

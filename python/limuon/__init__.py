@@ -23,10 +23,11 @@ __all__ = ["Muon", "LiMuon", "MuonMVR", "Sumo", "MuonEq", "LionMuon", "MiMuon", 
 
 
 @torch.no_grad()
-def ns5(m, steps=5):
-    """Quintic Newton-Schulz (3.4445, -4.7750, 2.0315): singular values of the result land
-    roughly in [0.5, 1.5]."""
-    return _C.ns5(m, steps)
+def ns5(m, steps=5, coefficients=(3.4445, -4.7750, 2.0315), eps=1e-7):
+    """Quintic Newton-Schulz, X <- a X + (b A + c A^2) X with A = X X^T, from X = m / (||m||_F + eps)
+    (tall matrices iterate on the transpose). With the default coefficients the singular values of
+    the result land roughly in [0.5, 1.5]. Any floating dtype, bfloat16 on CPU included."""
+    return _C.ns5(m, steps, tuple(coefficients), eps)
 
 
 @torch.no_grad()

@@ -52,6 +52,12 @@ def _as_str(who, name, v):
     return v
 
 
+def _as_coefficients(who, name, v):
+    if isinstance(v, (str, bytes, torch.Tensor)) or not hasattr(v, "__len__") or len(v) != 3:
+        raise ValueError(f"{who}: option {name} must be three numbers (a, b, c), got {v!r}")
+    return tuple(_as_float(who, name, x) for x in v)
+
+
 _SHARED = {"lr": _as_float, "weight_decay": _as_float, "adjust_lr": _as_str, "orthogonalizer": _as_str,
            "rank": _as_int, "oversample": _as_int, "power_iters": _as_int, "seed": _as_int, "nonfinite": _as_str}
 
@@ -214,6 +220,32 @@ class _TwoPointStages:
         return self._cpp.evaluations()
 
 
+# torch.optim.Muon's adjust_lr_fn values and the adjust_lr each one means (the same formulas:
+# PyTorch's "spectral_unclamped" is our "spectral").
+_ADJUST_LR_FN = {None: "original", "original": "original", "match_rms_adamw": "match_rms_adamw",
+                 "spectral_unclamped": "spectral"}
+class _Unset:
+    """The default of an argument that has another name too: tells "not passed" from any value."""
+
+    def __repr__(self):
+        return "<unset>"
+
+
+_UNSET = _Unset()
+
+
+def _adjust_lr_from_torch(who, adjust_lr, adjust_lr_fn):
+    """The adjust_lr meant by one of our name (adjust_lr) or torch's (adjust_lr_fn); both is an error."""
+    if adjust_lr_fn is _UNSET:
+        return "original" if adjust_lr is _UNSET else adjust_lr
+    if adjust_lr is not _UNSET:
+        raise ValueError(f"{who}: pass adjust_lr or torch.optim.Muon's name for it, adjust_lr_fn, not both")
+    if not (adjust_lr_fn is None or isinstance(adjust_lr_fn, str)) or adjust_lr_fn not in _ADJUST_LR_FN:
+        raise ValueError(f"{who}: option adjust_lr_fn must be None, 'original', 'match_rms_adamw' or "
+                         f"'spectral_unclamped', got {adjust_lr_fn!r}")
+    return _ADJUST_LR_FN[adjust_lr_fn]
+
+
 class Muon(_CppOptimizer):
     r"""Muon (Keller Jordan 2024) on the limuon C++ core.
 
@@ -228,23 +260,43 @@ class Muon(_CppOptimizer):
     torch's optimizers; without a closure the gradients already in ``.grad`` are used.
 
     Options: lr, momentum in [0, 1), nesterov, weight_decay (decoupled), adjust_lr
-    (original | match_rms_adamw | spectral | none), orthogonalizer (ns5 | polar_express | svd |
-    rsvd), rank / oversample / power_iters / seed (rsvd), nonfinite (skip | raise). All but the
-    parameters themselves are read from ``param_groups`` before each step.
+    (original | match_rms_adamw | spectral | none; default original), orthogonalizer (ns5 |
+    polar_express | svd | rsvd), rank / oversample / power_iters / seed (rsvd), nonfinite (skip |
+    raise), and for ns5 ns_coefficients (a, b, c), ns_steps in [1, 100] and eps > 0 (the
+    normalisation is U / (||U||_F + eps)). All but the parameters themselves are read from
+    ``param_groups`` before each step.
+
+    torch.optim.Muon's keyword names are accepted too: ``ns_coefficients``, ``ns_steps`` and
+    ``eps`` are ours as well, and ``adjust_lr_fn`` (None | "original" | "match_rms_adamw" |
+    "spectral_unclamped") sets adjust_lr (original, original, match_rms_adamw, spectral);
+    passing both adjust_lr and adjust_lr_fn is an error. The recursion is torch's; what differs is
+    that torch runs Newton-Schulz in bfloat16 and divides by max(||U||_F, eps), the defaults
+    (torch: lr=1e-3, weight_decay=0.1) and the positional order, so pass these by keyword.
     """
 
     _name = "Muon"
     _kind = "muon"
     _cpp_class = _C.Muon
-    _spec = dict(_SHARED, momentum=_as_float, nesterov=_as_bool)
+    _spec = dict(_SHARED, momentum=_as_float, nesterov=_as_bool, ns_coefficients=_as_coefficients,
+                 ns_steps=_as_int, eps=_as_float)
     _fixed = ()
 
-    def __init__(self, params, lr=0.02, momentum=0.95, nesterov=True, weight_decay=0.0, adjust_lr="original",
-                 orthogonalizer="ns5", rank=32, oversample=8, power_iters=0, seed=0, nonfinite="skip"):
+    def __init__(self, params, lr=0.02, momentum=0.95, nesterov=True, weight_decay=0.0, adjust_lr=_UNSET,
+                 orthogonalizer="ns5", rank=32, oversample=8, power_iters=0, seed=0, nonfinite="skip", *,
+                 ns_coefficients=(3.4445, -4.7750, 2.0315), ns_steps=5, eps=1e-7, adjust_lr_fn=_UNSET):
+        adjust_lr = _adjust_lr_from_torch(self._name, adjust_lr, adjust_lr_fn)
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, adjust_lr=adjust_lr,
                         orthogonalizer=orthogonalizer, rank=rank, oversample=oversample, power_iters=power_iters,
-                        seed=seed, nonfinite=nonfinite)
+                        seed=seed, nonfinite=nonfinite, ns_coefficients=ns_coefficients, ns_steps=ns_steps, eps=eps)
         super().__init__(params, defaults)
+
+    def add_param_group(self, param_group):
+        """As torch's, also taking torch.optim.Muon's ``adjust_lr_fn`` in place of ``adjust_lr``."""
+        if isinstance(param_group, dict) and "adjust_lr_fn" in param_group:
+            param_group = dict(param_group)
+            param_group["adjust_lr"] = _adjust_lr_from_torch(self._name, param_group.pop("adjust_lr", _UNSET),
+                                                             param_group.pop("adjust_lr_fn"))
+        super().add_param_group(param_group)
 
 
 class LiMuon(_TwoPointStages, _CppOptimizer):
