@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
-/usr/bin/python3 bench/suite.py --bin "${BUILD_DIR:-build}/limuon" --out out/bench "$@"
+source scripts/env.sh
+"$LIMUON_PYTHON" bench/suite.py --bin "${BUILD_DIR:-build}/limuon" --out out/bench "$@"

@@ -8,6 +8,8 @@ twice per call and AdamW steps once, on the first (old-point) gradient, between 
 evaluations: that keeps the second evaluation of one call and the first of the next on the same
 weights.
 """
+import copy
+
 import torch
 import torch.nn as nn
 
@@ -202,7 +204,10 @@ class HybridOptimizer:
         if self.matrix is not None:
             self.matrix.load_state_dict(state_dict["matrix"])
         if self.adamw is not None:
-            self.adamw.load_state_dict(state_dict["adamw"])
+            # A copy: torch 2.x's Optimizer.load_state_dict no longer deep-copies (1.x did), so the
+            # loaded AdamW would share its moment and step tensors with the source and both would
+            # update them in place.
+            self.adamw.load_state_dict(copy.deepcopy(state_dict["adamw"]))
         self.evaluations = state_dict["evaluations"]
         self.adamw_steps = state_dict["adamw_steps"]
         self.adamw_skips = state_dict["adamw_skips"]
