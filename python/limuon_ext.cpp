@@ -16,6 +16,7 @@
 #include "limuon/muoneq.h"
 #include "limuon/orth.h"
 #include "limuon/sumo.h"
+#include "limuon/threads.h"
 
 #include <pybind11/stl.h>
 #include <torch/serialize/archive.h>
@@ -480,6 +481,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       py::arg("m"), py::arg("method") = "ns5", py::arg("rank") = 32, py::arg("oversample") = 8,
       py::arg("power_iters") = 0, py::arg("seed") = 0, "dispatch on the orthogonalizer name (svd, ns5, polar_express, rsvd)");
   m.def("symmetric_blas_available", &limuon::symmetric_blas_available);
+  m.def("configure_allocator", &limuon::configure_allocator,
+        "Raises glibc malloc's mmap/trim thresholds for this process (as the limuon CLI does at start-up), "
+        "so the optimizers' large temporaries are reused instead of mapped and unmapped every step. "
+        "Returns False where the C library does not support it.");
 
   // Routing uses the C++ rules so Python and the C++ CLI place every parameter the same way.
   m.def(

@@ -89,3 +89,9 @@ def test_kernels_ignore_autograd_and_reject_bad_input():
         limuon.rsvd(randn(5, 5), rank=0)
     with pytest.raises(ValueError, match="valid"):
         limuon.orthogonalize(randn(5, 5), "qr")
+
+
+def test_configure_allocator_is_callable_and_reports_support():
+    # glibc (this platform) supports mallopt: the call must report success, twice (idempotent).
+    assert limuon.configure_allocator() is True
+    assert limuon.configure_allocator() is True
