@@ -64,7 +64,12 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--layers", type=int, default=6, help="transformer layers (6 = DistilGPT2: 24 matrices)")
     ap.add_argument("--d", type=int, default=768)
+    ap.add_argument("--malloc", choices=["tuned", "default"], default="tuned",
+                    help="tuned: limuon.configure_allocator() first, as the CLI does (the whole process, so "
+                         "both variants); default: glibc's settings")
     a = ap.parse_args()
+    if a.malloc == "tuned":
+        limuon.configure_allocator()
     torch.set_num_threads(os.cpu_count())
     gen = torch.Generator().manual_seed(0)
     shapes = distilgpt2_shapes(a.layers, a.d)
@@ -105,7 +110,7 @@ def main():
         "limuon_binding_median_ms": round(med_ours, 2), "pytorch_muon_median_ms": round(med_plain, 2),
         "speedup_pytorch_over_binding": round(med_plain / med_ours, 3),
         "first_update_max_rel_diff": float(f"{diff:.3g}"),
-        "threads": torch.get_num_threads(), "warmup": a.warmup, "repeats": a.repeats,
+        "threads": torch.get_num_threads(), "warmup": a.warmup, "repeats": a.repeats, "malloc": a.malloc,
         "symmetric_blas": limuon._C.symmetric_blas_available(), "torch": torch.__version__,
         "limuon_binding_ms": [round(t, 1) for t in t_ours], "pytorch_muon_ms": [round(t, 1) for t in t_plain]}))
 
