@@ -1063,6 +1063,27 @@ int cmd_train(Args& args) {
 }
 
 namespace {
+// The parameters of the newest checkpoint in `dir` (written by limuon train for `model_name`) into
+// `model`; an error names the directory or the model the checkpoint was written for.
+void load_weights_from_checkpoint(torch::nn::Module& model, const std::string& dir, const std::string& model_name) {
+  auto all = train::list_checkpoints(dir);
+  if (all.empty()) throw std::runtime_error("--checkpoint: no checkpoint in '" + dir + "'");
+  torch::serialize::InputArchive a;
+  a.load_from(all.back());
+  c10::IValue sig;
+  a.read("signature", sig);
+  if (sig.toStringRef() != model_signature(model, model_name))
+    throw std::runtime_error("--checkpoint: " + all.back() + " was not written for model '" + model_name + "'");
+  torch::serialize::InputArchive m;
+  a.read("model", m);
+  torch::NoGradGuard ng;
+  for (auto& p : model.named_parameters()) {
+    at::Tensor t;
+    m.read(p.key(), t);
+    p.value().copy_(t);
+  }
+}
+
 // A GPT-2 model from --weights FILE.safetensors (HF names) or --checkpoint DIR.
 models::GPT2 load_gpt2(Args& args, const std::string& model_name) {
   const std::string weights = args.str("weights", ""), ckpt = args.str("checkpoint", "");
@@ -1072,22 +1093,7 @@ models::GPT2 load_gpt2(Args& args, const std::string& model_name) {
     auto st = io::read_safetensors(weights);
     models::gpt2_from_hf(*model, st.tensors);
   } else {
-    auto all = train::list_checkpoints(ckpt);
-    if (all.empty()) throw std::runtime_error("--checkpoint: no checkpoint in '" + ckpt + "'");
-    torch::serialize::InputArchive a;
-    a.load_from(all.back());
-    c10::IValue sig;
-    a.read("signature", sig);
-    if (sig.toStringRef() != model_signature(*model, model_name))
-      throw std::runtime_error("--checkpoint: " + all.back() + " was not written for model '" + model_name + "'");
-    torch::serialize::InputArchive m;
-    a.read("model", m);
-    torch::NoGradGuard ng;
-    for (auto& p : model->named_parameters()) {
-      at::Tensor t;
-      m.read(p.key(), t);
-      p.value().copy_(t);
-    }
+    load_weights_from_checkpoint(*model, ckpt, model_name);
   }
   model->eval();
   return model;
@@ -1126,22 +1132,7 @@ int eval_image(Args& args) {
   if (!weights.empty()) {
     models::vit_from_hf(*model, io::read_safetensors(weights).tensors);
   } else {
-    auto all = train::list_checkpoints(ckpt);
-    if (all.empty()) throw std::runtime_error("--checkpoint: no checkpoint in '" + ckpt + "'");
-    torch::serialize::InputArchive a;
-    a.load_from(all.back());
-    c10::IValue sig;
-    a.read("signature", sig);
-    if (sig.toStringRef() != model_signature(*model, model_name))
-      throw std::runtime_error("--checkpoint: " + all.back() + " was not written for model '" + model_name + "'");
-    torch::serialize::InputArchive m;
-    a.read("model", m);
-    torch::NoGradGuard ng;
-    for (auto& p : model->named_parameters()) {
-      at::Tensor t;
-      m.read(p.key(), t);
-      p.value().copy_(t);
-    }
+    load_weights_from_checkpoint(*model, ckpt, model_name);
   }
   model->eval();
   if (!export_hf.empty()) {
