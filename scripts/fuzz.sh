@@ -37,9 +37,11 @@ for t in $TARGETS; do
 done
 
 # ---- build (configure only once; ninja makes a repeated build a no-op) ----
+source scripts/env.sh
 if [ ! -f "$BUILD/build.ninja" ]; then
   CC=${CC:-clang-14} CXX=${CXX:-clang++-14} cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DLIMUON_FUZZ=ON -DLIMUON_BUILD_TESTS=OFF > "$BUILD.configure.log" 2>&1 || { cat "$BUILD.configure.log"; exit 1; }
+    -DLIMUON_FUZZ=ON -DLIMUON_BUILD_TESTS=OFF -DLIMUON_PYTHON_EXTENSION=OFF -DLIMUON_PYTHON="$LIMUON_PYTHON" \
+    > "$BUILD.configure.log" 2>&1 || { cat "$BUILD.configure.log"; exit 1; }
 fi
 build_targets=()
 for t in $TARGETS; do build_targets+=("fuzz_${t#fuzz_}"); done
