@@ -226,8 +226,8 @@ std::vector<torch::optim::Optimizer*> HybridOptimizer::optimizers() {
 }
 
 void HybridOptimizer::zero_grad(bool set_to_none) {
-  if (matrix_) limuon::zero_grad(*matrix_, set_to_none);
-  if (adamw_) limuon::zero_grad(*adamw_, set_to_none);
+  if (matrix_) matrix_->zero_grad(set_to_none);
+  if (adamw_) adamw_->zero_grad(set_to_none);
 }
 
 void HybridOptimizer::adamw_step() {

@@ -18,15 +18,6 @@ constexpr const char* kKind = "muon";
 constexpr int64_t kMaxNsSteps = 100;
 constexpr const char* kNsKeys[3] = {"ns_a", "ns_b", "ns_c"};
 
-// Archives written before an option existed lack its entry: keep the option's default then.
-double get_double_or(torch::serialize::InputArchive& a, const char* key, double fallback) {
-  c10::IValue probe;
-  return a.try_read(key, probe) ? io::get_double(a, key) : fallback;
-}
-int64_t get_int_or(torch::serialize::InputArchive& a, const char* key, int64_t fallback) {
-  c10::IValue probe;
-  return a.try_read(key, probe) ? io::get_int(a, key) : fallback;
-}
 }  // namespace
 
 MuonOptions::MuonOptions(double lr) : lr_(lr) {}
@@ -60,10 +51,10 @@ void MuonOptions::serialize(torch::serialize::InputArchive& a) {
   momentum(io::get_double(a, "momentum"));
   nesterov(io::get_bool(a, "nesterov"));
   NsCoefficients c = kNs5Coefficients;
-  for (size_t i = 0; i < 3; ++i) c[i] = get_double_or(a, kNsKeys[i], c[i]);
+  for (size_t i = 0; i < 3; ++i) c[i] = io::get_double_or(a, kNsKeys[i], c[i]);
   ns_coefficients(c);
-  ns_steps(get_int_or(a, "ns_steps", kNs5Steps));
-  eps(get_double_or(a, "eps", kNs5Eps));
+  ns_steps(io::get_int_or(a, "ns_steps", kNs5Steps));
+  eps(io::get_double_or(a, "eps", kNs5Eps));
 }
 
 bool operator==(const MuonOptions& l, const MuonOptions& r) {

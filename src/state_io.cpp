@@ -46,6 +46,14 @@ std::string get_string(InputArchive& a, const std::string& k) {
   if (!v.isString()) bad_type(k, "a string");
   return v.toStringRef();
 }
+double get_double_or(InputArchive& a, const std::string& k, double fallback) {
+  c10::IValue probe;
+  return a.try_read(k, probe) ? get_double(a, k) : fallback;
+}
+int64_t get_int_or(InputArchive& a, const std::string& k, int64_t fallback) {
+  c10::IValue probe;
+  return a.try_read(k, probe) ? get_int(a, k) : fallback;
+}
 at::Tensor get_tensor_opt(InputArchive& a, const std::string& k) {
   at::Tensor t;
   if (!a.try_read(k, t)) return at::Tensor();

@@ -33,6 +33,9 @@ int64_t get_int(torch::serialize::InputArchive& a, const std::string& k);
 bool get_bool(torch::serialize::InputArchive& a, const std::string& k);
 std::string get_string(torch::serialize::InputArchive& a, const std::string& k);
 at::Tensor get_tensor_opt(torch::serialize::InputArchive& a, const std::string& k);
+// For options added after a format was first written: an archive without the entry keeps `fallback`.
+double get_double_or(torch::serialize::InputArchive& a, const std::string& k, double fallback);
+int64_t get_int_or(torch::serialize::InputArchive& a, const std::string& k, int64_t fallback);
 
 using limuon::state_key;
 

@@ -7,8 +7,8 @@
 //    merges a group's options into the defaults only for LibTorch's own option types; for any
 //    other optimizer it silently replaces the group's options by the defaults. add_param_group and
 //    keep_group_options below keep what the caller asked for.
-//  - zero_grad: 2.x's Optimizer::zero_grad() sets gradients to none by default (1.13 zeroed them).
-//    limuon never relies on the default; zero_grad(opt, set_to_none) says which it wants.
+//  - zero_grad: 2.x's Optimizer::zero_grad() sets gradients to none by default (1.13 zeroed them);
+//    limuon never relies on the default and always passes set_to_none.
 #pragma once
 
 #include <torch/optim/optimizer.h>
@@ -38,8 +38,5 @@ inline void keep_group_options(std::vector<torch::optim::OptimizerParamGroup>& g
   for (size_t i = 0; i < groups.size() && i < requested.size(); ++i)
     if (requested[i].has_options()) groups[i].set_options(requested[i].options().clone());
 }
-
-// Gradients to zero (set_to_none = false) or to undefined (true), whatever LibTorch's default is.
-inline void zero_grad(torch::optim::Optimizer& opt, bool set_to_none) { opt.zero_grad(set_to_none); }
 
 }  // namespace limuon
