@@ -151,6 +151,39 @@ cfg = write(os.path.join(TMP, "cfg.json"), json.dumps({"task": "lm", "model": "g
 r = run(["train", "--config", cfg, "--out", os.path.join(TMP, "cfgrun"), "--steps", "1", "--progress", "none"])
 check("config file run", r.returncode == 0 and '"steps": 1' in r.stdout and '"optimizer": "adamw"' in r.stdout, r.stdout + r.stderr)
 
+# --preset paper (LiMuon as the paper states it): exact SVD, no shape scale, constant lr; flags override
+pp = os.path.join(TMP, "preset")
+lm_short = LM[:]
+lm_short[lm_short.index("--steps") + 1] = "3"
+lm_short = [a for i, a in enumerate(lm_short) if a != "--warmup" and (i == 0 or lm_short[i - 1] != "--warmup")]
+r = run(lm_short + ["--out", pp, "--preset", "paper"])
+check("preset paper run", r.returncode == 0, r.stdout + r.stderr)
+if r.returncode == 0:
+    for needle in ('"orthogonalizer": "svd"', '"adjust_lr": "none"', '"warmup": 0', '"min_lr_ratio": 1.0', '"preset": "paper"'):
+        check(f"preset paper sets {needle}", needle in r.stdout, r.stdout[:3000])
+    lrs = [json.loads(l)["lr"] for l in open(os.path.join(pp, "metrics.jsonl")) if '"loss"' in l]
+    check("preset paper: constant lr", lrs == [0.02] * 3, lrs)
+r = run(lm_short + ["--out", os.path.join(TMP, "preset2"), "--preset", "paper", "--orthogonalizer", "ns5"])
+check("preset paper: a flag overrides it", r.returncode == 0 and '"orthogonalizer": "ns5"' in r.stdout and '"adjust_lr": "none"' in r.stdout,
+      r.stdout[:3000] + r.stderr)
+
+# --grad-clip: global norm clipped inside the closure (both evaluations of a LiMuon exact step);
+# a bound that never binds changes nothing, one that always binds changes the run
+gc_runs = {}
+for name, extra in (("none", []), ("loose", ["--grad-clip", "1e9"]), ("tight", ["--grad-clip", "1e-3"])):
+    out = os.path.join(TMP, "gc_" + name)
+    r = run(lm_short + ["--out", out] + extra)
+    check(f"grad-clip {name} run", r.returncode == 0, r.stdout + r.stderr)
+    gc_runs[name] = out if r.returncode == 0 else None
+if all(gc_runs.values()):
+    w = {k: sha(os.path.join(v, "model.safetensors")) for k, v in gc_runs.items()}
+    check("grad-clip that never binds is bit-identical to no clip", w["loose"] == w["none"], w)
+    check("grad-clip that binds changes the weights", w["tight"] != w["none"], w)
+    rows = [json.loads(l) for l in open(os.path.join(gc_runs["tight"], "metrics.jsonl")) if '"loss"' in l]
+    check("grad-clip logs the unclipped norm", all(x.get("grad_norm", 0) > 1e-3 for x in rows), rows[:1])
+    rows = [json.loads(l) for l in open(os.path.join(gc_runs["none"], "metrics.jsonl")) if '"loss"' in l]
+    check("no grad_norm without --grad-clip", all("grad_norm" not in x for x in rows), rows[:1])
+
 # bad input: message naming the problem, non-zero exit, no traceback/abort
 bad_shard = write(os.path.join(TMP, "bad.bin"), struct.pack("<256i", 20240520, 1, 1000, *([0] * 253)) + b"\x01\x00" * 10, "wb")
 big_ids = write(os.path.join(TMP, "big.bin"), struct.pack("<256i", 20240520, 1, 100, *([0] * 253)) + struct.pack("<100H", *([300] * 100)), "wb")
@@ -173,6 +206,9 @@ cases = [
     (["eval", "--model", "gpt2-tiny", "--weights", os.path.join(TMP, "nope.safetensors"), "--text-file", corpus], "nope.safetensors"),
     (["train", "--task", "image", "--data", "mnist-please", "--out", os.path.join(TMP, "b11")], "--data"),
     (BASE + ["--data", corpus, "--block-size", "1000", "--out", os.path.join(TMP, "b12")], "--block-size"),
+    (BASE + ["--data", corpus, "--out", os.path.join(TMP, "b14"), "--preset", "paper", "--optimizer", "muon"], "--preset paper"),
+    (BASE + ["--data", corpus, "--out", os.path.join(TMP, "b15"), "--preset", "fast"], "--preset"),
+    (BASE + ["--data", corpus, "--out", os.path.join(TMP, "b16"), "--grad-clip", "-1"], "--grad-clip"),
 ]
 if os.path.isdir(full):
     cases.append((["eval", "--model", "gpt2-byte-small", "--weights", os.path.join(full, "model.safetensors"), "--text-file", corpus],

@@ -40,6 +40,10 @@ commands:
                --data default|FILE[,FILE..]|TRAIN.bin,VAL.bin|fashion-mnist|cifar10:DIR --out DIR
                --optimizer adamw|muon|limuon (+ --lr --adamw-lr --beta --momentum --lowrank-state --rank
                --storm --gamma --orthogonalizer --adjust-lr --weight-decay --adamw-weight-decay)
+               --preset practical|paper (practical): paper = LiMuon as its paper states it: --orthogonalizer
+               svd --adjust-lr none --warmup 0 --min-lr-ratio 1 (constant lr and beta); flags override it
+               --grad-clip C (0 = off): clip the global gradient norm to C in every evaluation (both of a
+               two-evaluation step alike); metrics then log grad_norm (before clipping)
                or the rest of the family (README "The Muon family"), with --momentum --gamma --rank as above:
                muon_mvr1|muon_mvr2 (--max-norm C (1; 0 = no clip)), sumo (--update-interval K (200)
                --alpha A (1)), muoneq (--equilibrate none|rows|cols|both (rows)), lionmuon (--beta1 (0.9)
@@ -76,6 +80,13 @@ commands:
                weights under Hugging Face names (--export-dtype f32|f16|bf16), --logits-out F.safetensors the logits
   generate     --model NAME (--weights F | --checkpoint DIR) --prompt STR --max-new-tokens N --temperature T --top-k K --seed S
   tokenize     (--text STR | --text-file F) [--tokenizer gpt2|byte] [--decode] → token ids separated by spaces
+  bench memory peak memory of one steady-state training step through the hybrid optimizer (each config in a
+               fresh process): persistent state, peak live tensor bytes (counting CPU allocator, or the CUDA
+               caching allocator's stats), peak RSS (VmHWM) above the pre-step RSS
+               --model gpt2-tiny|gpt2-mini|distilgpt2|gpt2 (distilgpt2) --batch-size B (2) --block-size T (128)
+               --configs adamw,muon,limuon:none|paper|light:exact|approx[:acc][:paper-preset],.. (all)
+               --dropout P (model's) --warmup W (2) --device cpu|cuda --rank R (32) --orthogonalizer NAME (ns5)
+               --json-out FILE (the rows as a JSON array)
   bench train-step  --task lm|image --model NAME --batch-size B --block-size T: one training step (forward,
                backward, AdamW) median ms and throughput
 
@@ -106,6 +117,7 @@ int main(int argc, char** argv) {
     const auto& pos = args.positional();
     if (pos.size() == 2 && pos[0] == "bench" && pos[1] == "orth") return limuon::cli::bench_orth(args, json);
     if (pos.size() == 2 && pos[0] == "bench" && pos[1] == "step") return limuon::cli::bench_step(args, json);
+    if (pos.size() == 2 && pos[0] == "bench" && pos[1] == "memory") return limuon::cli::bench_memory(args, json);
     if (pos.size() == 2 && pos[0] == "bench" && pos[1] == "train-step") return limuon::cli::bench_train_step(args, json);
     if (pos.size() == 1 && pos[0] == "train" && args.has("nproc")) {
       const int nproc = static_cast<int>(args.integer("nproc", 1, 1, 256));

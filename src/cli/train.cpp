@@ -86,11 +86,15 @@ struct Config {
   std::string init_weights;  // safetensors (Hugging Face names) to fine-tune from
   std::string attention = "sdpa";  // sdpa | math (limuon/models/attention.h)
   std::string inject_nonfinite;  // --inject-nonfinite SPEC (testing aid), "" = none
+  std::string preset = "practical";  // --preset practical|paper (LiMuon; see apply_preset)
   int64_t steps = 0, batch = 0, accum = 1, block = 0, warmup = 0, eval_interval = 0, eval_batches = 0, seed = 0;
   int64_t checkpoint_interval = 0, stop_after = 0, keep = 3, max_nonfinite = 10, dist_timeout = 300;
   int64_t rank = 32, oversample = 8, power_iters = 0, patch = 4, pad = 0;
   double lr = 0, adamw_lr = 0, weight_decay = 0, adamw_weight_decay = 0, beta = 0.1, momentum = 0.95, gamma = 0.025;
   double min_lr_ratio = 0.1, val_fraction = 0.05, dropout = -1, epochs = 0;
+  // --grad-clip C: the global L2 norm of all gradients is clipped to C inside the closure, so both
+  // evaluations of a two-evaluation step (LiMuon exact, Muon-MVR2) are clipped alike; 0 = off.
+  double grad_clip = 0;
   bool resume = false, nesterov = true, augment = false;
   FamilyFlags family;  // the rest of the Muon family (ALGORITHMS.md §4)
   // Budgets besides --steps (limuon compare): 0 = none; the run stops when any is spent.
@@ -111,7 +115,8 @@ struct Config {
                 {"val_fraction", val_fraction}, {"dropout", dropout}, {"attention", attention}, {"patch", patch},
                 {"augment", augment}, {"pad", pad}, {"resume", resume}, {"init_weights", init_weights},
                 {"max_nonfinite", max_nonfinite}, {"inject_nonfinite", inject_nonfinite}, {"family", family.to_json<json>()}, {"dist_timeout", dist_timeout},
-                {"max_samples", max_samples}, {"max_grad_evals", max_grad_evals}, {"max_seconds", max_seconds}};
+                {"max_samples", max_samples}, {"max_grad_evals", max_grad_evals}, {"max_seconds", max_seconds},
+                {"grad_clip", grad_clip}, {"preset", preset}};
   }
 };
 
@@ -168,6 +173,40 @@ FaultPlan parse_fault_plan(const std::string& spec) {
   return plan;
 }
 
+// The global L2 norm of every gradient of `m` (accumulated in float64), after which the gradients
+// are scaled by min(1, max_norm / (norm + 1e-6)), the rule of torch.nn.utils.clip_grad_norm_.
+// Returns the norm before clipping. A NaN norm leaves the gradients as they are (the optimizers'
+// non-finite policy then skips the step).
+double clip_grad_norm(torch::nn::Module& m, double max_norm) {
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> grads, norms;
+  for (auto& p : m.parameters())
+    if (p.grad().defined()) {
+      grads.push_back(p.grad());
+      norms.push_back(p.grad().norm(2).to(at::kDouble));
+    }
+  if (grads.empty()) return 0;
+  const double total = at::stack(norms).norm(2).item<double>();
+  const double coef = max_norm / (total + 1e-6);
+  if (coef < 1.0)
+    for (auto& g : grads) g.mul_(coef);
+  return total;
+}
+
+// --preset paper: LiMuon as the paper's algorithm states it (Huang, Luo, Chen, arXiv 2509.14562,
+// Algorithm 1 and its analysis): exact SVD orthogonalization, no shape scale on the step, and a
+// constant lr (no warm-up, no decay); beta is constant in every preset. The settings enter as
+// defaults, so flags and the config file still override each one. `practical` (the default) keeps
+// ns5, adjust_lr original and the warm-up + cosine schedule.
+void apply_preset(Args& args, const std::string& preset, const std::string& optimizer) {
+  if (preset == "practical") return;
+  if (preset != "paper") throw UsageError("--preset: unknown value '" + preset + "' (valid: practical, paper)");
+  if (optimizer != "limuon")
+    throw UsageError("--preset paper: defined for --optimizer limuon only (got '" + optimizer + "')");
+  args.add_defaults({{"orthogonalizer", "svd"}, {"adjust-lr", "none"}, {"warmup", "0"}, {"min-lr-ratio", "1"}},
+                    "--preset paper");
+}
+
 Config parse_config(Args& args) {
   load_config_file(args);
   Config c;
@@ -177,6 +216,8 @@ Config parse_config(Args& args) {
   c.data = args.str("data", c.task == "lm" ? "default" : "fashion-mnist");
   c.tokenizer = args.str("tokenizer", "auto");
   c.optimizer = args.str("optimizer", "limuon");
+  c.preset = args.str("preset", "practical");
+  apply_preset(args, c.preset, c.optimizer);
   c.out = args.str("out", "");
   c.init_weights = args.str("init-weights", "");
   if (c.out.empty()) throw UsageError("--out: required (the run's output directory)");
@@ -208,6 +249,7 @@ Config parse_config(Args& args) {
   // Data-parallel runs: seconds a rank waits for the others (rendezvous, each collective).
   c.dist_timeout = args.integer("dist-timeout", 300, 1, 86400);
   c.inject_nonfinite = args.str("inject-nonfinite", "");
+  c.grad_clip = args.real("grad-clip", 0, 0, 1e12);
   c.lr = args.real("lr", c.optimizer == "adamw" ? 1e-3 : 0.02, 0, 1e6);
   c.adamw_lr = args.real("adamw-lr", 1e-3, 0, 1e6);
   c.weight_decay = args.real("weight-decay", 0.0, 0, 1e6);
@@ -890,6 +932,7 @@ int cmd_train(Args& args) {
 
   EvalResult last_eval;
   int64_t evals_in_step = 0;
+  double last_grad_norm = 0;  // before clipping, of the step's last evaluation (--grad-clip)
   auto fill_gradients = [&](double value) {
     torch::NoGradGuard ng;
     for (auto& p : task->module().parameters())
@@ -911,6 +954,8 @@ int cmd_train(Args& args) {
       group->allreduce_mean(grads);
       total = group->allreduce_sum(total) / group->size();
     }
+    // After the all-reduce, so that every rank clips the same averaged gradient by the same factor.
+    if (cfg.grad_clip > 0) last_grad_norm = clip_grad_norm(task->module(), cfg.grad_clip);
     const int64_t step = c.step + 1;  // the step this evaluation belongs to, counted from 1
     if (auto v = faults.at(step, /*loss=*/false)) fill_gradients(*v);
     if (auto v = faults.at(step, /*loss=*/true)) total = *v;
@@ -1002,11 +1047,13 @@ int cmd_train(Args& args) {
     c.wall_s += ms / 1000.0;
     const double rate = task->tokens_per_micro() * cfg.accum / (ms / 1000.0);
     ema_rate = ema_rate == 0 ? rate : 0.9 * ema_rate + 0.1 * rate;
-    write_metrics({{"step", c.step}, {"samples", c.samples}, {"tokens", c.tokens}, {"grad_evals", c.grad_evals},
+    json step_metrics{{"step", c.step}, {"samples", c.samples}, {"tokens", c.tokens}, {"grad_evals", c.grad_evals},
                    {"evaluations", c.evaluations}, {"loss", loss}, {"lr", lr}, {"ms_per_step", ms},
                    {std::string(task->unit()) + "_per_s", rate}, {"optimizer_state_bytes", opt.state_bytes()},
                    {"peak_rss_mb", peak_rss_mb()}, {"nonfinite_skips", opt.nonfinite_skips()},
-                   {"nonfinite_steps", c.nonfinite_steps}});
+                   {"nonfinite_steps", c.nonfinite_steps}};
+    if (cfg.grad_clip > 0) step_metrics["grad_norm"] = last_grad_norm;
+    write_metrics(step_metrics);
     const double eta = (cfg.steps - c.step) * (task->tokens_per_micro() * cfg.accum) / std::max(ema_rate, 1e-9);
     progress.update(c.step, loss, lr, ema_rate, task->unit(), eta);
     if (nonfinite) {
