@@ -226,7 +226,10 @@ std::vector<torch::optim::Optimizer*> HybridOptimizer::optimizers() {
 }
 
 void HybridOptimizer::zero_grad(bool set_to_none) {
-  if (matrix_) matrix_->zero_grad(set_to_none);
+  // LiMuon's own zero_grad (Optimizer::zero_grad is not virtual) keeps gradients seeded for
+  // accumulate_second_gradient between the two evaluations of a call.
+  if (auto* l = dynamic_cast<LiMuon*>(matrix_.get())) l->zero_grad(set_to_none);
+  else if (matrix_) matrix_->zero_grad(set_to_none);
   if (adamw_) adamw_->zero_grad(set_to_none);
 }
 
@@ -262,7 +265,15 @@ at::Tensor HybridOptimizer::step(const std::function<at::Tensor()>& closure) {
     return loss;
   }
   // AdamW steps between the two evaluations, on the first one's gradient.
-  return two_point_step(*two, evaluate, [this] { adamw_step(); });
+  auto* limuon = dynamic_cast<LiMuon*>(matrix_.get());
+  if (!limuon) return two_point_step(*two, evaluate, [this] { adamw_step(); });
+  limuon->abandon_call();
+  try {
+    return two_point_step(*two, evaluate, [this] { adamw_step(); });
+  } catch (...) {
+    limuon->abandon_call();  // a seeded gradient must not survive into the next call
+    throw;
+  }
 }
 
 namespace {

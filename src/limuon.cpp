@@ -99,6 +99,27 @@ Storm parse_storm(const std::string& name) {
 }
 
 LiMuonOptions::LiMuonOptions(double lr) : lr_(lr) {}
+
+LiMuonOptions LiMuonOptions::paper(double lr) {
+  // Algorithm 1 of arXiv 2509.14562: O_t from the exact SVD of M_t, W_{t+1} = W_t − η·O_t with no
+  // shape factor and no weight decay, both gradients of a step on the same sample.
+  return LiMuonOptions(lr)
+      .orthogonalizer(Orthogonalizer::svd)
+      .adjust_lr(AdjustLr::none)
+      .weight_decay(0.0)
+      .storm(Storm::exact);
+}
+
+const std::vector<std::string>& LiMuonOptions::preset_names() {
+  static const std::vector<std::string> names = {"practical", "paper"};
+  return names;
+}
+
+LiMuonOptions LiMuonOptions::preset(const std::string& name, double lr) {
+  if (name == "practical") return LiMuonOptions(lr);
+  if (name == "paper") return paper(lr);
+  throw std::invalid_argument("LiMuon: unknown preset '" + name + "' (valid: practical, paper)");
+}
 double LiMuonOptions::get_lr() const { return lr(); }
 void LiMuonOptions::set_lr(const double lr) { this->lr(lr); }
 
@@ -114,6 +135,7 @@ void LiMuonOptions::serialize(torch::serialize::OutputArchive& a) const {
   io::put(a, "lowrank_state", to_string(lowrank_state()));
   io::put(a, "storm", to_string(storm()));
   io::put(a, "gamma", gamma());
+  io::put(a, "accumulate_second_gradient", static_cast<int64_t>(accumulate_second_gradient()));
 }
 
 void LiMuonOptions::serialize(torch::serialize::InputArchive& a) {
@@ -122,11 +144,14 @@ void LiMuonOptions::serialize(torch::serialize::InputArchive& a) {
   lowrank_state(parse_lowrank_state(io::get_string(a, "lowrank_state")));
   storm(parse_storm(io::get_string(a, "storm")));
   gamma(io::get_double(a, "gamma"));
+  // Added later; an archive without it was written by a run that kept the copy of g̃.
+  accumulate_second_gradient(io::get_int_or(a, "accumulate_second_gradient", 0) != 0);
 }
 
 bool operator==(const LiMuonOptions& l, const LiMuonOptions& r) {
   return io::shared_options_equal(l, r) && l.beta() == r.beta() && l.lowrank_state() == r.lowrank_state() &&
-         l.storm() == r.storm() && l.gamma() == r.gamma();
+         l.storm() == r.storm() && l.gamma() == r.gamma() &&
+         l.accumulate_second_gradient() == r.accumulate_second_gradient();
 }
 
 void LiMuonParamState::serialize(torch::serialize::OutputArchive& a) const {
@@ -230,6 +255,8 @@ bool LiMuon::needs_old_point_gradient() const {
 void LiMuon::after_old_point_gradient() {
   at::NoGradGuard no_grad;
   pending_.clear();
+  seeded_.clear();
+  seed_zero_grad_seen_ = false;
   group_skipped_.assign(param_groups_.size(), false);
   for (size_t g = 0; g < param_groups_.size(); ++g) {
     const auto& o = static_cast<const LiMuonOptions&>(param_groups_[g].options());
@@ -266,8 +293,17 @@ void LiMuon::after_old_point_gradient() {
                        o.weight_decay());
         else
           apply_lowrank_update(it.param, f, o.lr(), scale_of(o, it.param), o.weight_decay());
-        // Keep g̃ until the new-point gradient arrives (the closure will zero .grad()).
-        pending_[io::state_key(it.param)] = grad_matrix(it.param).clone();
+        const auto key = io::state_key(it.param);
+        const at::Tensor& grad = it.param.grad();
+        if (o.accumulate_second_gradient() && grad.scalar_type() == state_dtype(it.param) && grad.is_contiguous()) {
+          // .grad ← −(1 − β)·g̃, left for the second backward to accumulate into (limuon.h).
+          it.param.mutable_grad().mul_(-keep);
+          seeded_[key] = Seed{it.param, grad.data_ptr()};
+          pending_[key] = at::Tensor();
+        } else {
+          // Keep g̃ until the new-point gradient arrives (the closure will zero .grad()).
+          pending_[key] = grad_matrix(it.param).clone();
+        }
       }
     }
   }
@@ -302,8 +338,10 @@ void LiMuon::new_point_group(size_t g) {
     } else if (o.lowrank_state() == LowRankState::none) {
       dense[i] = it.state->momentum().add_(gm);
     } else {
+      // D = g − (1 − β)·g̃: accumulated in .grad by the second backward (seeded), or formed in g̃'s buffer.
+      const bool seeded = seeded_.count(io::state_key(it.param)) > 0;
       at::Tensor& pend = pending_[io::state_key(it.param)];
-      at::Tensor d = at::add_out(pend, gm, pend, -keep);  // D, in g̃'s buffer
+      at::Tensor d = seeded ? gm : at::add_out(pend, gm, pend, -keep);
       const LowRank f = factors_of(*it.state);
       if (o.lowrank_state() == LowRankState::light)
         light_factors[i] = rsvd_plus_low_rank(d, f, keep, o.rank(), o.oversample(), o.power_iters(),
@@ -397,8 +435,55 @@ void LiMuon::approx_group(size_t g) {
   for (auto& it : items) it.state->step(it.state->step() + 1);
 }
 
+void LiMuon::check_seeds(const char* when) const {
+  for (const auto& kv : seeded_) {
+    const at::Tensor& g = kv.second.param.grad();
+    if (!g.defined() || g.data_ptr() != kv.second.data)
+      throw std::runtime_error(
+          std::string("LiMuon (accumulate_second_gradient): a gradient seeded with −(1 − beta)·g̃ after the first "
+                      "evaluation was ") +
+          (g.defined() ? "reallocated" : "dropped (set to none)") + " " + when +
+          "; the closure must clear gradients only through the optimizer's zero_grad() (LiMuon or HybridOptimizer), "
+          "not model->zero_grad() or by hand");
+  }
+}
+
+void LiMuon::abandon_call() {
+  pending_.clear();
+  seeded_.clear();
+  seed_zero_grad_seen_ = false;
+  group_skipped_.clear();
+}
+
+void LiMuon::zero_grad(bool set_to_none) {
+  if (!seeded_.empty()) {
+    check_seeds("before the second evaluation's zero_grad()");
+    seed_zero_grad_seen_ = true;
+  }
+  for (auto& g : param_groups_)
+    for (auto& p : g.params()) {
+      if (!p.mutable_grad().defined() || seeded_.count(io::state_key(p))) continue;
+      p.mutable_grad().detach_();
+      if (set_to_none) p.mutable_grad().reset();
+      else p.mutable_grad().zero_();
+    }
+}
+
 void LiMuon::after_new_point_gradient() {
   at::NoGradGuard no_grad;
+  if (!seeded_.empty()) {
+    try {
+      if (!seed_zero_grad_seen_)
+        throw std::runtime_error(
+            "LiMuon (accumulate_second_gradient): the closure did not call the optimizer's zero_grad() before the "
+            "second evaluation; it must clear gradients only through LiMuon::zero_grad() or "
+            "HybridOptimizer::zero_grad() (model->zero_grad() would silently drop the −(1 − beta)·g̃ term)");
+      check_seeds("during the second evaluation");
+    } catch (...) {
+      abandon_call();
+      throw;
+    }
+  }
   if (group_skipped_.size() != param_groups_.size()) group_skipped_.assign(param_groups_.size(), false);
   for (size_t g = 0; g < param_groups_.size(); ++g) {
     const auto& o = static_cast<const LiMuonOptions&>(param_groups_[g].options());
@@ -407,6 +492,8 @@ void LiMuon::after_new_point_gradient() {
     else if (!group_skipped_[g]) new_point_group(g);
   }
   pending_.clear();
+  seeded_.clear();
+  seed_zero_grad_seen_ = false;
   group_skipped_.assign(param_groups_.size(), false);
 }
 
@@ -420,7 +507,15 @@ at::Tensor LiMuon::step(LossClosure closure) {
     ++evaluations_;
     return closure();
   };
-  if (evaluates_twice()) return two_point_step(*this, evaluate);
+  if (evaluates_twice()) {
+    abandon_call();
+    try {
+      return two_point_step(*this, evaluate);
+    } catch (...) {
+      abandon_call();
+      throw;
+    }
+  }
   at::Tensor loss;
   if (closure) loss = evaluate();
   after_new_point_gradient();
@@ -441,8 +536,7 @@ void LiMuon::load(torch::serialize::InputArchive& archive) {
   auto c = io::load_optimizer<LiMuonParamState, LiMuonOptions>(archive, *this, kKind);
   evaluations_ = c.calls;
   nonfinite_skips_ = c.nonfinite_skips;
-  pending_.clear();
-  group_skipped_.clear();
+  abandon_call();
 }
 
 }  // namespace limuon

@@ -554,3 +554,177 @@ TEST(SharedRandomness, MovingWeightsStillShareTheMasks) {
     EXPECT_FALSE(torch::equal(p.grads[2 * call - 1], p.grads[2 * call])) << "the weights moved between the evaluations";
   }
 }
+
+// ------------------------------------------------------------------ the paper preset (item 3)
+TEST(LiMuonPreset, PaperIsExactSvdUnscaledUndecayedTwoGradient) {
+  const LiMuonOptions p = LiMuonOptions::paper(0.01);
+  EXPECT_EQ(p.lr(), 0.01);
+  EXPECT_EQ(p.orthogonalizer(), Orthogonalizer::svd);
+  EXPECT_EQ(p.adjust_lr(), AdjustLr::none);
+  EXPECT_EQ(p.weight_decay(), 0.0);
+  EXPECT_EQ(p.storm(), Storm::exact);
+  EXPECT_EQ(p.beta(), LiMuonOptions().beta());
+  EXPECT_TRUE(LiMuonOptions::preset("paper", 0.01) == p);
+  EXPECT_TRUE(LiMuonOptions::preset("practical", 0.01) == LiMuonOptions(0.01));
+  EXPECT_FALSE(LiMuonOptions::preset("practical", 0.01) == p);
+  try {
+    LiMuonOptions::preset("fast");
+    ADD_FAILURE() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("paper"), std::string::npos) << e.what();
+  }
+}
+
+TEST(LiMuonPreset, PaperMovesByLrTimesTheExactPolarFactor) {
+  // beta = 1: call 0 sets M_0 = g(W_0); call 1 moves W by exactly lr·U Vᵀ of M_0, with no shape
+  // factor (the practical default would scale the tall 5×3 W1 by sqrt(5/3)).
+  Problem p = make_problem();
+  const double lr = 0.05;
+  LiMuon opt(p.params, LiMuonOptions::paper(lr).beta(1.0));
+  opt.step(p.closure());
+  auto w0 = snapshot(p.params);
+  std::vector<torch::Tensor> g0;
+  for (const auto& w : p.params) g0.push_back(w.grad().detach().reshape({w.size(0), -1}).clone());
+  opt.step(p.closure());
+  for (size_t i = 0; i < p.params.size(); ++i) {
+    auto moved = (w0[i] - p.params[i].detach()).reshape({w0[i].size(0), -1});
+    auto [u, s, vh] = torch::linalg_svd(g0[i], /*full_matrices=*/false);
+    EXPECT_LT((moved - lr * torch::mm(u, vh)).abs().max().item<double>(), 1e-12) << "W" << i + 1;
+  }
+}
+
+// ------------------------------------------------------------------ accumulate_second_gradient (item 4b)
+namespace {
+// The protocol's closure: gradients cleared through the optimizer, then forward and backward.
+std::function<torch::Tensor()> optimizer_closure(Problem& p, LiMuon& opt) {
+  return [&p, &opt]() {
+    opt.zero_grad(/*set_to_none=*/false);
+    ++p.evaluations;
+    auto l = p.loss();
+    l.backward();
+    return l.detach();
+  };
+}
+
+LiMuonOptions acc_opts(LowRankState s, bool acc) {
+  return LiMuonOptions(0.05).beta(0.3).rank(2).oversample(1).seed(3).weight_decay(0.01).lowrank_state(s)
+      .accumulate_second_gradient(acc);
+}
+}  // namespace
+
+TEST(LiMuonAccumulate, MatchesTheStoredCopyUpToRoundingAlsoThroughNonFiniteSkips) {
+  for (auto s : {LowRankState::paper, LowRankState::light}) {
+    Problem a = make_problem(), b = make_problem();
+    LiMuon acc(a.params, acc_opts(s, true)), ref(b.params, acc_opts(s, false));
+    auto ca = optimizer_closure(a, acc), cb = optimizer_closure(b, ref);
+    // Poison W2's gradient in the old-point evaluation of call 3 and the new-point one of call 5.
+    auto poisoned = [](Problem& p, std::function<torch::Tensor()> inner, int& evals) {
+      return [&p, inner, &evals]() {
+        auto l = inner();
+        ++evals;
+        if (evals == 6 || evals == 11) p.params[1].mutable_grad()[0][0] = std::numeric_limits<double>::quiet_NaN();
+        return l;
+      };
+    };
+    int ea = 0, eb = 0;
+    auto pa = poisoned(a, ca, ea), pb = poisoned(b, cb, eb);
+    for (int t = 0; t < 9; ++t) {
+      a.batch = b.batch = t % 4;
+      acc.step(pa);
+      ref.step(pb);
+      for (size_t i = 0; i < 3; ++i)
+        ASSERT_LT(rel_diff(a.params[i], b.params[i]), 1e-10) << to_string(s) << " call " << t << " W" << i + 1;
+    }
+    EXPECT_EQ(acc.nonfinite_skips(), ref.nonfinite_skips());
+    EXPECT_EQ(acc.nonfinite_skips(), 2);
+    EXPECT_EQ(acc.state_bytes(), ref.state_bytes());
+    EXPECT_EQ(acc.evaluations(), ref.evaluations());
+    EXPECT_GT(rel_diff(a.params[0], make_problem().params[0]), 1e-3);
+  }
+}
+
+TEST(LiMuonAccumulate, SaveLoadContinueIsBitIdentical) {
+  for (auto s : {LowRankState::paper, LowRankState::light}) {
+    Problem a = make_problem(torch::kFloat), b = make_problem(torch::kFloat);
+    LiMuon opt_a(a.params, acc_opts(s, true));
+    auto ca = optimizer_closure(a, opt_a);
+    for (int t = 0; t < 3; ++t) {
+      a.batch = t;
+      opt_a.step(ca);
+    }
+    std::stringstream buf;
+    {
+      torch::serialize::OutputArchive out;
+      opt_a.save(out);
+      out.save_to(buf);
+    }
+    for (size_t i = 0; i < 3; ++i) b.params[i].detach().copy_(a.params[i].detach());
+    LiMuon opt_b(b.params, acc_opts(s, false));  // the checkpoint's options win
+    torch::serialize::InputArchive in;
+    in.load_from(buf);
+    opt_b.load(in);
+    EXPECT_TRUE(static_cast<const LiMuonOptions&>(opt_b.param_groups()[0].options()).accumulate_second_gradient());
+    auto cb = optimizer_closure(b, opt_b);
+    for (int t = 3; t < 6; ++t) {
+      a.batch = b.batch = t;
+      opt_a.step(ca);
+      opt_b.step(cb);
+      for (size_t i = 0; i < 3; ++i) ASSERT_TRUE(torch::equal(a.params[i], b.params[i])) << to_string(s) << " call " << t;
+    }
+    EXPECT_TRUE(states_equal(opt_a, opt_b));
+  }
+}
+
+TEST(LiMuonAccumulate, AClosureThatBypassesZeroGradIsRefusedAndTheOptimizerRecovers) {
+  for (auto s : {LowRankState::paper, LowRankState::light}) {
+    Problem p = make_problem();
+    LiMuon opt(p.params, acc_opts(s, true));
+    opt.step(p.closure());  // one evaluation: nothing is seeded on the first call
+    // Problem::closure zeroes .grad by hand: the seed would be silently lost.
+    try {
+      opt.step(p.closure());
+      ADD_FAILURE() << "no exception";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("zero_grad"), std::string::npos) << e.what();
+    }
+    // Dropping a seeded gradient (set to none) is named as such, even through the optimizer's zero_grad.
+    auto dropping = [&]() {
+      p.params[0].mutable_grad().reset();
+      opt.zero_grad(false);
+      auto l = p.loss();
+      l.backward();
+      return l.detach();
+    };
+    try {
+      opt.step(dropping);
+      ADD_FAILURE() << "no exception";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("dropped"), std::string::npos) << e.what();
+    }
+    // After a refused call the next call is an ordinary one, with every gradient cleared first.
+    auto good = optimizer_closure(p, opt);
+    Problem q = make_problem();
+    for (size_t i = 0; i < 3; ++i) q.params[i].detach().copy_(p.params[i].detach());
+    for (int t = 0; t < 3; ++t) opt.step(good);
+    for (const auto& w : p.params) EXPECT_TRUE(torch::isfinite(w).all().item<bool>());
+    EXPECT_GT(rel_diff(p.params[0], q.params[0]), 1e-6);
+  }
+}
+
+TEST(LiMuonAccumulate, LeavesOtherModesAndTheFirstCallAlone) {
+  // none keeps no copy of g̃ (its M is updated in place) and approx evaluates once: the option is
+  // accepted and changes nothing, bit for bit.
+  for (auto st : {Storm::exact, Storm::approx})
+    for (auto s : {LowRankState::none, LowRankState::paper, LowRankState::light}) {
+      if (st == Storm::exact && s != LowRankState::none) continue;
+      Problem a = make_problem(), b = make_problem();
+      LiMuon acc(a.params, acc_opts(s, true).storm(st)), ref(b.params, acc_opts(s, false).storm(st));
+      auto ca = optimizer_closure(a, acc), cb = optimizer_closure(b, ref);
+      for (int t = 0; t < 4; ++t) {
+        a.batch = b.batch = t;
+        acc.step(ca);
+        ref.step(cb);
+      }
+      for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(torch::equal(a.params[i], b.params[i])) << to_string(s) << "/" << to_string(st);
+    }
+}

@@ -100,6 +100,9 @@ class HybridOptimizer {
   HybridOptimizer(const std::vector<RoutedParam>& routing, HybridOptions options);
 
   at::Tensor step(const std::function<at::Tensor()>& closure);
+  // The closure must clear gradients through this zero_grad (not model->zero_grad()) when LiMuon runs
+  // with accumulate_second_gradient: between the two evaluations it keeps LiMuon's seeded gradients
+  // (see limuon.h) and clears everything else, AdamW's included.
   // Zeroes every gradient (set_to_none = false, the default here and LibTorch 1.13's behaviour) or
   // makes them undefined (true, LibTorch 2.x's Optimizer::zero_grad() default). Zeroing keeps
   // gradient-less parameters in AdamW's step (decoupled decay applies to them) and keeps the set of

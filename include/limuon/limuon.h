@@ -16,6 +16,28 @@
 // storm = approx (Muon-MVR1 / MARS style) evaluates once per call:
 //   c_t = g_t + gamma·((1 − beta)/beta)·(g_t − g_{t−1});  M_t = (1 − beta)·M_{t−1} + beta·c_t
 //   W ← W − lr·scale·orth(M_t);  M_0 = g_0. With gamma = 1 this collapses to M_t = g_t.
+//
+// Presets: LiMuonOptions(lr) are the practical defaults (Newton–Schulz, Keller Jordan's shape
+// scale); LiMuonOptions::paper(lr) is the paper's algorithm as analysed: exact SVD polar factor, no
+// shape scale (adjust_lr none), no weight decay, two gradients per step (storm exact), constant lr
+// and beta. The optimizer never schedules lr or beta itself; the theory's η_t ∝ t^−1/3,
+// β_t ∝ η_t² is a scheduler's job. Option #1 vs #2 stays lowrank_state's (none by default).
+//
+// accumulate_second_gradient (opt-in, default false; lowrank_state paper/light with storm exact,
+// no effect elsewhere) removes the dense mn transient per matrix that paper/light otherwise hold
+// through the second evaluation (the old-point gradient g̃, kept until M_{t+1} is formed), i.e. at
+// the activation peak. After evaluation 1 the gradient is scaled in place, .grad ← −(1 − beta)·g̃,
+// and left there; evaluation 2's backward accumulates into it, so afterwards .grad = g − (1 − beta)·g̃
+// and M_{t+1} = .grad + (1 − beta)·M̂_t is compressed straight from it and the factors.
+// PROTOCOL: the closure must clear gradients only through this optimizer's zero_grad() (or
+// HybridOptimizer::zero_grad()), which leaves the seeded gradients alone between the two
+// evaluations and clears everything else as usual. model->zero_grad() or p.grad().zero_() in the
+// closure would silently drop the −(1 − beta)·g̃ term: LiMuon throws when its zero_grad() was not
+// called between the evaluations, or when a seeded gradient was dropped or reallocated. The
+// gradient must enter the step linearly: summing micro-batches and a data-parallel all-reduce
+// (mean over ranks; the seed is the same on every rank) are fine, gradient clipping inside the
+// closure is not (it would clip g − (1 − beta)·g̃). After the step .grad of the seeded matrices is
+// scratch, not the gradient. Gradients in half precision, or not contiguous, keep the stored copy.
 #pragma once
 
 #include "limuon/common.h"
@@ -60,8 +82,17 @@ struct LiMuonOptions : public torch::optim::OptimizerCloneableOptions<LiMuonOpti
   TORCH_ARG(double, gamma) = 0.025;
   TORCH_ARG(uint64_t, seed) = 0;
   TORCH_ARG(NonFinitePolicy, nonfinite) = NonFinitePolicy::skip;
+  // See the header comment: seed .grad with −(1 − beta)·g̃ instead of keeping a copy of g̃.
+  TORCH_ARG(bool, accumulate_second_gradient) = false;
 
  public:
+  // The paper's algorithm (arXiv 2509.14562, Algorithm 1): svd, adjust_lr none, weight_decay 0,
+  // storm exact; everything else as LiMuonOptions(lr).
+  static LiMuonOptions paper(double lr = 0.02);
+  // By name: "practical" (LiMuonOptions(lr), the defaults) or "paper"; std::invalid_argument otherwise.
+  static LiMuonOptions preset(const std::string& name, double lr = 0.02);
+  static const std::vector<std::string>& preset_names();
+
   void serialize(torch::serialize::InputArchive& archive) override;
   void serialize(torch::serialize::OutputArchive& archive) const override;
   double get_lr() const override;
@@ -108,6 +139,14 @@ class LiMuon : public torch::optim::Optimizer, public TwoPointStepper {
   void after_old_point_gradient() override;
   void after_new_point_gradient() override;
 
+  // Hides torch::optim::Optimizer::zero_grad (not virtual there): the same, except that between
+  // the two evaluations of a call with accumulate_second_gradient it leaves the gradients seeded
+  // with −(1 − beta)·g̃ in place. Call it through a LiMuon (or HybridOptimizer), not a base pointer.
+  void zero_grad(bool set_to_none = true);
+  // Forgets a call interrupted between its two evaluations (an exception in the closure or in a
+  // stage): the next zero_grad() clears everything. step() and HybridOptimizer::step() do this.
+  void abandon_call();
+
   void save(torch::serialize::OutputArchive& archive) const override;
   void load(torch::serialize::InputArchive& archive) override;
 
@@ -134,6 +173,15 @@ class LiMuon : public torch::optim::Optimizer, public TwoPointStepper {
   // and which groups skipped this call.
   std::unordered_map<StateKey, at::Tensor> pending_;
   std::vector<bool> group_skipped_;
+  // accumulate_second_gradient: the gradients seeded with −(1 − beta)·g̃ (their storage, to detect
+  // a gradient dropped or reallocated by the closure), and whether zero_grad() ran since seeding.
+  struct Seed {
+    at::Tensor param;
+    const void* data = nullptr;
+  };
+  std::unordered_map<StateKey, Seed> seeded_;
+  bool seed_zero_grad_seen_ = false;
+  void check_seeds(const char* when) const;
 };
 
 }  // namespace limuon

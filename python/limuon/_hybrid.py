@@ -117,7 +117,9 @@ class HybridOptimizer:
 
     def zero_grad(self, set_to_none=True):
         """Drops every routed gradient (set_to_none=True, torch 2.x's default, said here explicitly)
-        or zeroes it (False: AdamW then still decays parameters that got no gradient)."""
+        or zeroes it (False: AdamW then still decays parameters that got no gradient). With LiMuon's
+        accumulate_second_gradient the closure must clear gradients through this method (not
+        ``model.zero_grad()``): between the two evaluations it keeps LiMuon's seeded gradients."""
         for o in self.optimizers:
             o.zero_grad(set_to_none=set_to_none)
 
@@ -177,12 +179,17 @@ class HybridOptimizer:
             # STORM needs both gradients on the same sample: the second evaluation draws the same
             # dropout masks (and any other draw from torch's default generators) as the first.
             rng = _capture_generators()
-            self._evaluate(closure)
-            two.after_old_point_gradient()
-            self._adamw_step()
-            _restore_generators(rng)
-            loss = self._evaluate(closure)
-            two.after_new_point_gradient()
+            try:
+                self._evaluate(closure)
+                two.after_old_point_gradient()
+                self._adamw_step()
+                _restore_generators(rng)
+                loss = self._evaluate(closure)
+                two.after_new_point_gradient()
+            except BaseException:
+                if hasattr(two, "abandon_call"):
+                    two.abandon_call()  # LiMuon: no seeded gradient may survive into the next call
+                raise
         else:
             loss = self._evaluate(closure)  # first call: the estimate only, nothing moves
             two.after_new_point_gradient()

@@ -334,23 +334,65 @@ class LiMuon(_TwoPointStages, _CppOptimizer):
     use :func:`limuon.hybrid`, or the stage methods :meth:`needs_old_point_gradient`,
     :meth:`after_old_point_gradient` and :meth:`after_new_point_gradient`.
 
-    Options lowrank_state, storm, rank, oversample and power_iters are fixed at construction;
-    the others (lr, beta, gamma, weight_decay, ...) are read from ``param_groups`` before each step.
+    **Presets.** ``preset="practical"`` (the default) gives the defaults in the signature
+    (beta=0.1, weight_decay=0, adjust_lr="original", orthogonalizer="ns5", rank=32, oversample=8,
+    power_iters=0, lowrank_state="none", storm="exact", gamma=0.025, seed=0, nonfinite="skip").
+    ``preset="paper"`` is the algorithm as the paper analyses it (arXiv 2509.14562): exact SVD
+    polar factor (orthogonalizer="svd"), no shape scale (adjust_lr="none"), no weight decay, two
+    gradients per step (storm="exact"); lr and beta stay constant (the optimizer never schedules
+    them; the theory's schedule is a scheduler's job). Keywords passed explicitly override the
+    preset: ``LiMuon(params, lr=0.01, preset="paper", lowrank_state="paper")`` is Option #2.
+    The values come from the C++ ``LiMuonOptions::preset`` (``limuon._C.limuon_preset``).
+
+    **accumulate_second_gradient** (default False; lowrank_state "paper"/"light" with storm
+    "exact", no effect otherwise) saves the dense copy of the old-point gradient those modes keep
+    through the second evaluation (one rows x cols tensor per matrix, at the activation peak):
+    ``.grad`` is scaled in place to ``-(1 - beta) * g_old`` and the second backward accumulates
+    into it. The closure must then clear gradients only through this optimizer's
+    :meth:`zero_grad` (or :meth:`limuon.HybridOptimizer.zero_grad`), which leaves the seeded
+    gradients alone between the two evaluations; ``model.zero_grad()`` would drop the term
+    (LiMuon raises RuntimeError when its zero_grad was not called before the second evaluation or
+    a seeded gradient was set to None or reallocated). Anything applied to ``.grad`` in the
+    closure must be linear (micro-batch sums, a data-parallel mean): gradient clipping is not.
+    After such a step ``.grad`` of those matrices holds scratch, not the gradient.
+
+    Options lowrank_state, storm, rank, oversample, power_iters and accumulate_second_gradient
+    are fixed at construction; the others (lr, beta, gamma, weight_decay, ...) are read from
+    ``param_groups`` before each step.
     """
 
     _name = "LiMuon"
     _kind = "limuon"
     _cpp_class = _C.LiMuon
-    _spec = dict(_SHARED, beta=_as_float, gamma=_as_float, lowrank_state=_as_str, storm=_as_str)
-    _fixed = ("lowrank_state", "storm", "rank", "oversample", "power_iters")
+    _spec = dict(_SHARED, beta=_as_float, gamma=_as_float, lowrank_state=_as_str, storm=_as_str,
+                 accumulate_second_gradient=_as_bool)
+    _fixed = ("lowrank_state", "storm", "rank", "oversample", "power_iters", "accumulate_second_gradient")
 
-    def __init__(self, params, lr=0.02, beta=0.1, weight_decay=0.0, adjust_lr="original", orthogonalizer="ns5",
-                 rank=32, oversample=8, power_iters=0, lowrank_state="none", storm="exact", gamma=0.025, seed=0,
-                 nonfinite="skip"):
-        defaults = dict(lr=lr, beta=beta, weight_decay=weight_decay, adjust_lr=adjust_lr,
-                        orthogonalizer=orthogonalizer, rank=rank, oversample=oversample, power_iters=power_iters,
-                        lowrank_state=lowrank_state, storm=storm, gamma=gamma, seed=seed, nonfinite=nonfinite)
+    def __init__(self, params, lr=0.02, beta=_UNSET, weight_decay=_UNSET, adjust_lr=_UNSET, orthogonalizer=_UNSET,
+                 rank=_UNSET, oversample=_UNSET, power_iters=_UNSET, lowrank_state=_UNSET, storm=_UNSET,
+                 gamma=_UNSET, seed=_UNSET, nonfinite=_UNSET, *, preset="practical",
+                 accumulate_second_gradient=_UNSET):
+        if not isinstance(preset, str) or preset not in _C.limuon_preset_names:
+            raise ValueError(f"LiMuon: unknown preset {preset!r} (valid: {', '.join(_C.limuon_preset_names)})")
+        base = _C.limuon_preset(preset)
+        given = dict(beta=beta, weight_decay=weight_decay, adjust_lr=adjust_lr, orthogonalizer=orthogonalizer,
+                     rank=rank, oversample=oversample, power_iters=power_iters, lowrank_state=lowrank_state,
+                     storm=storm, gamma=gamma, seed=seed, nonfinite=nonfinite,
+                     accumulate_second_gradient=accumulate_second_gradient)
+        defaults = dict(lr=lr, **{k: base[k] if v is _UNSET else v for k, v in given.items()})
         super().__init__(params, defaults)
+
+    def zero_grad(self, set_to_none=True):
+        """As torch's; with accumulate_second_gradient, between the two evaluations of a step the
+        gradients seeded with -(1 - beta) * g_old are kept (see the class docstring)."""
+        if any(g["accumulate_second_gradient"] for g in self.param_groups):
+            self._cpp.zero_grad(set_to_none)
+        else:
+            super().zero_grad(set_to_none=set_to_none)
+
+    def abandon_call(self):
+        """Forgets a step interrupted between its two evaluations (step() does this itself)."""
+        self._cpp.abandon_call()
 
     @torch.no_grad()
     def step(self, closure=None):

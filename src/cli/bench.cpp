@@ -1,23 +1,38 @@
-// `limuon bench orth` and `limuon bench step`: warm-up, medians, and ratios measured in one run.
+// `limuon bench orth`, `limuon bench step` and `limuon bench memory`: warm-up, medians, and ratios
+// measured in one run.
 #include "bench.h"
 
 #include "family_flags.h"
 
 #include "limuon/hybrid.h"
 #include "limuon/limuon.h"
+#include "limuon/models/gpt2.h"
 #include "limuon/muon.h"
 #include "limuon/orth.h"
 
 #include <ATen/ATen.h>
+#include <ATen/DeviceAccelerator.h>
 #include <ATen/Parallel.h>
+#include <c10/core/CPUAllocator.h>
+#include <c10/core/CachingDeviceAllocator.h>
+#include <torch/cuda.h>
 #include <torch/optim/adamw.h>
 
+#include <nlohmann/json.hpp>
+
+#include <malloc.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <functional>
 #include <iostream>
+#include <memory>
 #include <sstream>
 
 namespace limuon::cli {
@@ -330,6 +345,309 @@ int bench_step(Args& args, bool json) {
   } else {
     std::printf("%-34s %-10s median %9.2f ms  state %12lld B  formula %12lld B  evals/step %.2f\n", label.c_str(),
                 model.c_str(), ms, static_cast<long long>(bytes), static_cast<long long>(formula_bytes), evals_per_step);
+  }
+  return 0;
+}
+
+namespace {
+
+constexpr size_t kAggregate = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+
+// Counts the bytes of live CPU tensors: wraps the CPU allocator, so every at::empty on the CPU
+// after install() passes through it. oneDNN/BLAS scratch buffers bypass it (they show in RSS).
+class CountingAllocator final : public c10::Allocator {
+ public:
+  static CountingAllocator& install() {
+    static CountingAllocator* self = [] {
+      auto* a = new CountingAllocator(c10::GetCPUAllocator());  // lives as long as the process
+      c10::SetCPUAllocator(a, /*priority=*/100);
+      return a;
+    }();
+    return *self;
+  }
+  int64_t live() const { return live_.load(); }
+  int64_t peak() const { return peak_.load(); }
+  void reset_peak() { peak_.store(live_.load()); }
+
+  c10::DataPtr allocate(size_t n) override {
+    c10::DataPtr inner = base_->allocate(n);
+    void* data = inner.get();
+    const c10::Device device = inner.device();
+    auto* ctx = new Block{std::move(inner), static_cast<int64_t>(n), this};
+    const int64_t now = live_.fetch_add(ctx->bytes) + ctx->bytes;
+    int64_t p = peak_.load();
+    while (now > p && !peak_.compare_exchange_weak(p, now)) {
+    }
+    return {data, ctx, &CountingAllocator::release, device};
+  }
+  void copy_data(void* dest, const void* src, std::size_t count) const override { std::memcpy(dest, src, count); }
+
+ private:
+  struct Block {
+    c10::DataPtr inner;
+    int64_t bytes;
+    CountingAllocator* owner;
+  };
+  explicit CountingAllocator(c10::Allocator* base) : base_(base) {}
+  static void release(void* ctx) {
+    auto* b = static_cast<Block*>(ctx);
+    b->owner->live_.fetch_sub(b->bytes);
+    delete b;  // frees the block through the wrapped allocator's deleter
+  }
+  c10::Allocator* base_;
+  std::atomic<int64_t> live_{0}, peak_{0};
+};
+
+// A /proc/self/status field in bytes (VmRSS, VmHWM), or -1.
+int64_t proc_status_bytes(const char* field) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  const size_t n = std::strlen(field);
+  while (std::getline(f, line))
+    if (line.compare(0, n, field) == 0 && line.size() > n && line[n] == ':') return std::stoll(line.substr(n + 1)) * 1024;
+  return -1;
+}
+
+// Resets the kernel's RSS high-water mark (VmHWM) to the current RSS.
+bool reset_hwm() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+  f.flush();
+  return static_cast<bool>(f);
+}
+
+struct MemoryConfig {
+  std::string name;  // adamw | muon | limuon:<lowrank_state>:<storm>[:acc]
+  HybridOptions options;
+};
+
+MemoryConfig parse_memory_config(const std::string& spec, const HybridOptions& base) {
+  MemoryConfig c{spec, base};
+  std::vector<std::string> parts;
+  std::stringstream ss(spec);
+  for (std::string p; std::getline(ss, p, ':');) parts.push_back(p);
+  auto bad = [&](const std::string& why) {
+    return UsageError("--configs: '" + spec + "': " + why +
+                      " (valid: adamw, muon, limuon:none|paper|light:exact|approx[:acc][:paper-preset])");
+  };
+  if (parts.empty()) throw bad("empty");
+  if (parts[0] == "adamw" && parts.size() == 1) c.options.method = MatrixMethod::adamw;
+  else if (parts[0] == "muon" && parts.size() == 1) c.options.method = MatrixMethod::muon;
+  else if (parts[0] == "limuon" && parts.size() >= 3) {
+    c.options.method = MatrixMethod::limuon;
+    try {
+      c.options.limuon.lowrank_state(parse_lowrank_state(parts[1])).storm(parse_storm(parts[2]));
+    } catch (const std::invalid_argument& e) {
+      throw bad(e.what());
+    }
+    for (size_t i = 3; i < parts.size(); ++i) {
+      if (parts[i] == "acc") c.options.limuon.accumulate_second_gradient(true);
+      else if (parts[i] == "paper-preset") {
+        const auto& o = c.options.limuon;
+        c.options.limuon = LiMuonOptions::paper(o.lr())
+                               .beta(o.beta())
+                               .rank(o.rank())
+                               .oversample(o.oversample())
+                               .lowrank_state(o.lowrank_state())
+                               .storm(o.storm())
+                               .accumulate_second_gradient(o.accumulate_second_gradient());
+      } else throw bad("unknown modifier '" + parts[i] + "'");
+    }
+  } else throw bad("unknown configuration");
+  return c;
+}
+
+struct MemoryResult {
+  std::string config;
+  int64_t state_bytes = 0, matrix_state_bytes = 0;
+  int64_t alloc_before = 0, alloc_peak = 0;  // live tensor bytes before the step, and their peak during it
+  int64_t rss_before = -1, rss_peak = -1;     // RSS after malloc_trim, and VmHWM during the step
+  int64_t evaluations = 0;
+  double ms = 0;
+};
+
+nlohmann::json to_json(const MemoryResult& r, const std::string& model, int64_t batch, int64_t block,
+                       const std::string& device) {
+  auto opt_bytes = [](int64_t v) { return v < 0 ? nlohmann::json(nullptr) : nlohmann::json(v); };
+  return {{"bench", "memory"},
+          {"config", r.config},
+          {"model", model},
+          {"batch", batch},
+          {"block", block},
+          {"device", device},
+          {"state_bytes", r.state_bytes},
+          {"matrix_state_bytes", r.matrix_state_bytes},
+          {"alloc_before_bytes", r.alloc_before},
+          {"alloc_peak_bytes", r.alloc_peak},
+          {"alloc_step_bytes", r.alloc_peak - r.alloc_before},
+          {"rss_before_bytes", opt_bytes(r.rss_before)},
+          {"rss_peak_bytes", opt_bytes(r.rss_peak)},
+          {"rss_step_bytes", r.rss_before < 0 || r.rss_peak < 0 ? nlohmann::json(nullptr)
+                                                                : nlohmann::json(r.rss_peak - r.rss_before)},
+          {"evaluations_per_step", r.evaluations},
+          {"step_ms", r.ms},
+          {"threads", at::get_num_threads()}};
+}
+
+MemoryResult measure_memory(const MemoryConfig& cfg, const std::string& model_name, int64_t batch, int64_t block,
+                            double dropout, int64_t warmup, const std::string& device) {
+  CountingAllocator& counter = CountingAllocator::install();
+  const bool cuda = device == "cuda";
+  auto mcfg = models::gpt2_config(model_name);
+  if (dropout >= 0) mcfg.dropout = dropout;
+  if (block > mcfg.n_ctx)
+    throw UsageError("--block-size " + std::to_string(block) + " exceeds the model's context " + std::to_string(mcfg.n_ctx));
+  torch::manual_seed(0);
+  models::GPT2 model(mcfg);
+  model->to(cuda ? at::kCUDA : at::kCPU);
+  const auto dev = cuda ? at::TensorOptions().device(at::kCUDA) : at::TensorOptions();
+  at::Tensor x = torch::randint(0, mcfg.vocab_size, {batch, block}, dev.dtype(at::kLong));
+  at::Tensor y = torch::randint(0, mcfg.vocab_size, {batch, block}, dev.dtype(at::kLong));
+  HybridOptimizer opt(route_module(*model), cfg.options);
+  // As the trainer's closure: gradients cleared through the optimizer, forward, backward.
+  auto closure = [&]() {
+    opt.zero_grad(/*set_to_none=*/false);
+    at::Tensor loss = model->loss(x, y);
+    loss.backward();
+    return loss.detach();
+  };
+  for (int64_t i = 0; i < warmup; ++i) opt.step(closure);  // LiMuon exact: the first call evaluates once
+  MemoryResult r;
+  r.config = cfg.name;
+  const int64_t evals_before = opt.evaluations();
+  malloc_trim(0);  // hand back what earlier steps freed, so that RSS growth during the step is real demand
+  if (cuda) {
+    torch::cuda::synchronize();
+    at::getDeviceAllocator(c10::DeviceType::CUDA)->resetPeakStats(0);
+  }
+  const bool hwm_ok = reset_hwm();
+  r.rss_before = proc_status_bytes("VmRSS");
+  counter.reset_peak();
+  const int64_t cuda_before =
+      cuda ? at::getDeviceAllocator(c10::DeviceType::CUDA)->getDeviceStats(0).allocated_bytes[kAggregate].current : 0;
+  r.alloc_before = cuda ? cuda_before : counter.live();
+  const auto t0 = std::chrono::steady_clock::now();
+  opt.step(closure);
+  if (cuda) torch::cuda::synchronize();
+  r.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  r.alloc_peak = cuda ? at::getDeviceAllocator(c10::DeviceType::CUDA)->getDeviceStats(0).allocated_bytes[kAggregate].peak
+                      : counter.peak();
+  r.rss_peak = hwm_ok ? proc_status_bytes("VmHWM") : -1;
+  if (!hwm_ok) r.rss_before = -1;
+  r.evaluations = opt.evaluations() - evals_before;
+  r.state_bytes = opt.state_bytes();
+  r.matrix_state_bytes = opt.matrix_optimizer() ? matrix_state_bytes(*opt.matrix_optimizer()) : 0;
+  return r;
+}
+
+std::string mib(int64_t bytes) {
+  if (bytes < 0) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", static_cast<double>(bytes) / (1024.0 * 1024.0));
+  return buf;
+}
+
+}  // namespace
+
+int bench_memory(Args& args, bool json) {
+  const std::string model = args.str("model", "distilgpt2");
+  const int64_t batch = args.integer("batch-size", 2, 1, 1 << 20);
+  const int64_t block = args.integer("block-size", 128, 1, 1 << 20);
+  const double dropout = args.real("dropout", -1, -1, 1);  // -1: the model's own (the trainer's default)
+  const int64_t warmup = args.integer("warmup", 2, 1, 1000);
+  const std::string device = args.str("device", "cpu");
+  const std::string json_out = args.str("json-out", "");
+  const bool isolate = args.integer("isolate", 1, 0, 1) == 1;
+  const std::string config_list =
+      args.str("configs", "adamw,muon,limuon:none:exact,limuon:none:approx,limuon:paper:exact,limuon:paper:approx,"
+                          "limuon:light:exact,limuon:light:approx,limuon:paper:exact:acc,limuon:light:exact:acc");
+  HybridOptions base;
+  try {
+    const double lr = args.real("lr", 0.02, 0, 1e9);
+    const std::string orth = args.str("orthogonalizer", "ns5");
+    const int64_t rank = args.integer("rank", 32, 1, 65536);
+    const int64_t oversample = args.integer("oversample", 8, 0, 65536);
+    base.muon = MuonOptions(lr).orthogonalizer(parse_orthogonalizer(orth)).rank(rank).oversample(oversample);
+    base.limuon = LiMuonOptions(lr).orthogonalizer(parse_orthogonalizer(orth)).rank(rank).oversample(oversample)
+                      .beta(args.real("beta", 0.1, 0, 1));
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  args.finish();
+  {
+    const auto names = models::gpt2_config_names();
+    if (std::find(names.begin(), names.end(), model) == names.end())
+      throw UsageError("--model: unknown value '" + model + "' (valid: gpt2-tiny, gpt2-byte-small, gpt2-mini, distilgpt2, gpt2)");
+  }
+  if (device != "cpu" && device != "cuda") throw UsageError("--device: unknown value '" + device + "' (valid: cpu, cuda)");
+  if (device == "cuda" && !torch::cuda::is_available()) throw UsageError("--device cuda: CUDA is not available in this build");
+  std::vector<MemoryConfig> configs;
+  {
+    std::stringstream ss(config_list);
+    for (std::string c; std::getline(ss, c, ',');)
+      if (!c.empty()) configs.push_back(parse_memory_config(c, base));
+  }
+  if (configs.empty()) throw UsageError("--configs: no configuration given");
+
+  std::vector<nlohmann::json> rows;
+  for (const auto& cfg : configs) {
+    if (!isolate) {
+      rows.push_back(to_json(measure_memory(cfg, model, batch, block, dropout, warmup, device), model, batch, block, device));
+      continue;
+    }
+    // Each configuration in a fresh process: RSS and the heap start clean, nothing of the previous
+    // configuration's model or state lingers.
+    std::ostringstream cmd;
+    cmd << "'/proc/" << getpid() << "/exe' bench memory --isolate 0 --json --threads " << at::get_num_threads()
+        << " --model " << model << " --batch-size " << batch << " --block-size " << block << " --dropout " << dropout
+        << " --warmup " << warmup << " --device " << device << " --configs " << cfg.name
+        << " --lr " << base.limuon.lr() << " --beta " << base.limuon.beta() << " --rank " << base.limuon.rank()
+        << " --oversample " << base.limuon.oversample() << " --orthogonalizer " << to_string(base.limuon.orthogonalizer());
+    for (char ch : cfg.name)
+      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != ':' && ch != '_' && ch != '-')
+        throw UsageError("--configs: bad character in '" + cfg.name + "'");
+    std::fflush(stdout);
+    FILE* pipe = popen(cmd.str().c_str(), "r");
+    if (!pipe) throw std::runtime_error("bench memory: cannot start a child process");
+    std::string out;
+    char buf[4096];
+    while (size_t n = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+    const int rc = pclose(pipe);
+    nlohmann::json row;
+    std::istringstream lines(out);
+    for (std::string line; std::getline(lines, line);)
+      if (!line.empty() && line[0] == '{') row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (rc != 0 || !row.is_object())
+      throw std::runtime_error("bench memory: the child process for '" + cfg.name + "' failed (status " +
+                               std::to_string(rc) + "): " + out);
+    rows.push_back(row);
+  }
+
+  if (json) {
+    for (const auto& r : rows) std::cout << r.dump() << std::endl;
+  } else {
+    std::printf("bench memory: %s, batch %lld x %lld tokens, %s, float32, %d threads; one steady-state step after %lld\n",
+                model.c_str(), static_cast<long long>(batch), static_cast<long long>(block), device.c_str(),
+                at::get_num_threads(), static_cast<long long>(warmup));
+    std::printf("%-28s %10s %10s %11s %11s %11s %11s %11s %6s %9s\n", "config", "state_MiB", "matrix_MiB",
+                "alloc0_MiB", "allocpk_MiB", "allocst_MiB", "rss0_MiB", "rssstep_MiB", "evals", "step_ms");
+    auto b = [](const nlohmann::json& v) { return v.is_null() ? int64_t{-1} : v.get<int64_t>(); };
+    for (const auto& r : rows)
+      std::printf("%-28s %10s %10s %11s %11s %11s %11s %11s %6lld %9.0f\n", r["config"].get<std::string>().c_str(),
+                  mib(b(r["state_bytes"])).c_str(), mib(b(r["matrix_state_bytes"])).c_str(),
+                  mib(b(r["alloc_before_bytes"])).c_str(), mib(b(r["alloc_peak_bytes"])).c_str(),
+                  mib(b(r["alloc_step_bytes"])).c_str(), mib(b(r["rss_before_bytes"])).c_str(),
+                  mib(b(r["rss_step_bytes"])).c_str(), static_cast<long long>(b(r["evaluations_per_step"])),
+                  r["step_ms"].get<double>());
+    std::printf("state: persistent optimizer state (hybrid total; matrix = the matrix optimizer's); alloc0/allocpk: live "
+                "tensor bytes before the step / their peak during it (%s); allocst = allocpk - alloc0; rss0: RSS "
+                "before the step after malloc_trim; rssstep: VmHWM during the step - rss0\n",
+                device == "cuda" ? "CUDA caching allocator, device 0" : "counting CPU allocator");
+  }
+  if (!json_out.empty()) {
+    std::ofstream f(json_out);
+    f << nlohmann::json(rows).dump(2) << "\n";
+    if (!f) throw std::runtime_error("bench memory: cannot write " + json_out);
   }
   return 0;
 }
