@@ -95,6 +95,8 @@ void apply(limuon::LiMuonOptions& o, const py::dict& d) {
   if (take(d, "gamma", f)) o.gamma(f);
   if (take(d, "lowrank_state", s)) o.lowrank_state(limuon::parse_lowrank_state(s));
   if (take(d, "storm", s)) o.storm(limuon::parse_storm(s));
+  bool b = false;
+  if (take(d, "accumulate_second_gradient", b)) o.accumulate_second_gradient(b);
 }
 
 template <class Options>
@@ -135,6 +137,7 @@ py::dict to_dict(const limuon::LiMuonOptions& o) {
   d["gamma"] = o.gamma();
   d["lowrank_state"] = limuon::to_string(o.lowrank_state());
   d["storm"] = limuon::to_string(o.storm());
+  d["accumulate_second_gradient"] = o.accumulate_second_gradient();
   return d;
 }
 
@@ -146,6 +149,9 @@ void apply(limuon::MuonMVROptions& o, const py::dict& d) {
   std::string s;
   if (take(d, "gamma", f)) o.gamma(f);
   if (take(d, "max_norm", f)) o.max_norm(f);
+  bool b = false;
+  if (take(d, "clip_inputs", b)) o.clip_inputs(b);
+  if (take(d, "zero_prev_init", b)) o.zero_prev_init(b);
   if (take(d, "variant", s)) o.variant(limuon::parse_mvr_variant(s));
 }
 
@@ -153,6 +159,8 @@ py::dict to_dict(const limuon::MuonMVROptions& o) {
   py::dict d = momentum_dict(o);
   d["gamma"] = o.gamma();
   d["max_norm"] = o.max_norm();
+  d["clip_inputs"] = o.clip_inputs();
+  d["zero_prev_init"] = o.zero_prev_init();
   d["variant"] = limuon::to_string(o.variant());
   return d;
 }
@@ -164,6 +172,9 @@ void apply(limuon::SumoOptions& o, const py::dict& d) {
   if (take(d, "momentum", f)) o.momentum(f);
   if (take(d, "update_interval", i)) o.update_interval(i);
   if (take(d, "alpha", f)) o.alpha(f);
+  bool b = false;
+  if (take(d, "outer", b)) o.outer(b);
+  if (take(d, "growth_limit", f)) o.growth_limit(f);
 }
 
 py::dict to_dict(const limuon::SumoOptions& o) {
@@ -171,6 +182,8 @@ py::dict to_dict(const limuon::SumoOptions& o) {
   d["momentum"] = o.momentum();
   d["update_interval"] = o.update_interval();
   d["alpha"] = o.alpha();
+  d["outer"] = o.outer();
+  d["growth_limit"] = o.growth_limit();
   return d;
 }
 
@@ -179,11 +192,19 @@ void apply(limuon::MuonEqOptions& o, const py::dict& d) {
   apply_momentum(o, d);
   std::string s;
   if (take(d, "equilibrate", s)) o.equilibrate(limuon::parse_equilibrate(s));
+  double f = 0;
+  int64_t i = 0;
+  if (take(d, "exponent", f)) o.exponent(f);
+  if (take(d, "eps", f)) o.eps(f);
+  if (take(d, "phase", i)) o.phase(i);
 }
 
 py::dict to_dict(const limuon::MuonEqOptions& o) {
   py::dict d = momentum_dict(o);
   d["equilibrate"] = limuon::to_string(o.equilibrate());
+  d["exponent"] = o.exponent();
+  d["eps"] = o.eps();
+  d["phase"] = o.phase();
   return d;
 }
 
@@ -225,10 +246,18 @@ void apply(limuon::GluonOptions& o, const py::dict& d) {
   double f = 0;
   if (take(d, "l0", f)) o.l0(f);
   if (take(d, "l1", f)) o.l1(f);
+  std::string s;
+  bool b = false;
+  if (take(d, "mode", s)) o.mode(limuon::parse_gluon_mode(s));
+  if (take(d, "beta_schedule", b)) o.beta_schedule(b);
+  if (take(d, "step_decay", b)) o.step_decay(b);
 }
 
 py::dict to_dict(const limuon::GluonOptions& o) {
   py::dict d = momentum_dict(o);
+  d["mode"] = limuon::to_string(o.mode());
+  d["beta_schedule"] = o.beta_schedule();
+  d["step_decay"] = o.step_decay();
   d["l0"] = o.l0();
   d["l1"] = o.l1();
   return d;
@@ -427,13 +456,25 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   bind_common(li);
   li.def("evaluations", [](PyLiMuon& self) { return self.get().evaluations(); });
   bind_two_point(li);
+  // LiMuon's zero_grad keeps the gradients seeded for accumulate_second_gradient between the two
+  // evaluations of a call; abandon_call forgets a call interrupted by an exception.
+  li.def("zero_grad", [](PyLiMuon& self, bool set_to_none) { self.get().zero_grad(set_to_none); },
+         py::arg("set_to_none") = true)
+      .def("abandon_call", [](PyLiMuon& self) { self.get().abandon_call(); });
+  m.def(
+      "limuon_preset",
+      [](const std::string& name, double lr) { return to_dict(limuon::LiMuonOptions::preset(name, lr)); },
+      py::arg("name"), py::arg("lr") = 0.02, "LiMuon's options of a named preset (practical, paper) as a dict");
+  m.attr("limuon_preset_names") = limuon::LiMuonOptions::preset_names();
 
   auto mvr = bind_family<PyMuonMVR>(m, "MuonMVR");
   bind_two_point(mvr);
   bind_family<PySumo>(m, "Sumo");
   bind_family<PyMuonEq>(m, "MuonEq");
   bind_family<PyLionMuon>(m, "LionMuon");
-  bind_family<PyMiMuon>(m, "MiMuon");
+  bind_family<PyMiMuon>(m, "MiMuon").def("branch_counts", [](PyMiMuon& self) {
+    return py::make_tuple(self.get().muon_steps(), self.get().momentum_steps());
+  });
   bind_family<PyGluon>(m, "Gluon");
 
   m.def(

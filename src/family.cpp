@@ -36,34 +36,45 @@ Equilibrate parse_equilibrate(const std::string& name) {
   throw std::invalid_argument("equilibrate: unknown value '" + name + "' (valid: none, rows, cols, both)");
 }
 
-at::Tensor equilibrate(const at::Tensor& m, Equilibrate mode) {
-  // A zero row/column has norm 0: the floor keeps it at 0 instead of 0/0. 1e-30 is a normal
+at::Tensor equilibrate(const at::Tensor& m, Equilibrate mode, double exponent, double eps) {
+  if (mode == Equilibrate::none) return m;
+  // The floor keeps a zero row/column at 0 instead of 0·inf when eps = 0; 1e-30 is a normal
   // number in float32 as well.
   constexpr double kFloor = 1e-30;
-  auto row_norm = [&] { return m.norm(2, {1}, /*keepdim=*/true).clamp_min(kFloor); };  // [rows, 1]
-  auto col_norm = [&] { return m.norm(2, {0}, /*keepdim=*/true).clamp_min(kFloor); };  // [1, cols]
+  const at::Tensor sq = m.square();
+  auto factor = [&](int64_t dim) { return (sq.sum({dim}, /*keepdim=*/true) + eps).clamp_min(kFloor).pow(exponent); };
   switch (mode) {
-    case Equilibrate::none: return m;
-    case Equilibrate::rows: return m / row_norm();
-    case Equilibrate::cols: return m / col_norm();
-    case Equilibrate::both: return m / row_norm().sqrt() / col_norm().sqrt();
+    case Equilibrate::rows: return m * factor(1);                 // [rows, 1]
+    case Equilibrate::cols: return m * factor(0);                 // [1, cols]
+    case Equilibrate::both: return m * factor(1) * factor(0);     // both from the same m
+    case Equilibrate::none: break;
   }
   return m;
 }
 
-double min_relative_gap(const at::Tensor& singular_values) {
-  at::Tensor s = singular_values.to(at::kDouble).contiguous().cpu();
+double min_spectral_gap(const at::Tensor& singular_values, double rtol) {
+  at::Tensor s = std::get<0>(singular_values.to(at::kDouble).flatten().sort(/*stable=*/false, 0, /*descending=*/true));
+  s = s.contiguous().cpu();
   const double* v = s.data_ptr<double>();
   const int64_t n = s.numel();
-  if (n == 0 || v[0] <= 0) return std::numeric_limits<double>::infinity();
-  const double top = v[0], zero = 1e-12 * top;
+  if (n == 0 || !(v[0] > 0)) return std::numeric_limits<double>::infinity();
+  const double zero = rtol * v[0];
+  // Over sorted values the minimum over all pairs is the minimum over neighbours.
   double gap = std::numeric_limits<double>::infinity();
-  for (int64_t i = 1; i < n && v[i] > zero; ++i) {
-    const double d = v[i - 1] - v[i];
-    if (d > 0) gap = std::min(gap, d / top);  // equal values are one distinct value, not a zero gap
-  }
+  for (int64_t i = 1; i < n && v[i] > zero; ++i) gap = std::min(gap, v[i - 1] - v[i]);
   return gap;
 }
+
+namespace detail {
+bool get_bool_or(torch::serialize::InputArchive& a, const std::string& k, bool fallback) {
+  c10::IValue probe;
+  return a.try_read(k, probe) ? io::get_bool(a, k) : fallback;
+}
+std::string get_string_or(torch::serialize::InputArchive& a, const std::string& k, const std::string& fallback) {
+  c10::IValue probe;
+  return a.try_read(k, probe) ? io::get_string(a, k) : fallback;
+}
+}  // namespace detail
 
 // ---------------------------------------------------------------- state
 
@@ -73,6 +84,7 @@ void FamilyParamState::serialize(torch::serialize::OutputArchive& a) const {
   io::put_tensor(a, "prev_grad", prev_grad());
   io::put_tensor(a, "pending", pending());
   io::put_tensor(a, "basis", basis());
+  io::put(a, "last_norm", last_norm());
 }
 
 void FamilyParamState::serialize(torch::serialize::InputArchive& a) {
@@ -81,6 +93,7 @@ void FamilyParamState::serialize(torch::serialize::InputArchive& a) {
   prev_grad(io::get_tensor_opt(a, "prev_grad"));
   pending(io::get_tensor_opt(a, "pending"));
   basis(io::get_tensor_opt(a, "basis"));
+  last_norm(io::get_double_or(a, "last_norm", 0.0));
 }
 
 namespace {
@@ -92,7 +105,8 @@ bool same_tensor(const at::Tensor& a, const at::Tensor& b) {
 
 bool operator==(const FamilyParamState& l, const FamilyParamState& r) {
   return l.step() == r.step() && same_tensor(l.momentum(), r.momentum()) && same_tensor(l.prev_grad(), r.prev_grad()) &&
-         same_tensor(l.pending(), r.pending()) && same_tensor(l.basis(), r.basis());
+         same_tensor(l.pending(), r.pending()) && same_tensor(l.basis(), r.basis()) &&
+         l.last_norm() == r.last_norm();
 }
 
 std::vector<std::pair<std::string, at::Tensor>> FamilyParamState::tensors() const {

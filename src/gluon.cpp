@@ -1,4 +1,5 @@
-// Gluon: orthogonalized momentum with a per-layer step size from the (L0, L1) smoothness model (§4).
+// Gluon (arXiv 2505.13416): the stochastic (momentum, decaying step) and deterministic ((L0, L1)
+// step size) layer-wise LMO methods (§4; see gluon.h).
 #include "limuon/gluon.h"
 
 #include "state_io.h"
@@ -18,6 +19,14 @@ constexpr const char* kName = "Gluon";
 constexpr double kInf = std::numeric_limits<double>::infinity();
 }  // namespace
 
+std::string to_string(GluonMode m) { return m == GluonMode::stochastic ? "stochastic" : "deterministic"; }
+
+GluonMode parse_gluon_mode(const std::string& name) {
+  if (name == "stochastic") return GluonMode::stochastic;
+  if (name == "deterministic") return GluonMode::deterministic;
+  throw std::invalid_argument("mode: unknown value '" + name + "' (valid: stochastic, deterministic)");
+}
+
 GluonOptions::GluonOptions(double lr) : lr_(lr) {}
 double GluonOptions::get_lr() const { return lr(); }
 void GluonOptions::set_lr(const double lr) { this->lr(lr); }
@@ -33,22 +42,37 @@ void GluonOptions::validate() const {
 
 void GluonOptions::serialize(torch::serialize::OutputArchive& a) const {
   io::put_shared_options(a, *this);
+  io::put(a, "mode", to_string(mode()));
+  io::put(a, "beta_schedule", beta_schedule());
   io::put(a, "momentum", momentum());
   io::put(a, "nesterov", nesterov());
+  io::put(a, "step_decay", step_decay());
   io::put(a, "l0", l0());
   io::put(a, "l1", l1());
 }
 
 void GluonOptions::serialize(torch::serialize::InputArchive& a) {
   io::get_shared_options(a, *this);
+  // The earlier Gluon (momentum fed to the (L0, L1) rule) is neither of the paper's forms: its
+  // checkpoints cannot be continued.
+  c10::IValue probe;
+  if (!a.try_read("mode", probe))
+    throw std::runtime_error(
+        "optimizer checkpoint: Gluon options without 'mode' were written by limuon's earlier Gluon, whose step "
+        "rule was replaced by the paper's two forms (arXiv 2505.13416); it cannot be continued");
+  mode(parse_gluon_mode(io::get_string(a, "mode")));
+  beta_schedule(io::get_bool(a, "beta_schedule"));
   momentum(io::get_double(a, "momentum"));
   nesterov(io::get_bool(a, "nesterov"));
+  step_decay(io::get_bool(a, "step_decay"));
   l0(io::get_double(a, "l0"));
   l1(io::get_double(a, "l1"));
 }
 
 bool operator==(const GluonOptions& l, const GluonOptions& r) {
-  return io::shared_options_equal(l, r) && l.momentum() == r.momentum() && l.nesterov() == r.nesterov() && l.l0() == r.l0() && l.l1() == r.l1();
+  return io::shared_options_equal(l, r) && l.mode() == r.mode() && l.beta_schedule() == r.beta_schedule() &&
+         l.momentum() == r.momentum() && l.nesterov() == r.nesterov() && l.step_decay() == r.step_decay() &&
+         l.l0() == r.l0() && l.l1() == r.l1();
 }
 
 Gluon::Gluon(std::vector<torch::optim::OptimizerParamGroup> param_groups, GluonOptions defaults)
@@ -77,21 +101,22 @@ std::vector<MuonFamily::Direction> Gluon::directions(const torch::optim::Optimiz
   std::vector<Direction> out(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
     auto& it = items[i];
-    out[i].to_orth = muon_momentum(*it.state, it.grad, o.momentum(), o.nesterov());
-    out[i].scale = lr_scale(o.adjust_lr(), it.rows, it.cols);
+    const double s = lr_scale(o.adjust_lr(), it.rows, it.cols);
+    if (o.mode() == GluonMode::deterministic) {
+      // Algorithm 2: t_k = ‖G‖_dual/(L0 + L1‖G‖_dual) with the exact nuclear norm of the current G.
+      const double dual = s * at::linalg_svdvals(it.grad).sum().item<double>();
+      const double denom = o.l0() + o.l1() * dual;
+      out[i].to_orth = it.grad;
+      out[i].scale = s * (dual > 0 && denom > 0 ? dual / denom : 0.0);
+    } else {
+      // Algorithm 1: β_k = 1 − (k + 1)^−½ (β_0 = 0: M_0 = G_0), step (k + 1)^−¾.
+      const double k1 = static_cast<double>(it.state->step() + 1);
+      const double beta = o.beta_schedule() ? 1.0 - 1.0 / std::sqrt(k1) : o.momentum();
+      out[i].to_orth = muon_momentum(*it.state, it.grad, beta, o.nesterov());
+      out[i].scale = o.step_decay() ? s * std::pow(k1, -0.75) : s;
+    }
   }
   return out;
-}
-
-at::Tensor Gluon::finish(const torch::optim::OptimizerOptions& opts, const Item& item, const at::Tensor& input,
-                         const at::Tensor& orthogonalized, Direction& d) {
-  const auto& o = static_cast<const GluonOptions&>(opts);
-  // ⟨polar(U), U⟩ = Σσ = ‖U‖_*: the dual of the spectral norm, read off the direction already
-  // computed instead of a second SVD.
-  const double nuclear = std::max(0.0, (orthogonalized * input).sum().item<double>());
-  const double denom = o.l0() + o.l1() * nuclear;
-  d.scale *= denom > 0 ? nuclear / denom : 0.0;
-  return orthogonalized;
 }
 
 }  // namespace limuon

@@ -1,4 +1,5 @@
-// MiMuon: the Muon step when the momentum's spectral gaps exceed tau, else the momentum step (§4).
+// MiMuon (arXiv 2605.19619): the Muon step when the momentum's spectral gaps reach tau, else the
+// momentum step (§4; see mimuon.h).
 #include "limuon/mimuon.h"
 
 #include "state_io.h"
@@ -78,7 +79,12 @@ std::vector<MuonFamily::Direction> MiMuon::directions(const torch::optim::Optimi
     at::Tensor u = muon_momentum(*it.state, it.grad, o.momentum(), o.nesterov());
     // One SVD serves both the gap test and the Muon step (orth_svd's U Vᵀ, same operations).
     auto usv = at::linalg_svd(u, /*full_matrices=*/false);
-    if (min_relative_gap(std::get<1>(usv)) > o.tau()) {
+    const at::Tensor& sv = std::get<1>(usv);
+    const double rtol = static_cast<double>(std::max(it.rows, it.cols)) *
+                        (u.scalar_type() == at::kDouble ? std::numeric_limits<double>::epsilon()
+                                                        : static_cast<double>(std::numeric_limits<float>::epsilon()));
+    // A zero momentum has no polar factor (the SVD's would be arbitrary): its momentum step is none.
+    if (sv.max().item<double>() > 0 && min_spectral_gap(sv, rtol) >= o.tau()) {
       out[i].direction = at::matmul(std::get<0>(usv), std::get<2>(usv));
       out[i].scale = lr_scale(o.adjust_lr(), it.rows, it.cols);
       ++muon_steps_;

@@ -1,4 +1,4 @@
-// Muon-MVR1/MVR2: Muon fed a clipped, STORM-corrected gradient (ALGORITHMS.md §4); see muon_mvr.h.
+// Muon-MVR1/MVR2 (arXiv 2509.15816): Muon fed a capped, STORM-corrected gradient (ALGORITHMS.md §4); see muon_mvr.h.
 #include "limuon/muon_mvr.h"
 
 #include "limuon/two_point.h"
@@ -38,6 +38,8 @@ void MuonMVROptions::serialize(torch::serialize::OutputArchive& a) const {
   io::put(a, "gamma", gamma());
   io::put(a, "max_norm", max_norm());
   io::put(a, "variant", to_string(variant()));
+  io::put(a, "clip_inputs", clip_inputs());
+  io::put(a, "zero_prev_init", zero_prev_init());
 }
 
 void MuonMVROptions::serialize(torch::serialize::InputArchive& a) {
@@ -47,10 +49,14 @@ void MuonMVROptions::serialize(torch::serialize::InputArchive& a) {
   gamma(io::get_double(a, "gamma"));
   max_norm(io::get_double(a, "max_norm"));
   variant(parse_mvr_variant(io::get_string(a, "variant")));
+  // Archives from before these options continue the earlier form: inputs clipped, c_0 = g_0.
+  clip_inputs(detail::get_bool_or(a, "clip_inputs", true));
+  zero_prev_init(detail::get_bool_or(a, "zero_prev_init", false));
 }
 
 bool operator==(const MuonMVROptions& l, const MuonMVROptions& r) {
-  return io::shared_options_equal(l, r) && l.momentum() == r.momentum() && l.nesterov() == r.nesterov() && l.gamma() == r.gamma() && l.max_norm() == r.max_norm() && l.variant() == r.variant();
+  return io::shared_options_equal(l, r) && l.momentum() == r.momentum() && l.nesterov() == r.nesterov() && l.gamma() == r.gamma() && l.max_norm() == r.max_norm() && l.variant() == r.variant() &&
+         l.clip_inputs() == r.clip_inputs() && l.zero_prev_init() == r.zero_prev_init();
 }
 
 MuonMVR::MuonMVR(std::vector<torch::optim::OptimizerParamGroup> param_groups, MuonMVROptions defaults)
@@ -84,11 +90,15 @@ MvrVariant parse_mvr_variant(const std::string& name) {
 }
 
 namespace {
-// c = clip(g) + gamma·(μ/(1 − μ))·(clip(g) − clip(g_prev)), ‖c‖ capped; clip(g) alone without g_prev.
-at::Tensor corrected(const at::Tensor& clipped, const at::Tensor& clipped_prev, const MuonMVROptions& o) {
-  if (!clipped_prev.defined()) return clipped;
+// The gradient as the correction sees it: clipped per matrix only with clip_inputs.
+at::Tensor input(const at::Tensor& g, const MuonMVROptions& o) { return o.clip_inputs() ? clip_norm(g, o.max_norm()) : g; }
+
+// c = cap(g + k·(g − g_prev)), k = gamma·μ/(1 − μ); without g_prev (first step, or a restart)
+// g_prev = 0 (zero_prev_init: c = cap((1 + k)·g)) or g (c = cap(g)).
+at::Tensor corrected(const at::Tensor& g, const at::Tensor& g_prev, const MuonMVROptions& o) {
   const double k = o.gamma() * o.momentum() / (1.0 - o.momentum());
-  return clip_norm(at::add(clipped, clipped - clipped_prev, k), o.max_norm());
+  if (!g_prev.defined()) return clip_norm(o.zero_prev_init() ? g * (1.0 + k) : g, o.max_norm());
+  return clip_norm(at::add(g, g - g_prev, k), o.max_norm());
 }
 
 // B ← μB + (1 − μ)c (B created at zero), returns U; keeps U in `pending` when it is not B itself.
@@ -107,7 +117,7 @@ std::vector<MuonFamily::Direction> MuonMVR::directions(const torch::optim::Optim
   for (size_t i = 0; i < items.size(); ++i) {
     auto& it = items[i];
     auto& s = *it.state;
-    at::Tensor g = clip_norm(it.grad, o.max_norm());
+    at::Tensor g = input(it.grad, o);
     at::Tensor c = corrected(g, s.prev_grad(), o);
     out[i].to_orth = momentum_and_input(s, c, o, /*keep_pending=*/false);
     out[i].scale = lr_scale(o.adjust_lr(), it.rows, it.cols);
@@ -152,7 +162,7 @@ void MuonMVR::after_old_point_gradient() {
       group_skipped_[g] = true;
       continue;
     }
-    // Apply the pending orth(U_t) (formed by the previous call), then keep clip(g̃) until the
+    // Apply the pending orth(U_t) (formed by the previous call), then keep g̃ until the
     // new-point gradient arrives (the closure will zero .grad()).
     std::vector<Direction> dirs(items.size());
     std::vector<int64_t> seed_steps;
@@ -161,8 +171,8 @@ void MuonMVR::after_old_point_gradient() {
       dirs[i].to_orth = st.pending().defined() ? st.pending() : st.momentum();
       dirs[i].scale = lr_scale(o.adjust_lr(), items[i].rows, items[i].cols);
       seed_steps.push_back(st.step() - 1);
-      at::Tensor clipped = clip_norm(items[i].grad, o.max_norm());
-      old_grads_[io::state_key(items[i].param)] = clipped.is_same(items[i].grad) ? clipped.clone() : clipped;
+      at::Tensor old = input(items[i].grad, o);
+      old_grads_[io::state_key(items[i].param)] = old.is_same(items[i].grad) ? old.clone() : old;
     }
     apply_directions(s, o, items, dirs, seed_steps);
   }
@@ -186,7 +196,7 @@ void MuonMVR::new_point_group(size_t g) {
   for (auto& it : items) {
     auto& s = *it.state;
     const auto old = old_grads_.find(io::state_key(it.param));
-    at::Tensor c = corrected(clip_norm(it.grad, o.max_norm()), old == old_grads_.end() ? at::Tensor() : old->second, o);
+    at::Tensor c = corrected(input(it.grad, o), old == old_grads_.end() ? at::Tensor() : old->second, o);
     if (!s.momentum().defined()) s.pending(at::Tensor());
     momentum_and_input(s, c, o, /*keep_pending=*/true);
     s.step(s.step() + 1);

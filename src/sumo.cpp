@@ -1,4 +1,5 @@
-// SUMO: momentum in a refreshed rank-r gradient subspace, orthogonalized there (ALGORITHMS.md §4).
+// SUMO (arXiv 2505.24749): momentum in a refreshed rank-r gradient subspace, orthogonalized there,
+// plus the gradient outside the subspace (ALGORITHMS.md §4; see sumo.h).
 #include "limuon/sumo.h"
 
 #include "state_io.h"
@@ -27,6 +28,9 @@ void SumoOptions::validate() const {
   check_range(kName, "momentum", momentum(), 0.0, 1.0, false, true);
   check_at_least(kName, "update_interval", update_interval(), 1);
   check_range(kName, "alpha", alpha(), 0.0, kInf, true, true);
+  if (!(growth_limit() == 0.0 || (growth_limit() >= 1.0 && std::isfinite(growth_limit()))))
+    throw std::invalid_argument(std::string(kName) + ": growth_limit must be 0 (off) or in [1, inf), got " +
+                                std::to_string(growth_limit()));
 }
 
 void SumoOptions::serialize(torch::serialize::OutputArchive& a) const {
@@ -34,6 +38,8 @@ void SumoOptions::serialize(torch::serialize::OutputArchive& a) const {
   io::put(a, "momentum", momentum());
   io::put(a, "update_interval", update_interval());
   io::put(a, "alpha", alpha());
+  io::put(a, "outer", outer());
+  io::put(a, "growth_limit", growth_limit());
 }
 
 void SumoOptions::serialize(torch::serialize::InputArchive& a) {
@@ -41,10 +47,14 @@ void SumoOptions::serialize(torch::serialize::InputArchive& a) {
   momentum(io::get_double(a, "momentum"));
   update_interval(io::get_int(a, "update_interval"));
   alpha(io::get_double(a, "alpha"));
+  // Archives from before these options continue the earlier rank-r form.
+  outer(detail::get_bool_or(a, "outer", false));
+  growth_limit(io::get_double_or(a, "growth_limit", 0.0));
 }
 
 bool operator==(const SumoOptions& l, const SumoOptions& r) {
-  return io::shared_options_equal(l, r) && l.momentum() == r.momentum() && l.update_interval() == r.update_interval() && l.alpha() == r.alpha();
+  return io::shared_options_equal(l, r) && l.momentum() == r.momentum() && l.update_interval() == r.update_interval() && l.alpha() == r.alpha() &&
+         l.outer() == r.outer() && l.growth_limit() == r.growth_limit();
 }
 
 Sumo::Sumo(std::vector<torch::optim::OptimizerParamGroup> param_groups, SumoOptions defaults)
@@ -101,8 +111,30 @@ std::vector<MuonFamily::Direction> Sumo::directions(const torch::optim::Optimize
 
 at::Tensor Sumo::finish(const torch::optim::OptimizerOptions& opts, const Item& item, const at::Tensor& input,
                         const at::Tensor& orthogonalized, Direction& d) {
-  const at::Tensor& q = item.state->basis();
-  return left_side(item.rows, item.cols) ? at::matmul(q, orthogonalized) : at::matmul(orthogonalized, q.t());
+  const auto& o = static_cast<const SumoOptions&>(opts);
+  auto& s = *item.state;
+  at::Tensor O = orthogonalized;
+  if (o.growth_limit() > 0) {
+    // Block 3: ‖O_t‖ ≤ γ‖O_{t−1}‖ (Frobenius), the previous norm taken after its own limiting.
+    const double norm = O.norm().item<double>();
+    const double bound = o.growth_limit() * s.last_norm();
+    if (s.last_norm() > 0 && norm > bound) {
+      O = O * (bound / norm);
+      s.last_norm(bound);
+    } else {
+      s.last_norm(norm);
+    }
+  }
+  const at::Tensor& q = s.basis();
+  const bool left = left_side(item.rows, item.cols);
+  at::Tensor qo = left ? at::matmul(q, O) : at::matmul(O, q.t());
+  if (!o.outer()) return qo;  // W −= lr·alpha·scale·Q·O
+  // Block 4: G_⊥ + alpha·scale·Q·O, applied with scale 1 (the factors belong to Q·O only).
+  const at::Tensor& g = item.grad;
+  at::Tensor perp = left ? g - at::matmul(q, at::matmul(q.t(), g)) : g - at::matmul(at::matmul(g, q), q.t());
+  at::Tensor dir = perp.add(qo, d.scale);
+  d.scale = 1.0;
+  return dir;
 }
 
 }  // namespace limuon

@@ -23,20 +23,23 @@ namespace limuon {
 // (returned as is when inside it, or when max_norm is +inf).
 at::Tensor clip_norm(const at::Tensor& x, double max_norm);
 
-// MuonEq's equilibration of a matrix before orthogonalization:
-//   rows  every row scaled to unit L2 norm:              D_r⁻¹ M
-//   cols  every column scaled to unit L2 norm:           M D_c⁻¹
-//   both  MuonEq's two-sided form, one balancing pass:   D_r^-½ M D_c^-½ (norms of the input M)
-// Zero rows/columns stay zero.
+// MuonEq's equilibration of a matrix U before orthogonalization (arXiv 2603.28254, the authors'
+// `rowcol_scale_exponent`): row factors r_i = (Σ_j U_ij² + eps)^exponent and column factors
+// c_j = (Σ_i U_ij² + eps)^exponent, both computed from the same U;
+//   rows  U_ij·r_i          (exponent −½: every row scaled to unit L2 norm, the paper's R)
+//   cols  U_ij·c_j          (C)
+//   both  U_ij·r_i·c_j      (RC; exponent −½ divides by ‖row‖·‖col‖, −¼ by their square roots)
+// Zero rows/columns stay zero (the sum is floored at 1e-30 when eps = 0).
 enum class Equilibrate { none, rows, cols, both };
 std::string to_string(Equilibrate e);
 Equilibrate parse_equilibrate(const std::string& name);
-at::Tensor equilibrate(const at::Tensor& m, Equilibrate mode);
+at::Tensor equilibrate(const at::Tensor& m, Equilibrate mode, double exponent = -0.5, double eps = 0.0);
 
-// Smallest gap between consecutive distinct non-zero singular values (given in descending order),
-// divided by the largest; +inf when fewer than two distinct non-zero values exist. Values below
-// 1e-12·σ_max count as zero.
-double min_relative_gap(const at::Tensor& singular_values);
+// MiMuon's spectral gap (arXiv 2605.19619): the minimum over all pairs i ≠ j of the non-zero
+// singular values of |σ_i − σ_j|, absolute (repeated values give 0); +inf when fewer than two
+// non-zero values exist. Values at or below rtol·σ_max count as zero (callers pass
+// max(rows, cols)·machine epsilon, the numerical-rank tolerance of torch.linalg.matrix_rank).
+double min_spectral_gap(const at::Tensor& singular_values, double rtol);
 
 // ---------------------------------------------------------------- state
 
@@ -47,12 +50,15 @@ struct FamilyParamState : public torch::optim::OptimizerCloneableParamState<Fami
   TORCH_ARG(int64_t, step) = 0;
   // The momentum buffer; SUMO: the moment inside the subspace ([r, cols] or [rows, r]).
   TORCH_ARG(at::Tensor, momentum);
-  // Muon-MVR1: clip(g_{t−1}).
+  // Muon-MVR1: g_{t−1} (clip(g_{t−1}) with clip_inputs).
   TORCH_ARG(at::Tensor, prev_grad);
   // Muon-MVR2 with Nesterov: the update input U_t, orthogonalized and applied by the next call.
   TORCH_ARG(at::Tensor, pending);
   // SUMO: orthonormal basis Q of the gradient subspace ([rows, r] or [cols, r]).
   TORCH_ARG(at::Tensor, basis);
+  // SUMO's norm-growth limiter: ‖O_{t−1}‖_F of the last (limited) subspace direction; 0 = none yet.
+  // Archives written before it existed load with 0.
+  TORCH_ARG(double, last_norm) = 0.0;
 
  public:
   void serialize(torch::serialize::InputArchive& archive) override;
@@ -167,5 +173,12 @@ at::Tensor muon_momentum(FamilyParamState& s, const at::Tensor& g, double moment
 // stream 2·index draws SUMO's subspace.
 uint64_t orth_seed(uint64_t seed, int64_t index, int64_t step);
 uint64_t basis_seed(uint64_t seed, int64_t index, int64_t step);
+
+namespace detail {
+// Option entries added after the first release of a method: an archive written before them loads
+// with `fallback` (chosen to continue the run it came from unchanged where that is possible).
+bool get_bool_or(torch::serialize::InputArchive& a, const std::string& k, bool fallback);
+std::string get_string_or(torch::serialize::InputArchive& a, const std::string& k, const std::string& fallback);
+}  // namespace detail
 
 }  // namespace limuon

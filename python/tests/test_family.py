@@ -50,7 +50,31 @@ def make(name, params):
 
 def test_every_family_configuration_is_listed():
     kinds = {kind for kind, _ in FAM[2].values()}
-    assert len(FAM[2]) == 15 and kinds == set(CLASSES) and FAM[3] == 6
+    assert len(FAM[2]) == 21 and kinds == set(CLASSES) and FAM[3] == 6
+
+
+# The published defaults (ALGORITHMS.md section 4; the C++ options have the same).
+PUBLISHED = {
+    limuon.MuonMVR: dict(lr=1e-3, momentum=0.95, nesterov=False, gamma=0.025, max_norm=1.0, clip_inputs=False,
+                         zero_prev_init=True, variant="mvr1", adjust_lr="match_rms_adamw", orthogonalizer="ns5"),
+    limuon.Sumo: dict(lr=1e-3, momentum=0.95, update_interval=200, alpha=1.0, outer=True, growth_limit=0.0,
+                      adjust_lr="match_rms_adamw", orthogonalizer="svd"),
+    limuon.MuonEq: dict(lr=1e-3, momentum=0.95, nesterov=True, equilibrate="rows", exponent=-0.5, eps=1e-12, phase=0,
+                        adjust_lr="match_rms_adamw"),
+    limuon.LionMuon: dict(lr=1e-3, beta1=0.9, beta2=0.99, period=2, sign_lr_ratio=0.05, adjust_lr="match_rms_adamw"),
+    limuon.MiMuon: dict(lr=0.02, momentum=0.95, nesterov=False, tau=1e-6, adjust_lr="none", orthogonalizer="svd"),
+    limuon.Gluon: dict(lr=0.014, mode="stochastic", beta_schedule=True, nesterov=False, step_decay=True, l0=0.0,
+                       l1=70.0, adjust_lr="spectral"),
+}
+
+
+@pytest.mark.parametrize("cls", list(PUBLISHED), ids=lambda c: c.__name__)
+def test_defaults_are_the_published_ones(cls):
+    opt = cls([torch.zeros(3, 4, requires_grad=True)])
+    group = {k: v for k, v in opt.param_groups[0].items() if k != "params"}
+    assert {k: group.get(k) for k in PUBLISHED[cls]} == PUBLISHED[cls]
+    # and the C++ optimizer runs with the same
+    assert {k: v for k, v in opt._cpp.options(0).items() if k in PUBLISHED[cls]} == PUBLISHED[cls]
 
 
 @pytest.mark.parametrize("name", sorted(FAM[2]))
@@ -61,13 +85,16 @@ def test_trajectory_matches_float64_reference(name):
 
 CASES = [
     (limuon.MuonMVR, dict(lr=0.05, gamma=0.3, max_norm=2.0)),
-    (limuon.MuonMVR, dict(lr=0.05, gamma=0.3, variant="mvr2", nesterov=False)),
+    (limuon.MuonMVR, dict(lr=0.05, gamma=0.3, clip_inputs=True, zero_prev_init=False, nesterov=True)),
     (limuon.MuonMVR, dict(lr=0.05, gamma=0.3, variant="mvr2")),
+    (limuon.MuonMVR, dict(lr=0.05, gamma=0.3, variant="mvr2", nesterov=True)),
     (limuon.Sumo, dict(lr=0.05, rank=2, update_interval=2, seed=4)),
-    (limuon.MuonEq, dict(lr=0.05, equilibrate="both")),
+    (limuon.Sumo, dict(lr=0.05, rank=2, update_interval=2, seed=4, orthogonalizer="ns5", growth_limit=1.01)),
+    (limuon.MuonEq, dict(lr=0.05, equilibrate="both", phase=4)),
     (limuon.LionMuon, dict(lr=0.05, period=3)),
-    (limuon.MiMuon, dict(lr=0.05, tau=0.1)),
-    (limuon.Gluon, dict(lr=0.05, l0=0.5, l1=2.0, weight_decay=0.1)),
+    (limuon.MiMuon, dict(lr=0.05, tau=0.02)),
+    (limuon.Gluon, dict(lr=0.05, weight_decay=0.1)),
+    (limuon.Gluon, dict(lr=1.0, mode="deterministic", l0=0.5, l1=2.0)),
 ]
 
 
@@ -81,7 +108,8 @@ def test_state_round_trip_continues_bit_identically(cls, kw):
     copies = [p.detach().clone().requires_grad_(True) for p in params]
     b_opt = cls(copies, **dict(kw, lr=0.9))
     b_opt.load_state_dict(copy.deepcopy(state))
-    assert b_opt.param_groups[0]["lr"] == kw["lr"] and b_opt.state_bytes() == a.state_bytes() > 0
+    assert b_opt.param_groups[0]["lr"] == kw["lr"] and b_opt.state_bytes() == a.state_bytes()
+    assert a.state_bytes() > 0 or kw.get("mode") == "deterministic"  # which keeps no momentum
     for b in batches[3:6]:
         la = a.step(closure_for(params, b))
         lb = b_opt.step(closure_for(copies, b))
@@ -114,6 +142,11 @@ def test_state_bytes_follow_the_documented_sizes():
     (limuon.Sumo, dict(update_interval=0), "update_interval"),
     (limuon.Sumo, dict(rank=0), "rank"),
     (limuon.MuonEq, dict(equilibrate="diagonal"), "diagonal"),
+    (limuon.MuonEq, dict(exponent=0.5), "exponent"),
+    (limuon.MuonEq, dict(phase=-1), "phase"),
+    (limuon.Sumo, dict(growth_limit=0.5), "growth_limit"),
+    (limuon.Gluon, dict(mode="online"), "online"),
+    (limuon.MuonMVR, dict(clip_inputs="yes"), "clip_inputs"),
     (limuon.LionMuon, dict(period=0), "period"),
     (limuon.LionMuon, dict(beta1=1.5), "beta1"),
     (limuon.MiMuon, dict(orthogonalizer="ns5"), "svd"),
@@ -156,7 +189,7 @@ def test_lr_scheduler_reaches_the_cpp_options():
 def test_muoneq_without_equilibration_is_muon_bit_for_bit():
     params, batches = make_problem(3)
     copies = [p.detach().clone().requires_grad_(True) for p in params]
-    a = limuon.MuonEq(params, lr=0.05, equilibrate="none", weight_decay=0.1)
+    a = limuon.MuonEq(params, lr=0.05, equilibrate="none", weight_decay=0.1, adjust_lr="original")
     b = limuon.Muon(copies, lr=0.05, weight_decay=0.1)
     for bt in batches[:4]:
         a.step(closure_for(params, bt))
@@ -164,6 +197,18 @@ def test_muoneq_without_equilibration_is_muon_bit_for_bit():
     for p, q in zip(params, copies):
         assert torch.equal(p, q)
     assert not torch.equal(params[0], make_problem(3)[0][0])
+
+
+def test_mimuon_counts_its_two_steps():
+    """Absolute all-pairs gap: tau = 0 always takes the Muon step, a huge tau always the momentum step,
+    and the reference's tau = 0.02 mixes them (12 Muon, 6 momentum steps over 6 calls x 3 matrices)."""
+    for tau, want in ((0.0, (18, 0)), (1e3, (0, 18)), (0.02, (12, 6))):
+        prob = Problem()
+        opt = limuon.MiMuon(prob.params, lr=0.05, momentum=0.9, tau=tau)
+        for t in range(6):
+            prob.batch = t
+            opt.step(prob.closure)
+        assert opt.branch_counts() == want, tau
 
 
 @pytest.mark.parametrize("method", ["muon_mvr1", "sumo", "muoneq", "lionmuon", "mimuon", "gluon"])

@@ -44,11 +44,17 @@ commands:
                svd --adjust-lr none --warmup 0 --min-lr-ratio 1 (constant lr and beta); flags override it
                --grad-clip C (0 = off): clip the global gradient norm to C in every evaluation (both of a
                two-evaluation step alike); metrics then log grad_norm (before clipping)
-               or the rest of the family (README "The Muon family"), with --momentum --gamma --rank as above:
-               muon_mvr1|muon_mvr2 (--max-norm C (1; 0 = no clip)), sumo (--update-interval K (200)
-               --alpha A (1)), muoneq (--equilibrate none|rows|cols|both (rows)), lionmuon (--beta1 (0.9)
-               --beta2 (0.99) --period P (2) --sign-lr-ratio R (0.1)), mimuon (--tau T (0.001)),
-               gluon (--l0 (1) --l1 (1))
+               --accumulate-second-gradient[=false] (on unless --grad-clip): LiMuon paper/light with storm
+               exact lets the second backward add into −(1 − beta)·(first gradient) instead of keeping a copy
+               or the rest of the family (README "The Muon family"; each keeps its published defaults
+               for --lr, --momentum, --nesterov/--no-nesterov, --adjust-lr, --orthogonalizer unless given):
+               muon_mvr1|muon_mvr2 (--max-norm C (1: cap on the corrected gradient; 0 = none) --mvr-clip-inputs
+               --mvr-first-step zero-prev|plain (zero-prev)), sumo (--update-interval K (200) --alpha A (1)
+               --sumo-no-outer --sumo-limiter G (0 = off; the paper's 1.1)), muoneq (--equilibrate
+               none|rows|cols|both (rows) --eq-exponent E (-0.5) --eq-eps (1e-12) --eq-phase S (0 = never)),
+               lionmuon (--beta1 (0.9) --beta2 (0.99) --period P (2) --sign-lr-ratio R (0.05)), mimuon
+               (--tau T (1e-6)), gluon (--gluon-mode stochastic|deterministic --gluon-constant-momentum
+               --gluon-no-decay --l0 (0) --l1 (70))
                --steps N | --epochs E, --batch-size B --grad-accum A --block-size T --warmup W --min-lr-ratio R
                --eval-interval N --eval-batches N --checkpoint-interval N --keep K --resume --seed S
                --tokenizer auto|gpt2|byte --dropout P --attention sdpa|math (sdpa) --patch P --augment --device cpu|cuda
@@ -106,7 +112,9 @@ int main(int argc, char** argv) {
       std::cout << kUsage;
       return argv_s.empty() ? 2 : 0;
     }
-    Args args(argv_s, {"json", "help", "resume", "augment", "no-nesterov", "decode", "report-only", "dry-run"});
+    Args args(argv_s, {"json", "help", "resume", "augment", "no-nesterov", "nesterov", "mvr-clip-inputs",
+                           "sumo-no-outer", "gluon-constant-momentum", "gluon-no-decay", "accumulate-second-gradient", "decode",
+                           "report-only", "dry-run"});
     if (args.flag("help")) {
       std::cout << kUsage;
       return 0;

@@ -95,6 +95,11 @@ struct Config {
   // --grad-clip C: the global L2 norm of all gradients is clipped to C inside the closure, so both
   // evaluations of a two-evaluation step (LiMuon exact, Muon-MVR2) are clipped alike; 0 = off.
   double grad_clip = 0;
+  // LiMuon lowrank_state paper/light with storm exact: the second backward accumulates into the
+  // first gradient scaled by −(1 − beta), instead of a stored dense copy (limuon.h). The closure is
+  // ours and clears gradients through the optimizer, which is the protocol. On by default, off
+  // with --grad-clip (clipping the accumulated sum would clip g − (1 − beta)g̃, not g).
+  bool accumulate_second_gradient = true;
   bool resume = false, nesterov = true, augment = false;
   FamilyFlags family;  // the rest of the Muon family (ALGORITHMS.md §4)
   // Budgets besides --steps (limuon compare): 0 = none; the run stops when any is spent.
@@ -116,7 +121,7 @@ struct Config {
                 {"augment", augment}, {"pad", pad}, {"resume", resume}, {"init_weights", init_weights},
                 {"max_nonfinite", max_nonfinite}, {"inject_nonfinite", inject_nonfinite}, {"family", family.to_json<json>()}, {"dist_timeout", dist_timeout},
                 {"max_samples", max_samples}, {"max_grad_evals", max_grad_evals}, {"max_seconds", max_seconds},
-                {"grad_clip", grad_clip}, {"preset", preset}};
+                {"grad_clip", grad_clip}, {"preset", preset}, {"accumulate_second_gradient", accumulate_second_gradient}};
   }
 };
 
@@ -193,6 +198,28 @@ double clip_grad_norm(torch::nn::Module& m, double max_norm) {
   return total;
 }
 
+// The lr a method gets without --lr: its class default (AdamW 1e-3; Muon and LiMuon 0.02; the
+// family methods whose step carries Moonlight's 0.2·√max(m, n) an AdamW-like 1e-3; Gluon 1/L1).
+double default_lr(const std::string& optimizer) {
+  try {
+    switch (parse_matrix_method(optimizer)) {
+      case MatrixMethod::adamw: return 1e-3;
+      case MatrixMethod::muon: return MuonOptions().lr();
+      case MatrixMethod::limuon: return LiMuonOptions().lr();
+      case MatrixMethod::muon_mvr1:
+      case MatrixMethod::muon_mvr2: return MuonMVROptions().lr();
+      case MatrixMethod::sumo: return SumoOptions().lr();
+      case MatrixMethod::muoneq: return MuonEqOptions().lr();
+      case MatrixMethod::lionmuon: return LionMuonOptions().lr();
+      case MatrixMethod::mimuon: return MiMuonOptions().lr();
+      case MatrixMethod::gluon: return GluonOptions().lr();
+    }
+  } catch (const std::invalid_argument&) {
+    // an unknown --optimizer is reported with the valid names below
+  }
+  return 0.02;
+}
+
 // --preset paper: LiMuon as the paper's algorithm states it (Huang, Luo, Chen, arXiv 2509.14562,
 // Algorithm 1 and its analysis): exact SVD orthogonalization, no shape scale on the step, and a
 // constant lr (no warm-up, no decay); beta is constant in every preset. The settings enter as
@@ -250,13 +277,21 @@ Config parse_config(Args& args) {
   c.dist_timeout = args.integer("dist-timeout", 300, 1, 86400);
   c.inject_nonfinite = args.str("inject-nonfinite", "");
   c.grad_clip = args.real("grad-clip", 0, 0, 1e12);
-  c.lr = args.real("lr", c.optimizer == "adamw" ? 1e-3 : 0.02, 0, 1e6);
+  if (args.has("accumulate-second-gradient")) {
+    c.accumulate_second_gradient = args.flag("accumulate-second-gradient");
+    if (c.accumulate_second_gradient && c.grad_clip > 0)
+      throw UsageError(
+          "--accumulate-second-gradient and --grad-clip: give one of them (the second evaluation would clip "
+          "g - (1 - beta)·g_old instead of g)");
+  } else {
+    c.accumulate_second_gradient = c.grad_clip == 0;
+  }
+  c.lr = args.real("lr", default_lr(c.optimizer), 0, 1e6);
   c.adamw_lr = args.real("adamw-lr", 1e-3, 0, 1e6);
   c.weight_decay = args.real("weight-decay", 0.0, 0, 1e6);
   c.adamw_weight_decay = args.real("adamw-weight-decay", 0.0, 0, 1e6);
   c.beta = args.real("beta", 0.1, 0, 1);
   c.momentum = args.real("momentum", 0.95, 0, 1);
-  c.nesterov = !args.flag("no-nesterov");
   c.gamma = args.real("gamma", 0.025, 0, 1);
   c.lowrank_state = args.str("lowrank-state", "none");
   c.storm = args.str("storm", "exact");
@@ -266,6 +301,9 @@ Config parse_config(Args& args) {
   c.orthogonalizer = args.str("orthogonalizer", "ns5");
   c.adjust_lr = args.str("adjust-lr", "original");
   c.family = FamilyFlags::parse(args);
+  // Muon's Nesterov: on unless --no-nesterov (or --nesterov=false); the family methods keep their
+  // published defaults unless one of the two flags is given (FamilyFlags).
+  c.nesterov = c.family.nesterov_given ? c.family.nesterov : true;
   c.min_lr_ratio = args.real("min-lr-ratio", 0.1, 0, 1);
   c.val_fraction = args.real("val-fraction", 0.05, 1e-6, 0.5);
   c.dropout = args.real("dropout", -1, -1, 1);
@@ -313,7 +351,8 @@ HybridOptions hybrid_options(const Config& c) {
                              .beta(c.beta)
                              .gamma(c.gamma)
                              .lowrank_state(parse_lowrank_state(c.lowrank_state))
-                             .storm(parse_storm(c.storm)),
+                             .storm(parse_storm(c.storm))
+                             .accumulate_second_gradient(c.accumulate_second_gradient),
                          c);
   c.family.apply(o);  // muon_mvr1/2, sumo, muoneq, lionmuon, mimuon, gluon
   const double adamw_lr = c.optimizer == "adamw" ? c.lr : c.adamw_lr;
