@@ -65,16 +65,6 @@ double min_spectral_gap(const at::Tensor& singular_values, double rtol) {
   return gap;
 }
 
-namespace detail {
-bool get_bool_or(torch::serialize::InputArchive& a, const std::string& k, bool fallback) {
-  c10::IValue probe;
-  return a.try_read(k, probe) ? io::get_bool(a, k) : fallback;
-}
-std::string get_string_or(torch::serialize::InputArchive& a, const std::string& k, const std::string& fallback) {
-  c10::IValue probe;
-  return a.try_read(k, probe) ? io::get_string(a, k) : fallback;
-}
-}  // namespace detail
 
 // ---------------------------------------------------------------- state
 

@@ -50,8 +50,8 @@ void MuonMVROptions::serialize(torch::serialize::InputArchive& a) {
   max_norm(io::get_double(a, "max_norm"));
   variant(parse_mvr_variant(io::get_string(a, "variant")));
   // Archives from before these options continue the earlier form: inputs clipped, c_0 = g_0.
-  clip_inputs(detail::get_bool_or(a, "clip_inputs", true));
-  zero_prev_init(detail::get_bool_or(a, "zero_prev_init", false));
+  clip_inputs(io::get_bool_or(a, "clip_inputs", true));
+  zero_prev_init(io::get_bool_or(a, "zero_prev_init", false));
 }
 
 bool operator==(const MuonMVROptions& l, const MuonMVROptions& r) {

@@ -54,6 +54,10 @@ int64_t get_int_or(InputArchive& a, const std::string& k, int64_t fallback) {
   c10::IValue probe;
   return a.try_read(k, probe) ? get_int(a, k) : fallback;
 }
+bool get_bool_or(InputArchive& a, const std::string& k, bool fallback) {
+  c10::IValue probe;
+  return a.try_read(k, probe) ? get_bool(a, k) : fallback;
+}
 at::Tensor get_tensor_opt(InputArchive& a, const std::string& k) {
   at::Tensor t;
   if (!a.try_read(k, t)) return at::Tensor();

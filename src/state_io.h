@@ -36,6 +36,7 @@ at::Tensor get_tensor_opt(torch::serialize::InputArchive& a, const std::string& 
 // For options added after a format was first written: an archive without the entry keeps `fallback`.
 double get_double_or(torch::serialize::InputArchive& a, const std::string& k, double fallback);
 int64_t get_int_or(torch::serialize::InputArchive& a, const std::string& k, int64_t fallback);
+bool get_bool_or(torch::serialize::InputArchive& a, const std::string& k, bool fallback);
 
 using limuon::state_key;
 

@@ -48,7 +48,7 @@ void SumoOptions::serialize(torch::serialize::InputArchive& a) {
   update_interval(io::get_int(a, "update_interval"));
   alpha(io::get_double(a, "alpha"));
   // Archives from before these options continue the earlier rank-r form.
-  outer(detail::get_bool_or(a, "outer", false));
+  outer(io::get_bool_or(a, "outer", false));
   growth_limit(io::get_double_or(a, "growth_limit", 0.0));
 }
 

@@ -174,11 +174,4 @@ at::Tensor muon_momentum(FamilyParamState& s, const at::Tensor& g, double moment
 uint64_t orth_seed(uint64_t seed, int64_t index, int64_t step);
 uint64_t basis_seed(uint64_t seed, int64_t index, int64_t step);
 
-namespace detail {
-// Option entries added after the first release of a method: an archive written before them loads
-// with `fallback` (chosen to continue the run it came from unchanged where that is possible).
-bool get_bool_or(torch::serialize::InputArchive& a, const std::string& k, bool fallback);
-std::string get_string_or(torch::serialize::InputArchive& a, const std::string& k, const std::string& fallback);
-}  // namespace detail
-
 }  // namespace limuon
