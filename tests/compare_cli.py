@@ -224,7 +224,29 @@ for row in rep["sweep"]:
     line = f"| {row['config']} | {'%g' % row['lr']} | 2/2 | {m:.4f} ± {s:.4f} |"
     check(f"report.md sweep row {row['config']} {row['lr']}", line in md, (line, md))
 
-FORMATS = [("final_val_loss", "%.4f", 1), ("best_val_loss", "%.4f", 1), ("final_val_ppl", "%.2f", 1), ("steps", "%.0f", 1),
+# equal gradient evaluations: the fewest any selected run spent (AdamW 32, LiMuon exact 36), each
+# run's validation loss read there, linearly between its two evaluations around it
+G = min(nums[(c, lr, sd)]["grad_evals"] for c, lr in (("adamw", best_lr), ("limuon-exact", "0.02")) for sd in (0, 1))
+check("equal gradient evaluations", rep.get("equal_grad_evals") == G == 32, (rep.get("equal_grad_evals"), G))
+
+
+def loss_at(x, g):
+    pts = sorted((m["grad_evals"], m["val_loss"]) for m in metrics[x] if "val_loss" in m)
+    for (e0, l0), (e1, l1) in zip(pts, pts[1:]):
+        if e0 <= g <= e1:
+            return l0 + (g - e0) / (e1 - e0) * (l1 - l0)
+    return math.nan
+
+
+for x in RUNS:
+    nums[x]["val_loss_at_equal_grad_evals"] = loss_at(x, G)
+check("LiMuon exact is read between two evaluations", all(
+    any(m["grad_evals"] < G for m in metrics[x] if "val_loss" in m) and nums[x]["val_loss_at_equal_grad_evals"] != summaries[x]["final_val_loss"]
+    for x in RUNS if x[0] == "limuon-exact"))
+check("report.md names the equal-evaluations column", f"val loss at {G} grad evals" in md, md[:2000])
+
+FORMATS = [("final_val_loss", "%.4f", 1), ("best_val_loss", "%.4f", 1), ("val_loss_at_equal_grad_evals", "%.4f", 1),
+           ("final_val_ppl", "%.2f", 1), ("steps", "%.0f", 1),
            ("samples", "%.0f", 1), ("grad_evals", "%.0f", 1), ("wall_s", "%.1f", 1), ("ms_per_step", "%.1f", 1),
            ("throughput", "%.0f", 1), ("optimizer_state_bytes", "%.3f", 1 / 2**20), ("peak_rss_mb", "%.0f", 1)]
 for cfg, lr in (("adamw", best_lr), ("limuon-exact", "0.02")):
@@ -241,10 +263,11 @@ state = {c: sel[c]["metrics"]["optimizer_state_bytes"]["mean"] for c in sel}
 check("optimizer state bytes reported", all(v > 0 for v in state.values()), state)
 
 # plots
-for name in ("val_loss_vs_samples.png", "val_loss_vs_grad_evals.png", "val_loss_vs_seconds.png", "memory.png", "lr_sweep.png"):
+for name in ("val_loss_vs_samples.png", "val_loss_vs_grad_evals.png", "val_loss_vs_seconds.png", "val_loss_overview.png",
+             "memory.png", "lr_sweep.png"):
     check(f"plot {name}", is_png(os.path.join(out, "plots", name)), os.listdir(os.path.join(out, "plots")))
     check(f"report links {name}", f"(plots/{name})" in md)
-check("report.json lists plots", len(rep["plots"]) == 5 and "plots_skipped" not in rep, rep.get("plots_skipped"))
+check("report.json lists plots", len(rep["plots"]) == 6 and "plots_skipped" not in rep, rep.get("plots_skipped"))
 curves = open(os.path.join(out, "plots", "curves.dat")).read()
 check("plotted curve is the mean over seeds at the best lr", f"# adamw lr {best_lr}" in curves, curves[:300])
 

@@ -329,20 +329,25 @@ std::string tail_lines(const fs::path& p, int n) {
 }
 
 // Runs argv (argv[0] found on PATH unless it contains '/') in `cwd` with stdout and stderr
-// appended to `log`; returns the exit status as text ("" on success). The child is killed if this
-// process dies (so a killed comparison leaves no run going on behind it).
-std::string run_process(const std::vector<std::string>& argv, const fs::path& cwd, const fs::path& log) {
+// appended to `log` (with `echo`, its progress lines, those that start with "step ", are also
+// copied to this process's stdout, indented);
+// returns the exit status as text ("" on success). The child is killed if this process dies (so a
+// killed comparison leaves no run going on behind it).
+std::string run_process(const std::vector<std::string>& argv, const fs::path& cwd, const fs::path& log,
+                        bool echo = false) {
   std::vector<char*> cargv;
   for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);
   const pid_t parent = getpid();
   std::cout << std::flush;
+  int pipe_fds[2] = {-1, -1};
+  if (echo && pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe failed: ") + std::strerror(errno));
   const pid_t pid = fork();
   if (pid < 0) throw std::runtime_error(std::string("fork failed: ") + std::strerror(errno));
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(126);
-    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    const int fd = echo ? pipe_fds[1] : open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd >= 0) {
       dup2(fd, STDOUT_FILENO);
       dup2(fd, STDERR_FILENO);
@@ -352,6 +357,23 @@ std::string run_process(const std::vector<std::string>& argv, const fs::path& cw
     else execvp(cargv[0], cargv.data());
     std::fprintf(stderr, "cannot run %s: %s\n", argv[0].c_str(), std::strerror(errno));
     _exit(127);
+  }
+  if (echo) {  // copy the child's output to the log, and its progress lines to stdout
+    close(pipe_fds[1]);
+    std::ofstream out_log(log, std::ios::app | std::ios::binary);
+    std::string pending;
+    char buf[4096];
+    for (;;) {
+      const ssize_t n = read(pipe_fds[0], buf, sizeof(buf));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      out_log.write(buf, n);
+      out_log.flush();
+      pending.append(buf, static_cast<size_t>(n));
+      for (size_t nl; (nl = pending.find_first_of("\n\r")) != std::string::npos; pending.erase(0, nl + 1))
+        if (pending.compare(0, 5, "step ") == 0) std::cout << "    " << pending.substr(0, nl) << "\n" << std::flush;
+    }
+    close(pipe_fds[0]);
   }
   int status = 0;
   while (waitpid(pid, &status, 0) < 0) {
@@ -504,8 +526,25 @@ struct Column {
   double scale = 1;
 };
 
-std::vector<Column> columns(const std::string& task) {
+// The validation loss a run had after `evals` gradient evaluations, interpolated linearly between
+// its two evaluations around that point (exact at an evaluation); NaN outside its evaluations.
+double loss_at_grad_evals(const std::vector<EvalPoint>& evals, double at) {
+  if (!std::isfinite(at)) return NAN;
+  for (size_t i = 0; i < evals.size(); ++i) {
+    const auto& e = evals[i];
+    if (e.grad_evals == at) return e.loss;
+    if (i > 0 && evals[i - 1].grad_evals < at && at < e.grad_evals) {
+      const double w = (at - evals[i - 1].grad_evals) / (e.grad_evals - evals[i - 1].grad_evals);
+      return evals[i - 1].loss + w * (e.loss - evals[i - 1].loss);
+    }
+  }
+  return NAN;
+}
+
+std::vector<Column> columns(const std::string& task, double equal_grad_evals) {
   std::vector<Column> c = {{"final_val_loss", "final val loss", "%.4f"}, {"best_val_loss", "best val loss", "%.4f"}};
+  if (std::isfinite(equal_grad_evals))
+    c.push_back({"val_loss_at_equal_grad_evals", "val loss at " + fmt("%.0f", equal_grad_evals) + " grad evals", "%.4f"});
   if (task == "lm") c.push_back({"final_val_ppl", "final val ppl", "%.2f"});
   else {
     c.push_back({"final_val_accuracy", "final val acc", "%.4f"});
@@ -649,6 +688,30 @@ std::vector<std::string> draw_plots(const fs::path& out, const Spec& spec, const
             "Validation loss vs gradient evaluations (" + over + "; LiMuon storm=exact spends 2 per step)");
   line_plot("val_loss_vs_seconds.png", "training time, s (steps only, evaluation excluded)", 4, 5, "validation loss",
             "Validation loss vs wall-clock time (" + over + ")");
+  // The three views side by side in one figure (the one `scripts/demo.sh` points to).
+  if (!series.empty()) {
+    auto terminal = [&](const char* size, const char* font) {
+      gp << "\nif (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n  set terminal pngcairo size " << size << " font '" << font
+         << "' noenhanced\n} else {\n  set terminal png size " << size << " noenhanced\n}\n";
+    };
+    terminal("1800,600", "Sans,10");
+    gp << "set output 'val_loss_overview.png'\nset multiplot layout 1,3 title "
+       << gp_quote("Validation loss, one line per optimizer (" + over + ", each config at its best lr; " + budget + ")")
+       << "\nset ylabel 'validation loss (nats per token)'\n";
+    const std::pair<int, const char*> panels[] = {{2, "training samples (sequences)"},
+                                                  {3, "gradient evaluations (samples × evaluations per step)"},
+                                                  {4, "training time, s (steps only, evaluation excluded)"}};
+    for (const auto& panel : panels) {
+      gp << "set title ''\nset xlabel " << gp_quote(panel.second) << "\nplot ";
+      for (size_t i = 0; i < series.size(); ++i)
+        gp << (i ? ", \\\n     " : "") << "'curves.dat' index " << series[i].second << " using " << panel.first
+           << ":5:6 with yerrorlines lw 2 pt 7 ps 0.6 title " << gp_quote(series[i].first);
+      gp << "\n";
+    }
+    gp << "unset multiplot\nunset output\nset ylabel 'validation loss'\n";
+    terminal("1000,640", "Sans,11");
+    pngs.push_back("val_loss_overview.png");
+  }
   if (spec.task == "image")
     line_plot("val_accuracy_vs_samples.png", "training samples", 2, 7, "validation accuracy",
               "Validation accuracy vs samples (" + over + ")");
@@ -777,8 +840,6 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
       results.push_back(all_results[i]);
     }
   }
-  const auto cols = columns(spec.task);
-
   json jr = json::object();
   jr["spec"] = json{{"path", spec.path},         {"description", spec.description}, {"train", spec.train},
                     {"budget", {{spec.budget_kind, spec.budget}}}, {"seeds", spec.seeds}, {"select", spec.select},
@@ -825,6 +886,20 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
       }
     selected.push_back(s);
   }
+
+  // Equal gradient evaluations: the smallest total any selected run spent (a samples budget gives
+  // LiMuon storm=exact about twice the others'); every run's validation loss is read there,
+  // interpolated linearly in gradient evaluations between its evaluations.
+  double equal_evals = NAN;
+  for (const auto& s : selected)
+    for (const auto* r : s.results) {
+      const auto it = r->m.find("grad_evals");
+      if (r->status == "done" && it != r->m.end() && std::isfinite(it->second))
+        equal_evals = std::isfinite(equal_evals) ? std::min(equal_evals, it->second) : it->second;
+    }
+  for (auto& r : results) r.m["val_loss_at_equal_grad_evals"] = loss_at_grad_evals(r.evals, equal_evals);
+  jr["equal_grad_evals"] = equal_evals;
+  const auto cols = columns(spec.task, equal_evals);
 
   jr["configs"] = json::array();
   std::map<std::string, std::map<std::string, Stat>> table;
@@ -965,6 +1040,8 @@ int cmd_compare(Args& args) {
   const int64_t stop_after_steps = args.integer("stop-after-steps", 0, 0, 100000000);
   const bool report_only = args.flag("report-only");
   const bool dry_run = args.flag("dry-run");
+  // --live: each run's progress lines (step, loss, throughput, ETA; validation) as it trains.
+  const bool live = args.flag("live");
   const int64_t threads = args.integer("threads", 0, 0, 4096);
   args.finish();
   if (spec_path.empty()) throw UsageError("--spec: required (a comparison spec, " + std::string(kSpecHelp) + ")");
@@ -1092,7 +1169,8 @@ int cmd_compare(Args& args) {
         argv.push_back(std::to_string(stop_after_steps));
       }
       const auto t0 = std::chrono::steady_clock::now();
-      const std::string err = run_process(argv, "", r.dir / "train.log");
+      if (live) std::cout << std::endl;
+      const std::string err = run_process(argv, "", r.dir / "train.log", live);
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       ++executed;
       if (interrupt && err.empty() && !fs::exists(r.dir / "summary.json")) {

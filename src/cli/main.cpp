@@ -79,7 +79,8 @@ commands:
                are skipped, interrupted ones resumed). Spec format: docs/compare.md.
                --budget steps:N|samples:N|grad_evals:N|seconds:S and --seeds 0,1,.. override the spec;
                --stop-after-runs N, --report-only (rebuild the report from the runs), --dry-run (list the runs),
-               --stop-after-steps S (testing aid: interrupt the next run after S steps, then stop)
+               --stop-after-steps S (testing aid: interrupt the next run after S steps, then stop),
+               --live (show each run's progress lines as it trains)
   eval         --model NAME (--weights F.safetensors | --checkpoint DIR) --text-file F → JSON val_loss, ppl, tokens
                --task image --model NAME (--checkpoint DIR | --weights F.safetensors, Hugging Face ViT names or ours)
                [--data fashion-mnist|cifar10:DIR] → JSON val_loss, accuracy; --export-hf F.safetensors writes the
@@ -114,7 +115,7 @@ int main(int argc, char** argv) {
     }
     Args args(argv_s, {"json", "help", "resume", "augment", "no-nesterov", "nesterov", "mvr-clip-inputs",
                            "sumo-no-outer", "gluon-constant-momentum", "gluon-no-decay", "accumulate-second-gradient", "decode",
-                           "report-only", "dry-run"});
+                           "report-only", "dry-run", "live"});
     if (args.flag("help")) {
       std::cout << kUsage;
       return 0;
