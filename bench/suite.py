@@ -93,7 +93,7 @@ def main():
           "| method | shape | batch | median ms | GFLOP/s | same-run matmul GFLOP/s | ratio | ortho err | polar rel err | loop ms |",
           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in orth:
-        name = r["method"] + (f" r={r['rank']} q={r['power_iters']}" if r["method"] == "rsvd" else "")
+        name = r.get("label", r["method"]) + (f" r={r['rank']} q={r['power_iters']}" if r["method"] == "rsvd" else "")
         md.append(f"| {name} | {r['shape']} | {r['batch']} | {r['median_ms']:.2f} | {r['gflops']:.1f} | "
                   f"{r['matmul_gflops']:.1f} | {r['gflops_vs_matmul']:.2f} | {r['ortho_err']:.3g} | "
                   f"{r['polar_rel_err']:.3g} | {r.get('loop_median_ms', float('nan')):.2f} |")

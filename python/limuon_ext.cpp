@@ -490,6 +490,26 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       "polar_express", [](const at::Tensor& t) { return no_gil([&] { return limuon::orth_polar_express(t); }); },
       py::arg("m"), "Polar Express approximation of the polar factor");
   m.def(
+      "gram_ns",
+      [](const at::Tensor& t, const std::string& coefficients, std::optional<std::vector<int64_t>> restarts,
+         double min_aspect, int64_t steps, const limuon::NsCoefficients& ns_coefficients, double eps) {
+        limuon::GramNsOptions o;
+        o.coefficients = limuon::parse_gram_coefficients(coefficients);
+        o.restarts = std::move(restarts);
+        o.min_aspect = min_aspect;
+        o.ns_steps = steps;
+        o.ns_coefficients = ns_coefficients;
+        o.ns_eps = eps;
+        return no_gil([&] { return limuon::orth_gram_ns(t, o); });
+      },
+      py::arg("m"), py::arg("coefficients") = "ns5", py::arg("restarts") = py::none(),
+      py::arg("min_aspect") = limuon::kGramNsMinAspect, py::arg("steps") = limuon::kNs5Steps,
+      py::arg("ns_coefficients") = limuon::kNs5Coefficients, py::arg("eps") = limuon::kNs5Eps,
+      "Gram Newton-Schulz: the ns5 or Polar Express iteration carried out on R = X X^T, the m x m factor "
+      "applied to X once at the end; restarts=None picks by dtype ([] for fp32/fp64, [1, 3] for bf16/fp16)");
+  m.def("gram_ns_default_restarts", &limuon::gram_ns_default_restarts, py::arg("m"),
+        "the restart steps gram_ns uses for a tensor like m when restarts=None");
+  m.def(
       "svd_polar", [](const at::Tensor& t) { return no_gil([&] { return limuon::orth_svd(t); }); }, py::arg("m"),
       "exact polar factor U V^T from the thin SVD");
   m.def(
@@ -520,7 +540,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         return no_gil([&] { return limuon::orthogonalize(t, s); });
       },
       py::arg("m"), py::arg("method") = "ns5", py::arg("rank") = 32, py::arg("oversample") = 8,
-      py::arg("power_iters") = 0, py::arg("seed") = 0, "dispatch on the orthogonalizer name (svd, ns5, polar_express, rsvd)");
+      py::arg("power_iters") = 0, py::arg("seed") = 0, "dispatch on the orthogonalizer name (svd, ns5, polar_express, rsvd, gram_ns)");
   m.def("symmetric_blas_available", &limuon::symmetric_blas_available);
   m.def("configure_allocator", &limuon::configure_allocator,
         "Raises glibc malloc's mmap/trim thresholds for this process (as the limuon CLI does at start-up), "

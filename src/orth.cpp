@@ -1,5 +1,5 @@
 // Orthogonalization kernels (ALGORITHMS.md §1): exact SVD polar factor, Newton–Schulz (ns5),
-// Polar Express and randomized SVD, for single matrices and batches.
+// Polar Express, Gram Newton–Schulz and randomized SVD, for single matrices and batches.
 #include "limuon/orth.h"
 
 #include <ATen/ATen.h>
@@ -40,8 +40,19 @@ std::string to_string(Orthogonalizer o) {
     case Orthogonalizer::ns5: return "ns5";
     case Orthogonalizer::polar_express: return "polar_express";
     case Orthogonalizer::rsvd: return "rsvd";
+    case Orthogonalizer::gram_ns: return "gram_ns";
   }
   return "?";
+}
+
+std::string to_string(GramCoefficients c) {
+  return c == GramCoefficients::polar_express ? "polar_express" : "ns5";
+}
+
+GramCoefficients parse_gram_coefficients(const std::string& name) {
+  if (name == "ns5") return GramCoefficients::ns5;
+  if (name == "polar_express" || name == "polar-express") return GramCoefficients::polar_express;
+  throw std::invalid_argument("gram_ns coefficients: unknown value '" + name + "' (valid: ns5, polar_express)");
 }
 
 Orthogonalizer parse_orthogonalizer(const std::string& name) {
@@ -49,8 +60,9 @@ Orthogonalizer parse_orthogonalizer(const std::string& name) {
   if (name == "ns5") return Orthogonalizer::ns5;
   if (name == "polar_express" || name == "polar-express") return Orthogonalizer::polar_express;
   if (name == "rsvd") return Orthogonalizer::rsvd;
+  if (name == "gram_ns" || name == "gram-ns") return Orthogonalizer::gram_ns;
   throw std::invalid_argument("orthogonalizer: unknown value '" + name +
-                              "' (valid: svd, ns5, polar_express, rsvd)");
+                              "' (valid: svd, ns5, polar_express, rsvd, gram_ns)");
 }
 
 namespace {
@@ -199,18 +211,67 @@ at::Tensor ns_loop(at::Tensor x, const Coeffs& coeffs) {
   return x;
 }
 
+// X0 = M/(‖M‖_F·norm_scale + norm_eps) per matrix, on the wide orientation (Mᵀ if M is tall),
+// contiguous so the loops' matmuls see dense rows.
+at::Tensor normalised_wide(const at::Tensor& m, double norm_scale, double norm_eps) {
+  const bool tall = m.size(-2) > m.size(-1);
+  at::Tensor x = tall ? m.transpose(-2, -1) : m;
+  auto norm = x.norm(2, {-2, -1}, /*keepdim=*/true);
+  return (x / (norm * norm_scale + norm_eps)).contiguous();
+}
+
 at::Tensor ns_family(const at::Tensor& m, const Coeffs& coeffs, double norm_scale,
                      double norm_eps, const char* who) {
   // Any floating dtype on any device: LibTorch 2.x has bf16/fp16 matmuls on CPU too (oneDNN), and
   // torch.optim.Muon itself runs this iteration in bf16 there.
   check_matrix(m, who);
   const bool tall = m.size(-2) > m.size(-1);
-  at::Tensor x = tall ? m.transpose(-2, -1) : m;
-  // Per-matrix Frobenius normalisation; contiguous so the loop's matmuls see dense rows.
-  auto norm = x.norm(2, {-2, -1}, /*keepdim=*/true);
-  x = (x / (norm * norm_scale + norm_eps)).contiguous();
-  x = ns_loop(x, coeffs);
+  at::Tensor x = ns_loop(normalised_wide(m, norm_scale, norm_eps), coeffs);
   return tall ? x.transpose(-2, -1) : x;
+}
+
+Coeffs polar_express_coeffs() {
+  Coeffs c;
+  for (const auto& row : kPolarExpressCoeffs) c.push_back({row[0], row[1], row[2]});
+  return c;
+}
+
+// Gram Newton–Schulz on a normalised X0 [.., a, b], a ≤ b (algebra and flops in orth.h).
+// restart[s] is true when step s starts from a fresh X = Q·X0.
+at::Tensor gram_loop(const at::Tensor& x0, const Coeffs& coeffs, const std::vector<bool>& restart) {
+  const int steps = static_cast<int>(coeffs.size());
+  const bool batched = x0.dim() == 3;
+  auto mm = [&](const at::Tensor& l, const at::Tensor& r) { return batched ? at::bmm(l, r) : at::mm(l, r); };
+  at::Tensor x = x0;
+  at::Tensor R = mm(x, x.transpose(-2, -1));  // [.., a, a]
+  at::Tensor Q;                               // undefined = I
+  for (int s = 0; s < steps; ++s) {
+    if (restart[static_cast<size_t>(s)]) {
+      x = mm(Q, x);
+      R = mm(x, x.transpose(-2, -1));
+      Q = at::Tensor();
+    }
+    const double ca = coeffs[s][0], cb = coeffs[s][1], cc = coeffs[s][2];
+    // P = a·I + b·R + c·R², symmetric: the R² product fused with the b·R term.
+    at::Tensor P = batched ? at::baddbmm(R, R, R, cb, cc) : at::addmm(R, R, R, cb, cc);
+    P.diagonal(0, -2, -1).add_(ca);
+    Q = Q.defined() ? mm(P, Q) : P;
+    // R ← P·R·P (commuting polynomials in R0), unless nothing reads it: after the last step, or
+    // before a restart, which recomputes R from X.
+    if (s + 1 < steps && !restart[static_cast<size_t>(s + 1)]) R = mm(mm(P, R), P);
+  }
+  return mm(Q, x);
+}
+
+std::vector<bool> restart_mask(int64_t steps, const std::vector<int64_t>& restarts) {
+  std::vector<bool> mask(static_cast<size_t>(steps), false);
+  for (int64_t s : restarts) {
+    if (s < 1 || s >= steps)
+      throw std::invalid_argument("orth_gram_ns: restart steps must lie in [1, " + std::to_string(steps - 1) +
+                                  "] (before step s, 0-based), got " + std::to_string(s));
+    mask[static_cast<size_t>(s)] = true;
+  }
+  return mask;
 }
 
 }  // namespace
@@ -234,9 +295,56 @@ at::Tensor orth_ns5(const at::Tensor& m, const NsCoefficients& coefficients, int
 }
 
 at::Tensor orth_polar_express(const at::Tensor& m) {
-  Coeffs c;
-  for (const auto& row : kPolarExpressCoeffs) c.push_back({row[0], row[1], row[2]});
-  return ns_family(m, c, 1.02, 1e-6, "orth_polar_express");
+  return ns_family(m, polar_express_coeffs(), 1.02, 1e-6, "orth_polar_express");
+}
+
+std::vector<int64_t> gram_ns_default_restarts(const at::Tensor& like) {
+  const auto dtype = like.scalar_type();
+  if (dtype == at::kBFloat16 || dtype == at::kHalf) return {1, 3};
+  if (dtype == at::kFloat && like.is_cuda() && at::globalContext().allowTF32CuBLAS()) return {1, 3};
+  return {};
+}
+
+at::Tensor orth_gram_ns(const at::Tensor& m, const GramNsOptions& o) {
+  check_matrix(m, "orth_gram_ns");
+  if (!(o.min_aspect >= 1.0) || !std::isfinite(o.min_aspect))
+    throw std::invalid_argument("orth_gram_ns: min_aspect must be a finite number >= 1, got " +
+                                std::to_string(o.min_aspect));
+  Coeffs coeffs;
+  double norm_scale = 1.0, norm_eps = kNs5Eps;
+  if (o.coefficients == GramCoefficients::polar_express) {
+    coeffs = polar_express_coeffs();
+    norm_scale = 1.02;
+    norm_eps = 1e-6;
+  } else {
+    if (o.ns_steps < 1)
+      throw std::invalid_argument("orth_gram_ns: steps must be >= 1, got " + std::to_string(o.ns_steps));
+    if (!(o.ns_eps > 0.0) || !std::isfinite(o.ns_eps))
+      throw std::invalid_argument("orth_gram_ns: eps must be a finite number > 0, got " + std::to_string(o.ns_eps));
+    for (double c : o.ns_coefficients)
+      if (!std::isfinite(c)) throw std::invalid_argument("orth_gram_ns: coefficients must be finite");
+    coeffs = Coeffs(static_cast<size_t>(o.ns_steps), o.ns_coefficients);
+    norm_eps = o.ns_eps;
+  }
+  const auto mask = restart_mask(static_cast<int64_t>(coeffs.size()),
+                                 o.restarts ? *o.restarts : gram_ns_default_restarts(m));
+  const bool tall = m.size(-2) > m.size(-1);
+  const double a = static_cast<double>(std::min(m.size(-2), m.size(-1)));
+  const double b = static_cast<double>(std::max(m.size(-2), m.size(-1)));
+  at::Tensor x0 = normalised_wide(m, norm_scale, norm_eps);
+  // Below the crossover the plain loop does less work; it is the same iteration.
+  at::Tensor x = b < o.min_aspect * a ? ns_loop(x0, coeffs) : gram_loop(x0, coeffs, mask);
+  return tall ? x.transpose(-2, -1) : x;
+}
+
+double gram_ns_flops(int64_t m, int64_t n, int64_t steps, const std::vector<int64_t>& restarts, double min_aspect) {
+  const double a = static_cast<double>(std::min(m, n)), b = static_cast<double>(std::max(m, n));
+  const double s = static_cast<double>(steps);
+  if (b < min_aspect * a) return s * (4 * a * a * b + 2 * a * a * a);
+  const double r = static_cast<double>(restarts.size());
+  // 2a²b (R) + 2a²b (Q·X) + per step 2a³ (R²) + (s − 1)·2a³ (P·Q) + (s − 1)·4a³ (P·R·P);
+  // each restart: +4a²b, −2a³ (no P·Q after it), −4a³ (no P·R·P before it).
+  return 4 * a * a * b + (2 * s + 2 * (s - 1) + 4 * (s - 1)) * a * a * a + r * (4 * a * a * b - 6 * a * a * a);
 }
 
 at::Tensor LowRank::reconstruct() const {
@@ -338,6 +446,17 @@ at::Tensor orthogonalize(const at::Tensor& m, const OrthSpec& spec) {
     case Orthogonalizer::svd: out = orth_svd(in); break;
     case Orthogonalizer::ns5: out = orth_ns5(in, spec.ns_coefficients, spec.ns_steps, spec.ns_eps); break;
     case Orthogonalizer::polar_express: out = orth_polar_express(in); break;
+    case Orthogonalizer::gram_ns: {
+      GramNsOptions g;
+      g.coefficients = spec.gram_coefficients;
+      g.ns_coefficients = spec.ns_coefficients;
+      g.ns_steps = spec.ns_steps;
+      g.ns_eps = spec.ns_eps;
+      g.restarts = spec.gram_restarts;
+      g.min_aspect = spec.gram_min_aspect;
+      out = orth_gram_ns(in, g);
+      break;
+    }
     case Orthogonalizer::rsvd:
       out = rsvd(in, spec.rank, spec.oversample, spec.power_iters, spec.seed).polar();
       break;
@@ -421,6 +540,7 @@ double orth_flops(Orthogonalizer method, int64_t m, int64_t n, int64_t rank, int
   switch (method) {
     case Orthogonalizer::ns5: return kNs5Steps * (4 * a * a * b + 2 * a * a * a);
     case Orthogonalizer::polar_express: return kPolarExpressSteps * (4 * a * a * b + 2 * a * a * a);
+    case Orthogonalizer::gram_ns: return gram_ns_flops(m, n);
     case Orthogonalizer::rsvd: {
       const double l = static_cast<double>(sketch_width(m, n, rank, oversample));
       return (4 + 4 * power_iters) * static_cast<double>(m) * n * l + (m + n) * l * l;

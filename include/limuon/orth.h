@@ -1,6 +1,7 @@
 // Orthogonalization kernels: stateless functions returning (an approximation of) the polar
 // factor U Vᵀ of a matrix M = U Σ Vᵀ, for one matrix [m, n] or a batch [k, m, n].
-// Spec: docs ALGORITHMS.md §1.
+// Spec: docs ALGORITHMS.md §1. Gram Newton–Schulz after "Gram Newton-Schulz: A Fast, Hardware-Aware
+// Newton-Schulz Algorithm for Muon" (Dao AI Lab, 2026, tridao.me/blog/2026/gram-newton-schulz).
 #pragma once
 
 #include <ATen/Tensor.h>
@@ -8,12 +9,13 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace limuon {
 
-enum class Orthogonalizer { svd, ns5, polar_express, rsvd };
+enum class Orthogonalizer { svd, ns5, polar_express, rsvd, gram_ns };
 
 std::string to_string(Orthogonalizer o);
 // Throws std::invalid_argument naming the valid choices.
@@ -51,6 +53,77 @@ at::Tensor orth_ns5(const at::Tensor& m, const NsCoefficients& coefficients, int
 
 // Polar Express: the Newton–Schulz loop with the per-step coefficient table above.
 at::Tensor orth_polar_express(const at::Tensor& m);
+
+// ---- Gram Newton–Schulz ---------------------------------------------------------------------
+// The same polynomial iteration as orth_ns5 / orth_polar_express, carried out on the small
+// symmetric Gram matrix instead of the rectangular X. On the wide orientation X0 [m, n], m ≤ n
+// (tall inputs are iterated as their transpose, as ns5 does):
+//
+//   plain:  X_{k+1} = p_k(X_k X_kᵀ)·X_k,  p_k(t) = a_k + b_k·t + c_k·t²
+//   so      X_k = Q_k·X0 with Q_k = p_{k-1}(R_{k-1})···p_0(R_0),  R_k = X_k X_kᵀ = Q_k R_0 Q_kᵀ.
+//   Every R_k, p_k(R_k) and Q_k is a polynomial in R_0: they are symmetric and commute, so
+//   R_{k+1} = P_k R_k P_k and Q_{k+1} = P_k Q_k with P_k = a_k I + b_k R_k + c_k R_k².
+//
+//   gram:   R = X0 X0ᵀ                                   2m²n
+//           per step: P = aI + bR + cR²                  2m³  (R² in one fused addmm)
+//                     Q = P (first step) or P·Q          2m³  (not on the first step)
+//                     R = P·R·P                          4m³  (not after the last step)
+//           output Q·X0                                  2m²n
+//   5 steps: 4m²n + 34m³ flops, against plain 5·(4m²n + 2m³) = 20m²n + 10m³; equal at n/m = 1.5,
+//   0.56x at n/m = 4 (768×3072), 0.39x at n/m = 8.
+//
+// A restart before step s recomputes X = Q·X0, R = X Xᵀ and sets Q = I (costs 4m²n, saves the R
+// update before it and the P·Q product after it: net +4m²n − 6m³). Why restarts: Q accumulates the
+// product of the step polynomials, whose eigenvalue for a tiny singular value is ∏ a_k (≈ 485 for
+// ns5, ≈ 990 for Polar Express), so rounding in Q and in R is amplified by up to that factor and
+// leaks into the large singular directions. Measured on ill-conditioned inputs (κ = 1e3..1e6,
+// 128×512 .. 384×1536, relative difference to the plain iteration in the same dtype):
+//   fp32, no restart: ≤ 1e-3 (the singular-value band identical to 3 digits); restart at 2: ≤ 3.5e-4.
+//   bf16, no restart: diverges (largest singular value 2.3 .. 3e13). Restart at 2 (the published
+//   choice): largest singular value 1.22 .. 1.42 where the plain loop gives 1.14 .. 1.20. Restarts
+//   at 1 and 3: 1.14 .. 1.20, the plain loop's band.
+// Hence the default policy gram_ns_default_restarts(): none for fp32/fp64, {1, 3} for bf16/fp16.
+// CUDA fp32 with TF32 matmuls allowed rounds like fp16: a PyTorch mirror of this kernel on an H200
+// (bench/gram_ns_torch_mirror.py, 1024×4096, κ = 1e6) gave σ_max 1.21 .. 1.23 without restarts where
+// the plain TF32 loop gives 1.14 .. 1.20, and the plain band with {1, 3}; so that case restarts too.
+// (The same run confirmed bf16 on CUDA: none 1.47 .. 8.2, {2} 1.25 .. 1.43, {1, 3} in band.)
+//
+// Near-square matrices are cheaper with the plain loop: when n/m < min_aspect the kernel runs the
+// plain iteration (bit-identical to orth_ns5 / orth_polar_express) instead.
+enum class GramCoefficients { ns5, polar_express };
+std::string to_string(GramCoefficients c);
+// Throws std::invalid_argument naming the valid choices (ns5, polar_express).
+GramCoefficients parse_gram_coefficients(const std::string& name);
+
+// Aspect ratio max(m, n)/min(m, n) from which gram_ns uses the Gram form (below it: the plain
+// loop). Measured crossover on this 2-core CPU, fp32: see docs/BENCHMARKS.md.
+constexpr double kGramNsMinAspect = 1.5;
+
+struct GramNsOptions {
+  GramCoefficients coefficients = GramCoefficients::ns5;
+  // ns5 schedule only: quintic coefficients, step count and normalisation eps, as orth_ns5 takes
+  // them. The polar_express schedule uses its table, 5 steps and ‖M‖_F·1.02 + 1e-6.
+  NsCoefficients ns_coefficients = kNs5Coefficients;
+  int64_t ns_steps = kNs5Steps;
+  double ns_eps = kNs5Eps;
+  // Steps s (1 ≤ s < steps, 0-based) before which to restart; unset = gram_ns_default_restarts()
+  // of the compute dtype; an empty list = never.
+  std::optional<std::vector<int64_t>> restarts;
+  // Use the Gram form only when max(m, n)/min(m, n) ≥ min_aspect (1 = always).
+  double min_aspect = kGramNsMinAspect;
+};
+
+// The restart steps used when GramNsOptions::restarts is unset, for an input like `like`: {1, 3}
+// for bf16/fp16 and for fp32 on CUDA while TF32 matmuls are allowed (allowTF32CuBLAS); {} otherwise.
+std::vector<int64_t> gram_ns_default_restarts(const at::Tensor& like);
+
+// Gram Newton–Schulz; any floating dtype on any device (as orth_ns5), one matrix or a batch.
+at::Tensor orth_gram_ns(const at::Tensor& m, const GramNsOptions& options = {});
+
+// Flops of one gram_ns call on an m×n matrix with `steps` steps and the given restarts (the plain
+// loop's 5·(4a²b + 2a³)-style count when the aspect ratio is below min_aspect).
+double gram_ns_flops(int64_t m, int64_t n, int64_t steps = kNs5Steps, const std::vector<int64_t>& restarts = {},
+                     double min_aspect = kGramNsMinAspect);
 
 // Rank-r factors of a matrix (or batch): m ≈ U diag(S) Vᵀ with U [.., m, r], S [.., r], V [.., n, r].
 struct LowRank {
@@ -92,7 +165,12 @@ struct OrthSpec {
   uint64_t seed = 0;         // rsvd only
   NsCoefficients ns_coefficients = kNs5Coefficients;  // ns5 only
   int64_t ns_steps = kNs5Steps;                       // ns5 only
-  double ns_eps = kNs5Eps;                            // ns5 only
+  double ns_eps = kNs5Eps;                            // ns5 only (and gram_ns with ns5 coefficients)
+  // gram_ns only: coefficient schedule, restarts (unset = by dtype) and fallback aspect ratio;
+  // see GramNsOptions. With gram_coefficients = ns5 the ns_* fields above apply.
+  GramCoefficients gram_coefficients = GramCoefficients::ns5;
+  std::optional<std::vector<int64_t>> gram_restarts;
+  double gram_min_aspect = kGramNsMinAspect;
   // Dtype the kernel computes in; Undefined = the input's. bf16/fp16 suit ns5 and polar_express
   // only (svd and rsvd need fp32/fp64).
   at::ScalarType compute_dtype = at::ScalarType::Undefined;
@@ -127,7 +205,9 @@ bool symmetric_blas_available();
 void set_symmetric_blas_enabled(bool enabled);
 
 // Floating-point operations of one call on an m×n matrix (for benchmarks): ns5/polar_express
-// count 5·(4·a²·b + 2·a³) with a = min(m, n), b = max(m, n); rsvd counts 4·m·n·l + (m + n)·l².
+// count 5·(4·a²·b + 2·a³) with a = min(m, n), b = max(m, n); rsvd counts 4·m·n·l + (m + n)·l²;
+// gram_ns counts its default fp32 configuration, gram_ns_flops(m, n) = 4·a²·b + 34·a³ (no
+// restarts), or the plain count below kGramNsMinAspect.
 double orth_flops(Orthogonalizer method, int64_t m, int64_t n, int64_t rank = 32,
                   int64_t oversample = 8, int64_t power_iters = 0);
 

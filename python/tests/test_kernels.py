@@ -1,4 +1,4 @@
-"""The orthogonalization kernels exposed as functions: limuon.ns5, polar_express, svd_polar,
+"""The orthogonalization kernels exposed as functions: limuon.ns5, polar_express, gram_ns, svd_polar,
 rsvd, orthogonalize."""
 import os
 from pathlib import Path
@@ -99,3 +99,54 @@ def test_configure_allocator_is_callable_and_reports_support():
     expected = "libasan" not in os.environ.get("LD_PRELOAD", "")
     assert limuon.configure_allocator() is expected
     assert limuon.configure_allocator() is expected
+
+
+def _ill_conditioned(m, n, kappa, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    k = min(m, n)
+    u, _ = torch.linalg.qr(torch.randn(m, k, generator=g, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(n, k, generator=g, dtype=torch.float64))
+    s = torch.logspace(0, -torch.log10(torch.tensor(kappa)).item(), k, dtype=torch.float64)
+    return ((u * s) @ v.T).to(dtype)
+
+
+@pytest.mark.parametrize("shape", [(24, 80), (80, 24), (3, 24, 80)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("coefficients", ["ns5", "polar_express"])
+def test_gram_ns_matches_plain_loop_and_float64_svd(shape, dtype, coefficients):
+    m = randn(*shape, dtype=dtype, seed=3)
+    g = limuon.gram_ns(m, coefficients=coefficients)
+    plain = limuon.ns5(m) if coefficients == "ns5" else limuon.polar_express(m)
+    assert g.shape == m.shape and g.dtype == dtype
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    assert ((g - plain).norm() / plain.norm()).item() < tol
+    # Against the exact polar factor from a float64 SVD: the same distance as the plain loop's.
+    u, _, vh = torch.linalg.svd(m.double(), full_matrices=False)
+    exact = u @ vh
+    err_g = ((g.double() - exact).norm() / exact.norm()).item()
+    err_p = ((plain.double() - exact).norm() / exact.norm()).item()
+    assert abs(err_g - err_p) < tol
+    s = torch.linalg.svdvals(g.double())
+    assert s.min() > 0.5 and s.max() < 1.3, (s.min().item(), s.max().item())
+
+
+def test_gram_ns_restarts_and_fallback():
+    assert limuon.orthogonalize(randn(8, 30), "gram_ns").shape == (8, 30)
+    # Near-square: the plain loop runs, bit-identical; min_aspect=1 forces the Gram form.
+    sq = randn(20, 20)
+    assert torch.equal(limuon.gram_ns(sq), limuon.ns5(sq))
+    assert not torch.equal(limuon.gram_ns(sq, min_aspect=1.0), limuon.ns5(sq))
+    # bfloat16, kappa = 1e6: without restarts the Gram form diverges; the default ones keep it in band.
+    assert _C_restarts(torch.bfloat16) == [1, 3] and _C_restarts(torch.float32) == []
+    m = _ill_conditioned(128, 512, 1e6, torch.bfloat16)
+    hi = lambda o: torch.linalg.svdvals(o.double()).max().item()  # noqa: E731
+    assert hi(limuon.gram_ns(m)) < hi(limuon.ns5(m)) + 0.05
+    assert hi(limuon.gram_ns(m, restarts=[])) > 2.0
+    with pytest.raises(ValueError, match="restart"):
+        limuon.gram_ns(randn(8, 30), restarts=[0])
+    with pytest.raises(ValueError, match="valid: ns5, polar_express"):
+        limuon.gram_ns(randn(8, 30), coefficients="cubic")
+
+
+def _C_restarts(dtype):
+    return limuon._C.gram_ns_default_restarts(torch.zeros(1, dtype=dtype))

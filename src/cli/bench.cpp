@@ -130,14 +130,68 @@ std::vector<std::pair<int64_t, int64_t>> model_matrices(const std::string& model
 
 }  // namespace
 
+namespace {
+
+// One row of `bench orth`: a label and the OrthSpec it runs.
+struct OrthRow {
+  std::string label;
+  OrthSpec spec;
+};
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  std::istringstream in(s);
+  while (std::getline(in, cur, ','))
+    if (!cur.empty()) out.push_back(cur);
+  return out;
+}
+
+// --method: a name (svd, ns5, polar_express, rsvd, gram_ns), gram_ns:ns5 / gram_ns:polar_express
+// (the Gram form with that coefficient schedule), a comma list of those, or all.
+std::vector<OrthRow> orth_rows(const std::string& method_name, const OrthSpec& base) {
+  const std::string all = "svd,ns5,polar_express,gram_ns:ns5,gram_ns:polar_express,rsvd";
+  std::vector<OrthRow> rows;
+  for (const auto& item : split_commas(method_name == "all" ? all : method_name)) {
+    OrthRow row{item, base};
+    const auto colon = item.find(':');
+    try {
+      row.spec.method = parse_orthogonalizer(item.substr(0, colon));
+      if (colon != std::string::npos) {
+        if (row.spec.method != Orthogonalizer::gram_ns) throw std::invalid_argument("only gram_ns takes ':COEFFICIENTS'");
+        row.spec.gram_coefficients = parse_gram_coefficients(item.substr(colon + 1));
+      }
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(std::string("--method: ") + e.what());
+    }
+    if (row.spec.method == Orthogonalizer::gram_ns) row.label = "gram_ns:" + to_string(row.spec.gram_coefficients);
+    rows.push_back(row);
+  }
+  if (rows.empty()) throw UsageError("--method: empty list");
+  return rows;
+}
+
+}  // namespace
+
+// Columns: median_ms; x_ns5 = median_ms / ns5's median_ms in this run (ns5 is timed first, for
+// each shape, as the reference); gflops = the method's own flop count (orth_flops; for gram_ns
+// gram_ns_flops with the restarts it used) per second; ns5eq_gflops = ns5's flop count per second,
+// i.e. the rate at which the ns5-equivalent work is done; mm_gflops = the same-run rate of X·Xᵀ
+// (a×b·b×a) and sq_gflops of an a×a·a×a product, the two shapes of product the kernels are built
+// from; accuracy against the exact polar factor (float64 SVD); loop_ms = the batch one matrix at a
+// time (batch > 1).
 int bench_orth(Args& args, bool json) {
-  const auto shape = parse_shape(args.str("shape", "768x3072"));
+  std::vector<std::pair<int64_t, int64_t>> shapes;
+  for (const auto& s : split_commas(args.str("shape", "768x3072"))) shapes.push_back(parse_shape(s));
+  if (shapes.empty()) throw UsageError("--shape: expected MxN[,MxN...]");
   const int64_t batch = args.integer("batch", 1, 1, 4096);
   const std::string method_name = args.str("method", "ns5");
   const int64_t rank = args.integer("rank", 32, 1, 65536);
   const int64_t oversample = args.integer("oversample", 8, 0, 65536);
   const int64_t power_iters = args.integer("power-iters", 0, 0, 100);
   const std::string dtype_name = args.str("dtype", "float32");
+  const std::string restarts_name = args.str("gram-restarts", "auto");
+  const double min_aspect = args.real("gram-min-aspect", kGramNsMinAspect, 1.0, 1e9);
   const int64_t warmup = args.integer("warmup", 2, 0, 1000);
   const int64_t repeats = args.integer("repeats", 7, 1, 100000);
   const int64_t seed = args.integer("seed", 0, 0, INT64_MAX);
@@ -145,65 +199,113 @@ int bench_orth(Args& args, bool json) {
   at::ScalarType dtype;
   if (dtype_name == "float32") dtype = at::kFloat;
   else if (dtype_name == "float64") dtype = at::kDouble;
-  else throw UsageError("--dtype: unknown value '" + dtype_name + "' (valid: float32, float64)");
-  std::vector<Orthogonalizer> methods;
-  if (method_name == "all") methods = {Orthogonalizer::svd, Orthogonalizer::ns5, Orthogonalizer::polar_express, Orthogonalizer::rsvd};
-  else {
-    try {
-      methods = {parse_orthogonalizer(method_name)};
-    } catch (const std::invalid_argument& e) {
-      throw UsageError(std::string("--method: ") + e.what());
+  else if (dtype_name == "bfloat16") dtype = at::kBFloat16;
+  else throw UsageError("--dtype: unknown value '" + dtype_name + "' (valid: float32, float64, bfloat16)");
+  OrthSpec base;
+  base.rank = rank;
+  base.oversample = oversample;
+  base.power_iters = power_iters;
+  base.seed = static_cast<uint64_t>(seed);
+  base.gram_min_aspect = min_aspect;
+  if (restarts_name == "none") base.gram_restarts = std::vector<int64_t>{};
+  else if (restarts_name != "auto") {
+    std::vector<int64_t> r;
+    for (const auto& v : split_commas(restarts_name)) {
+      try {
+        size_t pos = 0;
+        r.push_back(std::stoll(v, &pos));
+        if (pos != v.size()) throw std::invalid_argument(v);
+      } catch (const std::logic_error&) {
+        throw UsageError("--gram-restarts: expected auto, none or a list of steps like 1,3, got '" + restarts_name + "'");
+      }
     }
+    base.gram_restarts = r;
   }
-  const auto [m, n] = shape;
-  at::manual_seed(static_cast<uint64_t>(seed));
-  at::Tensor mat = batch > 1 ? at::randn({batch, m, n}, at::TensorOptions().dtype(dtype))
-                             : at::randn({m, n}, at::TensorOptions().dtype(dtype));
-  // Same-run matmul reference: the product X·Xᵀ of one m×n matrix (2·a²·b flops, a = min(m, n)).
-  at::Tensor single = batch > 1 ? mat[0].contiguous() : mat;
-  at::Tensor x = m <= n ? single : single.t().contiguous();
-  const double a = static_cast<double>(std::min(m, n)), b = static_cast<double>(std::max(m, n));
-  const double mm_ms = time_ms([&] { (void)at::mm(x, x.t()); }, warmup, repeats);
-  const double mm_gflops = 2 * a * a * b / (mm_ms * 1e6);
+  auto rows = orth_rows(method_name, base);
+  if (dtype == at::kBFloat16) {  // svd and rsvd need fp32/fp64
+    rows.erase(std::remove_if(rows.begin(), rows.end(),
+                              [](const OrthRow& r) {
+                                return r.spec.method == Orthogonalizer::svd || r.spec.method == Orthogonalizer::rsvd;
+                              }),
+               rows.end());
+    if (rows.empty()) throw UsageError("--dtype bfloat16: svd and rsvd need float32 or float64");
+  }
   if (!json)
-    std::printf("%-14s %-11s %5s %10s %9s %9s %10s %10s %12s\n", "method", "shape", "batch", "median_ms", "gflops",
-                "mm_gflops", "ortho_err", "polar_err", "loop_ms");
-  for (auto method : methods) {
-    OrthSpec spec;
-    spec.method = method;
-    spec.rank = rank;
-    spec.oversample = oversample;
-    spec.power_iters = power_iters;
-    spec.seed = static_cast<uint64_t>(seed);
-    at::Tensor out;
-    const double ms = time_ms([&] { out = orthogonalize(mat, spec); }, warmup, repeats);
-    double loop_ms = NAN;
-    if (batch > 1) {
-      loop_ms = time_ms(
-          [&] {
-            for (int64_t i = 0; i < batch; ++i) (void)orthogonalize(mat[i], spec);
-          },
-          warmup, repeats);
-    }
-    const double flops = static_cast<double>(batch) * orth_flops(method, m, n, rank, oversample, power_iters);
-    const double gflops = flops / (ms * 1e6);
-    const Accuracy acc = accuracy(mat, out);
+    std::printf("%-28s %-10s %5s %10s %6s %8s %8s %8s %8s %9s %9s %7s %10s\n", "method", "shape", "batch", "median_ms",
+                "x_ns5", "gflops", "ns5eq_gf", "mm_gf", "sq_gf", "ortho_err", "polar_err", "sv_max", "loop_ms");
+  for (const auto& [m, n] : shapes) {
+    at::manual_seed(static_cast<uint64_t>(seed));
+    // Drawn in float32 so that every dtype sees the same matrix.
+    at::Tensor mat = (batch > 1 ? at::randn({batch, m, n}) : at::randn({m, n})).to(dtype);
+    // Same-run matmul references: X·Xᵀ of one m×n matrix (2·a²·b flops, a = min(m, n)) and one
+    // a×a·a×a product (2·a³).
+    at::Tensor single = batch > 1 ? mat[0].contiguous() : mat;
+    at::Tensor x = m <= n ? single : single.t().contiguous();
+    const double a = static_cast<double>(std::min(m, n)), b = static_cast<double>(std::max(m, n));
+    const double mm_gflops = 2 * a * a * b / (time_ms([&] { (void)at::mm(x, x.t()); }, warmup, repeats) * 1e6);
+    at::Tensor sq = x.narrow(1, 0, std::min(m, n)).contiguous();
+    const double sq_gflops = 2 * a * a * a / (time_ms([&] { (void)at::mm(sq, sq); }, warmup, repeats) * 1e6);
+    auto run = [&](const OrthSpec& spec, at::Tensor* out) {
+      return time_ms([&] { *out = orthogonalize(mat, spec); }, warmup, repeats);
+    };
+    at::Tensor ref_out;
+    OrthSpec ns5_spec = base;
+    ns5_spec.method = Orthogonalizer::ns5;
+    // The reference is timed first, also when ns5 is a row: that row's x_ns5 then shows the
+    // run-to-run noise of the machine.
+    const double ns5_ms = run(ns5_spec, &ref_out);
+    const double ns5_flops = static_cast<double>(batch) * orth_flops(Orthogonalizer::ns5, m, n);
     std::ostringstream shape_s;
     shape_s << m << "x" << n;
-    if (json) {
-      std::cout << "{\"bench\":\"orth\",\"method\":\"" << to_string(method) << "\",\"shape\":\"" << shape_s.str()
-                << "\",\"batch\":" << batch << ",\"dtype\":\"" << dtype_name << "\",\"median_ms\":" << fmt(ms, 6)
-                << ",\"gflops\":" << fmt(gflops) << ",\"matmul_gflops\":" << fmt(mm_gflops)
-                << ",\"gflops_vs_matmul\":" << fmt(gflops / mm_gflops) << ",\"ortho_err\":" << fmt(acc.ortho_err)
-                << ",\"polar_rel_err\":" << fmt(acc.polar_rel_err) << ",\"sv_min\":" << fmt(acc.sv_min)
-                << ",\"sv_max\":" << fmt(acc.sv_max);
-      if (method == Orthogonalizer::rsvd) std::cout << ",\"rank\":" << rank << ",\"power_iters\":" << power_iters;
-      if (batch > 1) std::cout << ",\"loop_median_ms\":" << fmt(loop_ms, 6) << ",\"batch_speedup\":" << fmt(loop_ms / ms);
-      std::cout << ",\"threads\":" << at::get_num_threads() << "}" << std::endl;
-    } else {
-      std::printf("%-14s %-11s %5lld %10.3f %9.1f %9.1f %10.3g %10.3g %12s\n", to_string(method).c_str(),
-                  shape_s.str().c_str(), static_cast<long long>(batch), ms, gflops, mm_gflops, acc.ortho_err,
-                  acc.polar_rel_err, batch > 1 ? fmt(loop_ms, 5).c_str() : "-");
+    for (const auto& row : rows) {
+      const auto& spec = row.spec;
+      at::Tensor out;
+      const double ms = run(spec, &out);
+      double loop_ms = NAN;
+      if (batch > 1) {
+        loop_ms = time_ms(
+            [&] {
+              for (int64_t i = 0; i < batch; ++i) (void)orthogonalize(mat[i], spec);
+            },
+            warmup, repeats);
+      }
+      double flops1 = orth_flops(spec.method, m, n, rank, oversample, power_iters);
+      std::string restarts_s;
+      if (spec.method == Orthogonalizer::gram_ns) {
+        const auto r = spec.gram_restarts ? *spec.gram_restarts : gram_ns_default_restarts(mat);
+        const int64_t steps = spec.gram_coefficients == GramCoefficients::ns5 ? spec.ns_steps : kPolarExpressSteps;
+        flops1 = gram_ns_flops(m, n, steps, r, spec.gram_min_aspect);
+        for (auto s : r) {
+          if (!restarts_s.empty()) restarts_s += ',';
+          restarts_s += std::to_string(s);
+        }
+        if (b < spec.gram_min_aspect * a) restarts_s = "plain";  // fell back to the plain loop
+      }
+      const double flops = static_cast<double>(batch) * flops1;
+      const double gflops = flops / (ms * 1e6), ns5eq = ns5_flops / (ms * 1e6);
+      const Accuracy acc = accuracy(mat, out);
+      if (json) {
+        std::cout << "{\"bench\":\"orth\",\"method\":\"" << to_string(spec.method) << "\",\"label\":\"" << row.label
+                  << "\",\"shape\":\"" << shape_s.str() << "\",\"batch\":" << batch << ",\"dtype\":\"" << dtype_name
+                  << "\",\"median_ms\":" << fmt(ms, 6) << ",\"ns5_median_ms\":" << fmt(ns5_ms, 6)
+                  << ",\"time_vs_ns5\":" << fmt(ms / ns5_ms) << ",\"flops\":" << fmt(flops, 6)
+                  << ",\"gflops\":" << fmt(gflops) << ",\"ns5_equiv_gflops\":" << fmt(ns5eq)
+                  << ",\"matmul_gflops\":" << fmt(mm_gflops) << ",\"square_matmul_gflops\":" << fmt(sq_gflops)
+                  << ",\"gflops_vs_matmul\":" << fmt(gflops / mm_gflops) << ",\"ortho_err\":" << fmt(acc.ortho_err)
+                  << ",\"polar_rel_err\":" << fmt(acc.polar_rel_err) << ",\"sv_min\":" << fmt(acc.sv_min)
+                  << ",\"sv_max\":" << fmt(acc.sv_max);
+        if (spec.method == Orthogonalizer::rsvd) std::cout << ",\"rank\":" << rank << ",\"power_iters\":" << power_iters;
+        if (spec.method == Orthogonalizer::gram_ns)
+          std::cout << ",\"gram_restarts\":\"" << restarts_s << "\",\"gram_min_aspect\":" << fmt(spec.gram_min_aspect);
+        if (batch > 1) std::cout << ",\"loop_median_ms\":" << fmt(loop_ms, 6) << ",\"batch_speedup\":" << fmt(loop_ms / ms);
+        std::cout << ",\"threads\":" << at::get_num_threads() << "}" << std::endl;
+      } else {
+        std::string label = row.label;
+        if (spec.method == Orthogonalizer::gram_ns) label += "[" + (restarts_s.empty() ? "-" : restarts_s) + "]";
+        std::printf("%-28s %-10s %5lld %10.3f %6.3f %8.1f %8.1f %8.1f %8.1f %9.3g %9.3g %7.3f %10s\n", label.c_str(),
+                    shape_s.str().c_str(), static_cast<long long>(batch), ms, ms / ns5_ms, gflops, ns5eq, mm_gflops,
+                    sq_gflops, acc.ortho_err, acc.polar_rel_err, acc.sv_max, batch > 1 ? fmt(loop_ms, 5).c_str() : "-");
+      }
     }
   }
   return 0;

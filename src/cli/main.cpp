@@ -23,8 +23,11 @@ const char* kUsage = R"(usage: limuon <command> [flags]
 
 commands:
   bench orth   time an orthogonalization kernel and check it against exact SVD
-               --shape MxN (768x3072) --batch K (1) --method svd|ns5|polar_express|rsvd|all (ns5)
-               --rank R (32) --oversample S (8) --power-iters Q (0) --dtype float32|float64
+               --shape MxN[,MxN..] (768x3072) --batch K (1) --method svd|ns5|polar_express|rsvd|
+               gram_ns[:ns5|:polar_express]|all, or a comma list (ns5); every row also shows its time
+               relative to an ns5 run and the same-run matmul rate; --gram-restarts auto|none|1,3 (auto:
+               none for fp32/fp64, 1,3 for half precision) --gram-min-aspect A (1.5: below, the plain loop)
+               --rank R (32) --oversample S (8) --power-iters Q (0) --dtype float32|float64|bfloat16
                --warmup W (2) --repeats N (7) --seed S (0)
   bench step   time one optimizer step over a model's hidden weight matrices (random gradients)
                --optimizer adamw|muon|limuon|muon_mvr1|muon_mvr2|sumo|muoneq|lionmuon|mimuon|gluon (muon)
