@@ -32,7 +32,8 @@ def json_lines(out):
 r = run(["bench", "orth", "--shape", "64x96", "--method", "all", "--json", "--repeats", "2", "--warmup", "1"])
 check("orth exit", r.returncode == 0, r.stderr)
 rows = json_lines(r.stdout) if r.returncode == 0 else []
-check("orth rows", [x.get("method") for x in rows] == ["svd", "ns5", "polar_express", "rsvd"], r.stdout)
+check("orth rows", [x.get("label") for x in rows] ==
+      ["svd", "ns5", "polar_express", "gram_ns:ns5", "gram_ns:polar_express", "rsvd"], r.stdout)
 for row in rows:
     for key in ("method", "shape", "batch", "median_ms", "gflops", "matmul_gflops", "ortho_err", "polar_rel_err"):
         check(f"orth key {key}", key in row, row)
@@ -43,6 +44,12 @@ if "svd" in by:
     check("svd exact", by["svd"]["polar_rel_err"] < 1e-4 and by["svd"]["ortho_err"] < 1e-4, by["svd"])
 if "ns5" in by:
     check("ns5 band", 0.3 < by["ns5"]["sv_min"] and by["ns5"]["sv_max"] < 1.5, by["ns5"])
+# gram_ns: the ns5 iteration on the Gram matrix, so the same band (64x96 is above the 1.5 crossover)
+labels = {x.get("label"): x for x in rows}
+if "gram_ns:ns5" in labels and "ns5" in by:
+    g = labels["gram_ns:ns5"]
+    check("gram_ns matches ns5", abs(g["sv_max"] - by["ns5"]["sv_max"]) < 1e-3 and abs(g["polar_rel_err"] - by["ns5"]["polar_rel_err"]) < 1e-3
+          and g.get("gram_restarts") == "" and "time_vs_ns5" in g, g)
 
 r = run(["bench", "orth", "--shape", "32x48", "--batch", "3", "--method", "ns5", "--json", "--repeats", "2"])
 rows = json_lines(r.stdout) if r.returncode == 0 else []
