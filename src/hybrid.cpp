@@ -265,15 +265,7 @@ at::Tensor HybridOptimizer::step(const std::function<at::Tensor()>& closure) {
     return loss;
   }
   // AdamW steps between the two evaluations, on the first one's gradient.
-  auto* limuon = dynamic_cast<LiMuon*>(matrix_.get());
-  if (!limuon) return two_point_step(*two, evaluate, [this] { adamw_step(); });
-  limuon->abandon_call();
-  try {
-    return two_point_step(*two, evaluate, [this] { adamw_step(); });
-  } catch (...) {
-    limuon->abandon_call();  // a seeded gradient must not survive into the next call
-    throw;
-  }
+  return two_point_step(*two, evaluate, [this] { adamw_step(); });
 }
 
 namespace {

@@ -135,7 +135,7 @@ void LiMuonOptions::serialize(torch::serialize::OutputArchive& a) const {
   io::put(a, "lowrank_state", to_string(lowrank_state()));
   io::put(a, "storm", to_string(storm()));
   io::put(a, "gamma", gamma());
-  io::put(a, "accumulate_second_gradient", static_cast<int64_t>(accumulate_second_gradient()));
+  io::put(a, "accumulate_second_gradient", accumulate_second_gradient());
 }
 
 void LiMuonOptions::serialize(torch::serialize::InputArchive& a) {
@@ -145,7 +145,7 @@ void LiMuonOptions::serialize(torch::serialize::InputArchive& a) {
   storm(parse_storm(io::get_string(a, "storm")));
   gamma(io::get_double(a, "gamma"));
   // Added later; an archive without it was written by a run that kept the copy of g̃.
-  accumulate_second_gradient(io::get_int_or(a, "accumulate_second_gradient", 0) != 0);
+  accumulate_second_gradient(io::get_bool_or(a, "accumulate_second_gradient", false));
 }
 
 bool operator==(const LiMuonOptions& l, const LiMuonOptions& r) {
@@ -254,9 +254,7 @@ bool LiMuon::needs_old_point_gradient() const {
 
 void LiMuon::after_old_point_gradient() {
   at::NoGradGuard no_grad;
-  pending_.clear();
-  seeded_.clear();
-  seed_zero_grad_seen_ = false;
+  abandon_call();  // a call starts with nothing kept
   group_skipped_.assign(param_groups_.size(), false);
   for (size_t g = 0; g < param_groups_.size(); ++g) {
     const auto& o = static_cast<const LiMuonOptions&>(param_groups_[g].options());
@@ -491,9 +489,7 @@ void LiMuon::after_new_point_gradient() {
     if (o.storm() == Storm::approx) approx_group(g);
     else if (!group_skipped_[g]) new_point_group(g);
   }
-  pending_.clear();
-  seeded_.clear();
-  seed_zero_grad_seen_ = false;
+  abandon_call();  // the call is complete: nothing is kept to the next
   group_skipped_.assign(param_groups_.size(), false);
 }
 
@@ -507,15 +503,7 @@ at::Tensor LiMuon::step(LossClosure closure) {
     ++evaluations_;
     return closure();
   };
-  if (evaluates_twice()) {
-    abandon_call();
-    try {
-      return two_point_step(*this, evaluate);
-    } catch (...) {
-      abandon_call();
-      throw;
-    }
-  }
+  if (evaluates_twice()) return two_point_step(*this, evaluate);
   at::Tensor loss;
   if (closure) loss = evaluate();
   after_new_point_gradient();

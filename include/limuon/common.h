@@ -67,6 +67,10 @@ class TwoPointStepper {
   virtual bool needs_old_point_gradient() const = 0;
   virtual void after_old_point_gradient() = 0;
   virtual void after_new_point_gradient() = 0;
+  // Forgets whatever a call keeps between its two evaluations, for a call interrupted by an
+  // exception (in the closure or a stage). two_point_step calls it before every call and when one
+  // throws; the default keeps nothing.
+  virtual void abandon_call() {}
 };
 
 }  // namespace limuon

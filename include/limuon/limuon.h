@@ -144,8 +144,9 @@ class LiMuon : public torch::optim::Optimizer, public TwoPointStepper {
   // with −(1 − beta)·g̃ in place. Call it through a LiMuon (or HybridOptimizer), not a base pointer.
   void zero_grad(bool set_to_none = true);
   // Forgets a call interrupted between its two evaluations (an exception in the closure or in a
-  // stage): the next zero_grad() clears everything. step() and HybridOptimizer::step() do this.
-  void abandon_call();
+  // stage): the next zero_grad() clears everything. two_point_step (behind step() and
+  // HybridOptimizer::step()) does this.
+  void abandon_call() override;
 
   void save(torch::serialize::OutputArchive& archive) const override;
   void load(torch::serialize::InputArchive& archive) override;

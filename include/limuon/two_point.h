@@ -8,7 +8,8 @@
 // default ATen generator (CPU, and each CUDA device's) is captured before the first evaluation and
 // restored before the second, so the second evaluation draws exactly what the first drew; after the
 // call the generators stand where the second evaluation left them. Generators the closure owns
-// itself (an std::mt19937, an at::Generator it created) are not covered.
+// itself (an std::mt19937, an at::Generator it created) are not covered. The stepper's
+// abandon_call() runs before the call and, when anything in it throws, before the exception leaves.
 #pragma once
 
 #include "limuon/common.h"

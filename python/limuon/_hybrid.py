@@ -187,8 +187,7 @@ class HybridOptimizer:
                 loss = self._evaluate(closure)
                 two.after_new_point_gradient()
             except BaseException:
-                if hasattr(two, "abandon_call"):
-                    two.abandon_call()  # LiMuon: no seeded gradient may survive into the next call
+                two.abandon_call()  # e.g. LiMuon's seeded gradients must not survive into the next call
                 raise
         else:
             loss = self._evaluate(closure)  # first call: the estimate only, nothing moves

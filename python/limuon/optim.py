@@ -219,6 +219,10 @@ class _TwoPointStages:
         """Closure evaluations made by step() so far."""
         return self._cpp.evaluations()
 
+    def abandon_call(self):
+        """Forgets what a call interrupted between its two evaluations kept (nothing, unless the
+        subclass says otherwise); step() does this itself."""
+
 
 # torch.optim.Muon's adjust_lr_fn values and the adjust_lr each one means (the same formulas:
 # PyTorch's "spectral_unclamped" is our "spectral").
