@@ -235,6 +235,20 @@ Coeffs polar_express_coeffs() {
   for (const auto& row : kPolarExpressCoeffs) c.push_back({row[0], row[1], row[2]});
   return c;
 }
+// Polar Express' normalisation X / (‖X‖_F·1.02 + 1e-6) (ALGORITHMS.md §1).
+constexpr double kPolarExpressNormScale = 1.02, kPolarExpressNormEps = 1e-6;
+
+// The ns5 schedule: `coefficients` repeated `steps` times, after checking steps ≥ 1, a finite
+// eps > 0 and finite coefficients; errors are prefixed with `who`.
+Coeffs ns5_schedule(const NsCoefficients& coefficients, int64_t steps, double eps, const char* who) {
+  const std::string w(who);
+  if (steps < 1) throw std::invalid_argument(w + ": steps must be >= 1, got " + std::to_string(steps));
+  if (!(eps > 0.0) || !std::isfinite(eps))
+    throw std::invalid_argument(w + ": eps must be a finite number > 0, got " + std::to_string(eps));
+  for (double c : coefficients)
+    if (!std::isfinite(c)) throw std::invalid_argument(w + ": coefficients must be finite");
+  return Coeffs(static_cast<size_t>(steps), coefficients);
+}
 
 // Gram Newton–Schulz on a normalised X0 [.., a, b], a ≤ b (algebra and flops in orth.h).
 // restart[s] is true when step s starts from a fresh X = Q·X0.
@@ -286,16 +300,11 @@ at::Tensor orth_svd(const at::Tensor& m) {
 at::Tensor orth_ns5(const at::Tensor& m, int steps) { return orth_ns5(m, kNs5Coefficients, steps, kNs5Eps); }
 
 at::Tensor orth_ns5(const at::Tensor& m, const NsCoefficients& coefficients, int64_t steps, double eps) {
-  if (steps < 1) throw std::invalid_argument("orth_ns5: steps must be >= 1, got " + std::to_string(steps));
-  if (!(eps > 0.0) || !std::isfinite(eps))
-    throw std::invalid_argument("orth_ns5: eps must be a finite number > 0, got " + std::to_string(eps));
-  for (double c : coefficients)
-    if (!std::isfinite(c)) throw std::invalid_argument("orth_ns5: coefficients must be finite");
-  return ns_family(m, Coeffs(static_cast<size_t>(steps), coefficients), 1.0, eps, "orth_ns5");
+  return ns_family(m, ns5_schedule(coefficients, steps, eps, "orth_ns5"), 1.0, eps, "orth_ns5");
 }
 
 at::Tensor orth_polar_express(const at::Tensor& m) {
-  return ns_family(m, polar_express_coeffs(), 1.02, 1e-6, "orth_polar_express");
+  return ns_family(m, polar_express_coeffs(), kPolarExpressNormScale, kPolarExpressNormEps, "orth_polar_express");
 }
 
 std::vector<int64_t> gram_ns_default_restarts(const at::Tensor& like) {
@@ -314,16 +323,10 @@ at::Tensor orth_gram_ns(const at::Tensor& m, const GramNsOptions& o) {
   double norm_scale = 1.0, norm_eps = kNs5Eps;
   if (o.coefficients == GramCoefficients::polar_express) {
     coeffs = polar_express_coeffs();
-    norm_scale = 1.02;
-    norm_eps = 1e-6;
+    norm_scale = kPolarExpressNormScale;
+    norm_eps = kPolarExpressNormEps;
   } else {
-    if (o.ns_steps < 1)
-      throw std::invalid_argument("orth_gram_ns: steps must be >= 1, got " + std::to_string(o.ns_steps));
-    if (!(o.ns_eps > 0.0) || !std::isfinite(o.ns_eps))
-      throw std::invalid_argument("orth_gram_ns: eps must be a finite number > 0, got " + std::to_string(o.ns_eps));
-    for (double c : o.ns_coefficients)
-      if (!std::isfinite(c)) throw std::invalid_argument("orth_gram_ns: coefficients must be finite");
-    coeffs = Coeffs(static_cast<size_t>(o.ns_steps), o.ns_coefficients);
+    coeffs = ns5_schedule(o.ns_coefficients, o.ns_steps, o.ns_eps, "orth_gram_ns");
     norm_eps = o.ns_eps;
   }
   const auto mask = restart_mask(static_cast<int64_t>(coeffs.size()),
