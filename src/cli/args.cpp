@@ -10,6 +10,15 @@
 
 namespace limuon::cli {
 
+std::vector<std::string> split_list(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::string cur;
+  std::istringstream is(s);
+  while (std::getline(is, cur, sep))
+    if (!cur.empty()) out.push_back(cur);
+  return out;
+}
+
 std::map<std::string, std::string> parse_config_json(const std::string& text, const std::string& origin) {
   using json = nlohmann::json;
   json j;

@@ -19,6 +19,9 @@ struct UsageError : std::runtime_error {
 // are strings, numbers or bools. Throws UsageError naming `origin` and the problem.
 std::map<std::string, std::string> parse_config_json(const std::string& text, const std::string& origin);
 
+// The non-empty items of a `sep`-separated list ("a,,b" → {"a", "b"}).
+std::vector<std::string> split_list(const std::string& s, char sep = ',');
+
 class Args {
  public:
   // Flags named in `boolean` take no value.

@@ -138,21 +138,12 @@ struct OrthRow {
   OrthSpec spec;
 };
 
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  std::string cur;
-  std::istringstream in(s);
-  while (std::getline(in, cur, ','))
-    if (!cur.empty()) out.push_back(cur);
-  return out;
-}
-
 // --method: a name (svd, ns5, polar_express, rsvd, gram_ns), gram_ns:ns5 / gram_ns:polar_express
 // (the Gram form with that coefficient schedule), a comma list of those, or all.
 std::vector<OrthRow> orth_rows(const std::string& method_name, const OrthSpec& base) {
   const std::string all = "svd,ns5,polar_express,gram_ns:ns5,gram_ns:polar_express,rsvd";
   std::vector<OrthRow> rows;
-  for (const auto& item : split_commas(method_name == "all" ? all : method_name)) {
+  for (const auto& item : split_list(method_name == "all" ? all : method_name)) {
     OrthRow row{item, base};
     const auto colon = item.find(':');
     try {
@@ -182,7 +173,7 @@ std::vector<OrthRow> orth_rows(const std::string& method_name, const OrthSpec& b
 // time (batch > 1).
 int bench_orth(Args& args, bool json) {
   std::vector<std::pair<int64_t, int64_t>> shapes;
-  for (const auto& s : split_commas(args.str("shape", "768x3072"))) shapes.push_back(parse_shape(s));
+  for (const auto& s : split_list(args.str("shape", "768x3072"))) shapes.push_back(parse_shape(s));
   if (shapes.empty()) throw UsageError("--shape: expected MxN[,MxN...]");
   const int64_t batch = args.integer("batch", 1, 1, 4096);
   const std::string method_name = args.str("method", "ns5");
@@ -210,7 +201,7 @@ int bench_orth(Args& args, bool json) {
   if (restarts_name == "none") base.gram_restarts = std::vector<int64_t>{};
   else if (restarts_name != "auto") {
     std::vector<int64_t> r;
-    for (const auto& v : split_commas(restarts_name)) {
+    for (const auto& v : split_list(restarts_name)) {
       try {
         size_t pos = 0;
         r.push_back(std::stoll(v, &pos));
@@ -684,11 +675,7 @@ int bench_memory(Args& args, bool json) {
   if (device != "cpu" && device != "cuda") throw UsageError("--device: unknown value '" + device + "' (valid: cpu, cuda)");
   if (device == "cuda" && !torch::cuda::is_available()) throw UsageError("--device cuda: CUDA is not available in this build");
   std::vector<MemoryConfig> configs;
-  {
-    std::stringstream ss(config_list);
-    for (std::string c; std::getline(ss, c, ',');)
-      if (!c.empty()) configs.push_back(parse_memory_config(c, base));
-  }
+  for (const auto& c : split_list(config_list)) configs.push_back(parse_memory_config(c, base));
   if (configs.empty()) throw UsageError("--configs: no configuration given");
 
   std::vector<nlohmann::json> rows;

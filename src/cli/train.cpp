@@ -61,14 +61,6 @@ std::string human_time(double s) {
   return b;
 }
 
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::string cur;
-  std::istringstream is(s);
-  while (std::getline(is, cur, sep))
-    if (!cur.empty()) out.push_back(cur);
-  return out;
-}
 
 void load_config_file(Args& args) {
   const std::string path = args.str("config", "");
@@ -152,7 +144,7 @@ FaultPlan parse_fault_plan(const std::string& spec) {
   const std::string expected =
       " (expected KIND:STEP or KIND:FIRST-LAST, steps from 1, KIND one of grad, grad-nan, grad-inf, loss, loss-nan, "
       "loss-inf; e.g. grad:5,loss-inf:7,grad:8-12)";
-  for (const auto& item : split(spec, ',')) {
+  for (const auto& item : split_list(spec)) {
     const auto colon = item.find(':');
     if (colon == std::string::npos) throw UsageError("--inject-nonfinite: bad item '" + item + "'" + expected);
     const std::string kind = item.substr(0, colon), range = item.substr(colon + 1);
@@ -414,7 +406,7 @@ struct LmTask : Task {
     T = c.block > 0 ? c.block : std::min<int64_t>(cfg.n_ctx, 128);
     if (T > cfg.n_ctx) throw UsageError("--block-size: " + std::to_string(T) + " exceeds the model context " + std::to_string(cfg.n_ctx));
     tok = tokenizer_for(c.tokenizer, cfg.vocab_size);
-    auto parts = split(c.data, ',');
+    auto parts = split_list(c.data);
     if (parts.size() == 2 && parts[0].size() > 4 && parts[0].substr(parts[0].size() - 4) == ".bin") {
       splits = data::load_token_splits(parts[0], parts[1]);
       source = "shards " + parts[0] + ", " + parts[1];
