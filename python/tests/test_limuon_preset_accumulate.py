@@ -24,6 +24,16 @@ def loss_of(params, x, z):
     return (torch.tanh(x @ a.T) ** 2).mean() + ((z @ b.T) ** 3).mean()
 
 
+def closure_of(clear, params, x, z):
+    """A closure that clears gradients with `clear()`, then evaluates loss_of and its gradient."""
+    def closure():
+        clear()
+        loss = loss_of(params, x, z)
+        loss.backward()
+        return loss
+    return closure
+
+
 # ------------------------------------------------------------------ item 3: the paper preset
 def test_paper_preset_sets_the_papers_options():
     opt = limuon.LiMuon(matrices(), lr=0.01, preset="paper")
@@ -52,13 +62,7 @@ def test_paper_preset_moves_by_lr_times_the_exact_polar_factor():
     lr = 0.05
     opt = limuon.LiMuon(params, lr=lr, beta=1.0, preset="paper")
     (x, z), = batches(1)
-
-    def closure():
-        opt.zero_grad()
-        loss = loss_of(params, x, z)
-        loss.backward()
-        return loss
-
+    closure = closure_of(opt.zero_grad, params, x, z)
     opt.step(closure)
     w0 = [p.detach().clone() for p in params]
     g0 = [p.grad.detach().clone() for p in params]
@@ -74,12 +78,7 @@ def run(kw, steps=5, zero=None):
     opt = limuon.LiMuon(params, lr=0.05, beta=0.3, rank=2, oversample=2, seed=4, **kw)
     data = batches(steps)
     for x, z in data:
-        def closure():
-            (zero or opt.zero_grad)()
-            loss = loss_of(params, x, z)
-            loss.backward()
-            return loss
-        opt.step(closure)
+        opt.step(closure_of(zero or opt.zero_grad, params, x, z))
     return params, opt
 
 
@@ -102,22 +101,12 @@ def test_model_zero_grad_in_the_closure_is_refused():
     ps = [holder.a, holder.b]
     opt = limuon.LiMuon(ps, lowrank_state="light", rank=2, accumulate_second_gradient=True)
     (x, z), = batches(1)
-
-    def closure():
-        holder.zero_grad()  # drops the seeded gradient: must not pass silently
-        loss = loss_of(ps, x, z)
-        loss.backward()
-        return loss
-
+    closure = closure_of(holder.zero_grad, ps, x, z)  # drops the seeded gradient: must not pass silently
     opt.step(closure)  # the first call evaluates once: nothing seeded yet
     with pytest.raises(RuntimeError, match="zero_grad"):
         opt.step(closure)
     # the optimizer recovers: a correct closure steps normally afterwards
-    def good():
-        opt.zero_grad()
-        loss = loss_of(ps, x, z)
-        loss.backward()
-        return loss
+    good = closure_of(opt.zero_grad, ps, x, z)
     opt.step(good)
     opt.step(good)
 
@@ -127,14 +116,12 @@ def test_in_place_zeroing_by_hand_is_refused():
     opt = limuon.LiMuon(params, lowrank_state="paper", rank=2, accumulate_second_gradient=True)
     (x, z), = batches(1)
 
-    def closure():
-        for p in params:  # in place: the storage survives, but LiMuon.zero_grad was never called
+    def zero_by_hand():  # in place: the storage survives, but LiMuon.zero_grad was never called
+        for p in params:
             if p.grad is not None:
                 p.grad.zero_()
-        loss = loss_of(params, x, z)
-        loss.backward()
-        return loss
 
+    closure = closure_of(zero_by_hand, params, x, z)
     opt.step(closure)
     with pytest.raises(RuntimeError, match="zero_grad"):
         opt.step(closure)
