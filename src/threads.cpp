@@ -30,6 +30,11 @@ int configure_threads(int requested) {
   return at::get_num_threads();
 }
 
+bool configure_reproducible_blas() {
+  if (const char* env = std::getenv("MKL_CBWR"); env && *env) return true;
+  return setenv("MKL_CBWR", "AUTO", 0) == 0;
+}
+
 bool configure_allocator() {
 #if defined(__GLIBC__)
   // 32 MiB is glibc's upper limit for the mmap threshold on 64-bit systems.

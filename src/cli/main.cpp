@@ -110,6 +110,7 @@ global flags:
 int main(int argc, char** argv) {
   using limuon::cli::Args;
   using limuon::cli::UsageError;
+  limuon::configure_reproducible_blas();  // before anything initialises MKL
   std::vector<std::string> argv_s(argv + 1, argv + argc);
   try {
     if (argv_s.empty() || argv_s[0] == "--help" || argv_s[0] == "-h" || argv_s[0] == "help") {
