@@ -4,7 +4,9 @@ Hugging Face's Conv1D layout [in, out] (per layer attn.c_attn 768x2304, attn.c_p
 mlp.c_fc 768x3072, mlp.c_proj 3072x768), fp32 weights, random gradients:
 
   torch_optim_muon     torch.optim.Muon as shipped (PyTorch >= 2.9; Newton-Schulz in bfloat16)
-  limuon_binding_muon  limuon.Muon: our C++ step (Newton-Schulz in fp32) behind the binding
+  limuon_binding_muon  limuon.Muon: our C++ step (Newton-Schulz in fp32) behind the binding, with
+                       orthogonalizer ns5 (the plain loop, as the others; limuon's default is
+                       gram_ns, which `limuon bench step` times)
   pytorch_muon         the usual Python formulation (Newton-Schulz in fp32 with matmuls), the
                        baseline suite.py checks our CLI's Muon against
 
@@ -75,7 +77,8 @@ def make(variant, params):
     if variant == "torch_optim_muon":
         return torch.optim.Muon(params, lr=LR, weight_decay=0.0, momentum=MOMENTUM, nesterov=True, adjust_lr_fn=None)
     import limuon  # the staged or installed package (see the module docstring)
-    return limuon.Muon(params, lr=LR, momentum=MOMENTUM, nesterov=True, weight_decay=0.0, adjust_lr="original")
+    return limuon.Muon(params, lr=LR, momentum=MOMENTUM, nesterov=True, weight_decay=0.0, adjust_lr="original",
+                       orthogonalizer="ns5")
 
 
 def tune_malloc():

@@ -67,6 +67,8 @@ void put_shared_options(torch::serialize::OutputArchive& a, const Options& o) {
   put(a, "nonfinite", to_string(o.nonfinite()));
 }
 
+// Every key here is required (get_*, not get_*_or): an archive always names its orthogonalizer, so
+// a change of the default (ns5 → gram_ns) never changes what an older archive loads as.
 template <class Options>
 void get_shared_options(torch::serialize::InputArchive& a, Options& o) {
   o.lr(get_double(a, "lr"));

@@ -70,6 +70,19 @@ for extra in (["--optimizer", "muon"], ["--optimizer", "adamw"], ["--optimizer",
         exact = extra[1] == "limuon" and "approx" not in extra
         check(f"step evals {extra}", row.get("grad_evals_per_step") == (2 if exact else 1), row)
 
+# bench step's default orthogonalizer is the optimizers' own: gram_ns for Muon, LiMuon and the family
+# members that orthogonalize by Newton-Schulz, svd for SUMO; --orthogonalizer still picks one.
+for extra, label in ((["--optimizer", "muon"], "muon/gram_ns"),
+                     (["--optimizer", "limuon"], "limuon/none/exact/gram_ns"),
+                     (["--optimizer", "muoneq"], "muoneq/rows/gram_ns"), (["--optimizer", "gluon"], "gluon/gram_ns"),
+                     (["--optimizer", "sumo"], "sumo/svd/r32/K200"),
+                     (["--optimizer", "muon", "--orthogonalizer", "ns5"], "muon/ns5"),
+                     (["--optimizer", "muoneq", "--orthogonalizer", "ns5"], "muoneq/rows/ns5")):
+    r = run(["bench", "step", "--model", "tiny", "--json", "--repeats", "1", "--warmup", "0"] + extra)
+    rows = json_lines(r.stdout) if r.returncode == 0 else []
+    check(f"step default orthogonalizer {extra}", len(rows) == 1 and rows[0].get("config") == label,
+          r.stdout + r.stderr)
+
 # Bad input: clear message naming the flag, exit code 2, no traceback.
 for args, needle in ((["bench", "orth", "--shape", "12by3"], "--shape"),
                      (["bench", "orth", "--method", "magic"], "--method"),

@@ -151,6 +151,8 @@ for x in RUNS:
     n = s["steps"]
     expect = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (n - 2) / (n - 1)))
     check(f"{x} schedule spans the budget", abs(lrs[-1] / s["config"]["lr"] - expect) < 1e-6, (lrs, expect))
+    # no orthogonalizer in the spec: the trainer's default, gram_ns
+    check(f"{x} default orthogonalizer", s["config"]["orthogonalizer"] == "gram_ns", s["config"])
 for seed in (0, 1):
     first = {x: next(m["loss"] for m in metrics[x] if "loss" in m) for x in RUNS if x[2] == seed}
     check(f"seed {seed}: same initial weights and first batch in every run", len(set(first.values())) == 1, first)

@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <sstream>
 
 using namespace limuon;
@@ -727,4 +728,161 @@ TEST(LiMuonAccumulate, LeavesOtherModesAndTheFirstCallAlone) {
       }
       for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(torch::equal(a.params[i], b.params[i])) << to_string(s) << "/" << to_string(st);
     }
+}
+
+// ------------------------------------------------------------------ the default orthogonalizer (issue 16 item 4)
+// Every optimizer that orthogonalizes with Newton–Schulz defaults to gram_ns: ns5's iteration on the
+// Gram matrix, the same map up to rounding (and ns5 bit for bit below aspect ratio 1.5). SUMO and
+// MiMuon keep svd, the paper preset svd.
+TEST(DefaultOrthogonalizer, IsGramNsForEveryNewtonSchulzOptimizer) {
+  EXPECT_EQ(MuonOptions().orthogonalizer(), Orthogonalizer::gram_ns);
+  EXPECT_EQ(LiMuonOptions().orthogonalizer(), Orthogonalizer::gram_ns);
+  EXPECT_EQ(LiMuonOptions::preset("practical").orthogonalizer(), Orthogonalizer::gram_ns);
+  EXPECT_EQ(MuonMVROptions().orthogonalizer(), Orthogonalizer::gram_ns);
+  EXPECT_EQ(MuonEqOptions().orthogonalizer(), Orthogonalizer::gram_ns);
+  EXPECT_EQ(LionMuonOptions().orthogonalizer(), Orthogonalizer::gram_ns);
+  EXPECT_EQ(GluonOptions().orthogonalizer(), Orthogonalizer::gram_ns);
+  EXPECT_EQ(LiMuonOptions::paper().orthogonalizer(), Orthogonalizer::svd);
+  EXPECT_EQ(SumoOptions().orthogonalizer(), Orthogonalizer::svd);
+  EXPECT_EQ(MiMuonOptions().orthogonalizer(), Orthogonalizer::svd);
+  // and with gram_ns's own defaults: the ns5 schedule, no fp32 restarts, the 1.5 crossover
+  const OrthSpec s = orth_spec_of(MuonOptions());
+  EXPECT_EQ(s.method, Orthogonalizer::gram_ns);
+  EXPECT_EQ(s.gram_coefficients, GramCoefficients::ns5);
+  EXPECT_EQ(s.ns_coefficients, kNs5Coefficients);
+  EXPECT_EQ(s.ns_steps, kNs5Steps);
+  EXPECT_EQ(s.ns_eps, kNs5Eps);
+  EXPECT_FALSE(s.gram_restarts.has_value());
+  EXPECT_EQ(s.gram_min_aspect, kGramNsMinAspect);
+}
+
+namespace {
+// ‖a − b‖_F / ‖b‖_F
+double rel_fro(const torch::Tensor& a, const torch::Tensor& b) {
+  return ((a - b).norm() / b.norm()).item<double>();
+}
+
+// One fp32 weight of `shape` and its displacement after `calls` steps of the optimizer `make`
+// builds, on loss ½‖W − T‖²_F (its gradient W − T moves with W, so LiMuon's two evaluations differ).
+template <class Make>
+torch::Tensor displacement(const std::vector<int64_t>& shape, int calls, Make make) {
+  torch::manual_seed(11);
+  auto w0 = torch::randn(shape, torch::kFloat);
+  auto target = torch::randn(shape, torch::kFloat);
+  auto w = w0.clone().set_requires_grad(true);
+  auto opt = make(std::vector<torch::Tensor>{w});
+  auto closure = [&] {
+    opt->zero_grad();
+    auto loss = 0.5 * (w - target).pow(2).sum();
+    loss.backward();
+    return loss.detach();
+  };
+  for (int t = 0; t < calls; ++t) opt->step(closure);
+  return (w.detach() - w0).contiguous();
+}
+}  // namespace
+
+TEST(DefaultOrthogonalizer, StepEqualsExplicitGramNsAndMatchesNs5ToRounding) {
+  // 64×256 (aspect 4: the Gram form) and its transpose, and 64×80 (aspect 1.25: the plain loop).
+  for (const std::vector<int64_t>& shape : {std::vector<int64_t>{64, 256}, {256, 64}, {64, 80}}) {
+    const bool gram_form = std::max(shape[0], shape[1]) >= kGramNsMinAspect * std::min(shape[0], shape[1]);
+    const std::string label = std::to_string(shape[0]) + "x" + std::to_string(shape[1]);
+    auto muon = [](std::optional<Orthogonalizer> o) {
+      return [o](const std::vector<torch::Tensor>& p) {
+        MuonOptions opts(0.02);
+        if (o) opts.orthogonalizer(*o);
+        return std::make_unique<Muon>(p, opts);
+      };
+    };
+    auto limuon = [](std::optional<Orthogonalizer> o) {  // storm exact: three calls, two moves
+      return [o](const std::vector<torch::Tensor>& p) {
+        LiMuonOptions opts(0.02);
+        if (o) opts.orthogonalizer(*o);
+        return std::make_unique<LiMuon>(p, opts);
+      };
+    };
+    const auto m_default = displacement(shape, 3, muon(std::nullopt));
+    const auto m_gram = displacement(shape, 3, muon(Orthogonalizer::gram_ns));
+    const auto m_ns5 = displacement(shape, 3, muon(Orthogonalizer::ns5));
+    EXPECT_TRUE(torch::equal(m_default, m_gram)) << "Muon " << label;
+    EXPECT_GT(m_ns5.norm().item<double>(), 0.01) << label;
+    EXPECT_LT(rel_fro(m_default, m_ns5), 1e-5) << "Muon " << label;
+    const auto l_default = displacement(shape, 3, limuon(std::nullopt));
+    const auto l_gram = displacement(shape, 3, limuon(Orthogonalizer::gram_ns));
+    const auto l_ns5 = displacement(shape, 3, limuon(Orthogonalizer::ns5));
+    EXPECT_TRUE(torch::equal(l_default, l_gram)) << "LiMuon " << label;
+    EXPECT_GT(l_ns5.norm().item<double>(), 0.01) << label;
+    EXPECT_LT(rel_fro(l_default, l_ns5), 1e-5) << "LiMuon " << label;
+    // Below the crossover gram_ns is ns5 bit for bit; above it, a different rounding of the same map.
+    EXPECT_EQ(torch::equal(m_default, m_ns5), !gram_form) << label;
+    EXPECT_EQ(torch::equal(l_default, l_ns5), !gram_form) << label;
+  }
+}
+
+TEST(DefaultOrthogonalizer, AnArchiveKeepsTheOrthogonalizerItWasWrittenWith) {
+  // Archives written while ns5 was the default hold "orthogonalizer": "ns5" explicitly; loading one
+  // into an optimizer built with today's defaults runs ns5, and continues bit for bit.
+  auto check = [](const std::string& name, auto make_saved, auto make_default, auto orth_of) {
+    Problem a = make_problem(torch::kFloat), b = make_problem(torch::kFloat);
+    auto saved = make_saved(a.params);
+    for (int t = 0; t < 2; ++t) {
+      a.batch = t;
+      saved->step(a.closure());
+    }
+    std::stringstream ss;
+    torch::save(*saved, ss);
+    for (size_t i = 0; i < b.params.size(); ++i) {
+      torch::NoGradGuard g;
+      b.params[i].copy_(a.params[i]);
+    }
+    auto loaded = make_default(b.params);
+    EXPECT_EQ(orth_of(*loaded), Orthogonalizer::gram_ns) << name;
+    torch::load(*loaded, ss);
+    EXPECT_EQ(orth_of(*loaded), Orthogonalizer::ns5) << name;
+    for (int t = 2; t < 4; ++t) {
+      a.batch = b.batch = t;
+      saved->step(a.closure());
+      loaded->step(b.closure());
+      for (size_t i = 0; i < a.params.size(); ++i)
+        EXPECT_TRUE(torch::equal(a.params[i], b.params[i])) << name << " call " << t << " param " << i;
+    }
+  };
+  using P = std::vector<torch::Tensor>;
+  check("Muon", [](const P& p) { return std::make_unique<Muon>(p, MuonOptions(0.05).orthogonalizer(Orthogonalizer::ns5)); },
+        [](const P& p) { return std::make_unique<Muon>(p, MuonOptions(0.05)); },
+        [](const Muon& o) { return static_cast<const MuonOptions&>(o.param_groups()[0].options()).orthogonalizer(); });
+  check("LiMuon",
+        [](const P& p) { return std::make_unique<LiMuon>(p, LiMuonOptions(0.05).orthogonalizer(Orthogonalizer::ns5)); },
+        [](const P& p) { return std::make_unique<LiMuon>(p, LiMuonOptions(0.05)); },
+        [](const LiMuon& o) { return static_cast<const LiMuonOptions&>(o.param_groups()[0].options()).orthogonalizer(); });
+  check("MuonEq",
+        [](const P& p) { return std::make_unique<MuonEq>(p, MuonEqOptions(0.05).orthogonalizer(Orthogonalizer::ns5)); },
+        [](const P& p) { return std::make_unique<MuonEq>(p, MuonEqOptions(0.05)); },
+        [](const MuonEq& o) { return static_cast<const MuonEqOptions&>(o.param_groups()[0].options()).orthogonalizer(); });
+
+  // An options archive without the key is refused, not read with today's default.
+  torch::serialize::OutputArchive full;
+  MuonOptions(0.05).orthogonalizer(Orthogonalizer::ns5).serialize(full);
+  std::stringstream full_bytes;
+  full.save_to(full_bytes);
+  torch::serialize::InputArchive full_in;
+  full_in.load_from(full_bytes);
+  torch::serialize::OutputArchive without;
+  for (const auto& key : full_in.keys()) {
+    if (key == "orthogonalizer") continue;
+    c10::IValue v;
+    ASSERT_TRUE(full_in.try_read(key, v)) << key;
+    without.write(key, v);
+  }
+  std::stringstream without_bytes;
+  without.save_to(without_bytes);
+  torch::serialize::InputArchive in;
+  in.load_from(without_bytes);
+  MuonOptions o;
+  try {
+    o.serialize(in);
+    ADD_FAILURE() << "an archive without the orthogonalizer loaded";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("orthogonalizer"), std::string::npos) << e.what();
+  }
 }

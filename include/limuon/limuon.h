@@ -17,7 +17,7 @@
 //   c_t = g_t + gamma·((1 − beta)/beta)·(g_t − g_{t−1});  M_t = (1 − beta)·M_{t−1} + beta·c_t
 //   W ← W − lr·scale·orth(M_t);  M_0 = g_0. With gamma = 1 this collapses to M_t = g_t.
 //
-// Presets: LiMuonOptions(lr) are the practical defaults (Newton–Schulz, Keller Jordan's shape
+// Presets: LiMuonOptions(lr) are the practical defaults (Gram Newton–Schulz, Keller Jordan's shape
 // scale); LiMuonOptions::paper(lr) is the paper's algorithm as analysed: exact SVD polar factor, no
 // shape scale (adjust_lr none), no weight decay, two gradients per step (storm exact), constant lr
 // and beta. The optimizer never schedules lr or beta itself; the theory's η_t ∝ t^−1/3,
@@ -70,7 +70,8 @@ struct LiMuonOptions : public torch::optim::OptimizerCloneableOptions<LiMuonOpti
   TORCH_ARG(double, beta) = 0.1;
   TORCH_ARG(double, weight_decay) = 0.0;
   TORCH_ARG(AdjustLr, adjust_lr) = AdjustLr::original;
-  TORCH_ARG(Orthogonalizer, orthogonalizer) = Orthogonalizer::ns5;
+  // Default gram_ns (ns5 on the Gram matrix, orth.h; the same map as ns5 up to rounding).
+  TORCH_ARG(Orthogonalizer, orthogonalizer) = Orthogonalizer::gram_ns;
   // Rank, oversampling and power iterations of the randomized SVD (low-rank state and the rsvd
   // orthogonalizer).
   TORCH_ARG(int64_t, rank) = 32;

@@ -57,7 +57,8 @@ struct MuonMVROptions : public torch::optim::OptimizerCloneableOptions<MuonMVROp
   TORCH_ARG(MvrVariant, variant) = MvrVariant::mvr1;
   TORCH_ARG(double, weight_decay) = 0.0;
   TORCH_ARG(AdjustLr, adjust_lr) = AdjustLr::match_rms_adamw;
-  TORCH_ARG(Orthogonalizer, orthogonalizer) = Orthogonalizer::ns5;
+  // Default gram_ns (ns5 on the Gram matrix, orth.h; the same map as ns5 up to rounding).
+  TORCH_ARG(Orthogonalizer, orthogonalizer) = Orthogonalizer::gram_ns;
   // Randomized SVD settings (rsvd orthogonalizer only).
   TORCH_ARG(int64_t, rank) = 32;
   TORCH_ARG(int64_t, oversample) = 8;

@@ -264,9 +264,11 @@ class Muon(_CppOptimizer):
     torch's optimizers; without a closure the gradients already in ``.grad`` are used.
 
     Options: lr, momentum in [0, 1), nesterov, weight_decay (decoupled), adjust_lr
-    (original | match_rms_adamw | spectral | none; default original), orthogonalizer (ns5 |
-    polar_express | svd | rsvd), rank / oversample / power_iters / seed (rsvd), nonfinite (skip |
-    raise), and for ns5 ns_coefficients (a, b, c), ns_steps in [1, 100] and eps > 0 (the
+    (original | match_rms_adamw | spectral | none; default original), orthogonalizer (gram_ns |
+    ns5 | polar_express | svd | rsvd; default gram_ns, the ns5 iteration carried out on the Gram
+    matrix: the same map as ns5 up to rounding, faster from aspect ratio 1.5 on and ns5 bit for bit
+    below it), rank / oversample / power_iters / seed (rsvd), nonfinite (skip | raise), and for
+    ns5 and gram_ns ns_coefficients (a, b, c), ns_steps in [1, 100] and eps > 0 (the
     normalisation is U / (||U||_F + eps)). All but the parameters themselves are read from
     ``param_groups`` before each step.
 
@@ -286,7 +288,7 @@ class Muon(_CppOptimizer):
     _fixed = ()
 
     def __init__(self, params, lr=0.02, momentum=0.95, nesterov=True, weight_decay=0.0, adjust_lr=_UNSET,
-                 orthogonalizer="ns5", rank=32, oversample=8, power_iters=0, seed=0, nonfinite="skip", *,
+                 orthogonalizer="gram_ns", rank=32, oversample=8, power_iters=0, seed=0, nonfinite="skip", *,
                  ns_coefficients=(3.4445, -4.7750, 2.0315), ns_steps=5, eps=1e-7, adjust_lr_fn=_UNSET):
         adjust_lr = _adjust_lr_from_torch(self._name, adjust_lr, adjust_lr_fn)
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, adjust_lr=adjust_lr,
@@ -339,7 +341,7 @@ class LiMuon(_TwoPointStages, _CppOptimizer):
     :meth:`after_old_point_gradient` and :meth:`after_new_point_gradient`.
 
     **Presets.** ``preset="practical"`` (the default) gives the defaults in the signature
-    (beta=0.1, weight_decay=0, adjust_lr="original", orthogonalizer="ns5", rank=32, oversample=8,
+    (beta=0.1, weight_decay=0, adjust_lr="original", orthogonalizer="gram_ns", rank=32, oversample=8,
     power_iters=0, lowrank_state="none", storm="exact", gamma=0.025, seed=0, nonfinite="skip").
     ``preset="paper"`` is the algorithm as the paper analyses it (arXiv 2509.14562): exact SVD
     polar factor (orthogonalizer="svd"), no shape scale (adjust_lr="none"), no weight decay, two

@@ -53,18 +53,20 @@ def test_every_family_configuration_is_listed():
     assert len(FAM[2]) == 21 and kinds == set(CLASSES) and FAM[3] == 6
 
 
-# The published defaults (ALGORITHMS.md section 4; the C++ options have the same).
+# The published defaults (ALGORITHMS.md section 4; the C++ options have the same). The orthogonalizer
+# is limuon's: gram_ns (ns5 on the Gram matrix) wherever the method orthogonalizes by Newton-Schulz.
 PUBLISHED = {
     limuon.MuonMVR: dict(lr=1e-3, momentum=0.95, nesterov=False, gamma=0.025, max_norm=1.0, clip_inputs=False,
-                         zero_prev_init=True, variant="mvr1", adjust_lr="match_rms_adamw", orthogonalizer="ns5"),
+                         zero_prev_init=True, variant="mvr1", adjust_lr="match_rms_adamw", orthogonalizer="gram_ns"),
     limuon.Sumo: dict(lr=1e-3, momentum=0.95, update_interval=200, alpha=1.0, outer=True, growth_limit=0.0,
                       adjust_lr="match_rms_adamw", orthogonalizer="svd"),
     limuon.MuonEq: dict(lr=1e-3, momentum=0.95, nesterov=True, equilibrate="rows", exponent=-0.5, eps=1e-12, phase=0,
-                        adjust_lr="match_rms_adamw"),
-    limuon.LionMuon: dict(lr=1e-3, beta1=0.9, beta2=0.99, period=2, sign_lr_ratio=0.05, adjust_lr="match_rms_adamw"),
+                        adjust_lr="match_rms_adamw", orthogonalizer="gram_ns"),
+    limuon.LionMuon: dict(lr=1e-3, beta1=0.9, beta2=0.99, period=2, sign_lr_ratio=0.05, adjust_lr="match_rms_adamw",
+                          orthogonalizer="gram_ns"),
     limuon.MiMuon: dict(lr=0.02, momentum=0.95, nesterov=False, tau=1e-6, adjust_lr="none", orthogonalizer="svd"),
     limuon.Gluon: dict(lr=0.014, mode="stochastic", beta_schedule=True, nesterov=False, step_decay=True, l0=0.0,
-                       l1=70.0, adjust_lr="spectral"),
+                       l1=70.0, adjust_lr="spectral", orthogonalizer="gram_ns"),
 }
 
 

@@ -41,7 +41,7 @@ def test_paper_preset_sets_the_papers_options():
     assert (g["orthogonalizer"], g["adjust_lr"], g["weight_decay"], g["storm"]) == ("svd", "none", 0.0, "exact")
     assert g["lr"] == 0.01 and g["beta"] == 0.1 and g["lowrank_state"] == "none"
     practical = limuon.LiMuon(matrices()).param_groups[0]
-    assert (practical["orthogonalizer"], practical["adjust_lr"]) == ("ns5", "original")
+    assert (practical["orthogonalizer"], practical["adjust_lr"]) == ("gram_ns", "original")
 
 
 def test_explicit_keywords_override_the_preset():

@@ -5,7 +5,9 @@
   - as shipped: torch runs Newton-Schulz in bfloat16, ours in float32; the trajectories agree to a
     measured bf16 tolerance;
   - the kernel: our ns5 in bfloat16 on CPU against torch's bfloat16 Newton-Schulz on the same input.
-Also torch's argument names (adjust_lr_fn, ns_coefficients, ns_steps, eps) on limuon.Muon."""
+Also torch's argument names (adjust_lr_fn, ns_coefficients, ns_steps, eps) on limuon.Muon.
+limuon.Muon's default orthogonalizer is gram_ns, the ns5 iteration on the Gram matrix (the same map
+up to rounding, ~1e-15 in float64 on these shapes): the tolerances below hold it as they held ns5."""
 import math
 
 import pytest
@@ -318,9 +320,10 @@ def test_archive_without_ns_options_loads_with_the_published_defaults():
     import lzma
     archive = lzma.decompress(base64.b64decode("".join(LEGACY_ARCHIVE)))
     w0, g = torch.tensor(LEGACY_W0, dtype=torch.float64), torch.tensor(LEGACY_G, dtype=torch.float64)
-    # Uninterrupted, with the published ns5 settings: two steps.
+    # Uninterrupted, with the published ns5 settings: two steps. The archive was written while ns5 was
+    # the default orthogonalizer (it names it): pinned here, since the default is now gram_ns.
     p = w0.clone()
-    opt = limuon._C.Muon([([p], {"lr": 0.1, "momentum": 0.9})])
+    opt = limuon._C.Muon([([p], {"lr": 0.1, "momentum": 0.9, "orthogonalizer": "ns5"})])
     p.grad = g
     opt.step()
     after_one = p.clone()
@@ -328,9 +331,11 @@ def test_archive_without_ns_options_loads_with_the_published_defaults():
     # The legacy archive loaded into an optimizer made with other ns settings: absent means default.
     q = after_one.clone()
     loaded = limuon._C.Muon([([q], {"lr": 0.1, "momentum": 0.9, "ns_steps": 3, "eps": 0.5})])
+    assert loaded.options(0)["orthogonalizer"] == "gram_ns"
     loaded.load(archive)
     o = loaded.options(0)
     assert (o["ns_coefficients"], o["ns_steps"], o["eps"]) == tuple(DEFAULT_NS.values())
+    assert o["orthogonalizer"] == "ns5"  # as written, not today's default
     assert (o["lr"], o["momentum"]) == (0.1, 0.9)
     q.grad = g
     loaded.step()

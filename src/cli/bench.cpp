@@ -310,7 +310,7 @@ int bench_step(Args& args, bool json) {
   MuonOptions mo(args.real("lr", 0.02, 0, 1e9));
   LiMuonOptions lo(mo.lr());
   try {
-    const std::string orth = args.str("orthogonalizer", "ns5");
+    const std::string orth = args.str("orthogonalizer", "gram_ns");
     mo.orthogonalizer(parse_orthogonalizer(orth));
     lo.orthogonalizer(parse_orthogonalizer(orth));
     const int64_t rank = args.integer("rank", 32, 1, 65536);
@@ -657,7 +657,7 @@ int bench_memory(Args& args, bool json) {
   HybridOptions base;
   try {
     const double lr = args.real("lr", 0.02, 0, 1e9);
-    const std::string orth = args.str("orthogonalizer", "ns5");
+    const std::string orth = args.str("orthogonalizer", "gram_ns");
     const int64_t rank = args.integer("rank", 32, 1, 65536);
     const int64_t oversample = args.integer("oversample", 8, 0, 65536);
     base.muon = MuonOptions(lr).orthogonalizer(parse_orthogonalizer(orth)).rank(rank).oversample(oversample);

@@ -216,7 +216,7 @@ double default_lr(const std::string& optimizer) {
 // Algorithm 1 and its analysis): exact SVD orthogonalization, no shape scale on the step, and a
 // constant lr (no warm-up, no decay); beta is constant in every preset. The settings enter as
 // defaults, so flags and the config file still override each one. `practical` (the default) keeps
-// ns5, adjust_lr original and the warm-up + cosine schedule.
+// gram_ns, adjust_lr original and the warm-up + cosine schedule.
 void apply_preset(Args& args, const std::string& preset, const std::string& optimizer) {
   if (preset == "practical") return;
   if (preset != "paper") throw UsageError("--preset: unknown value '" + preset + "' (valid: practical, paper)");
@@ -290,7 +290,7 @@ Config parse_config(Args& args) {
   c.rank = args.integer("rank", 32, 1, 1 << 20);
   c.oversample = args.integer("oversample", 8, 0, 1 << 20);
   c.power_iters = args.integer("power-iters", 0, 0, 100);
-  c.orthogonalizer = args.str("orthogonalizer", "ns5");
+  c.orthogonalizer = args.str("orthogonalizer", "gram_ns");
   c.adjust_lr = args.str("adjust-lr", "original");
   c.family = FamilyFlags::parse(args);
   // Muon's Nesterov: on unless --no-nesterov (or --nesterov=false); the family methods keep their
