@@ -97,6 +97,46 @@ for args, needle in ((["bench", "orth", "--shape", "12by3"], "--shape"),
     check(f"bad {args}", r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr,
           f"rc={r.returncode} stderr={r.stderr!r}")
 
+# Unknown flags, table-driven over every command: reported by name as unknown (never swallowing the
+# next flag as a value, never "missing value" at the end), the closest known flag suggested, exit 2,
+# nothing run and no output directory made.
+import os
+import re
+import tempfile
+tmp = tempfile.mkdtemp(prefix="limuon-flags-")
+COMMANDS = (["train"], ["compare"], ["eval"], ["generate"], ["tokenize"], ["bench", "orth"], ["bench", "step"],
+            ["bench", "memory"], ["bench", "train-step"], ["train", "--nproc", "2"])
+for cmd in COMMANDS:
+    name = " ".join(cmd)
+    out = os.path.join(tmp, name.replace(" ", "_"))
+    for where, argv in (("before --out", cmd + ["--bogus-flag", "--out", out]),
+                        ("last", cmd + ["--out", out, "--bogus-flag"])):
+        r = run(argv)
+        check(f"{name}: unknown flag {where}", r.returncode == 2 and "unknown flag --bogus-flag" in r.stderr
+              and "unknown command" not in r.stderr and "missing value" not in r.stderr and not os.path.exists(out),
+              f"rc={r.returncode} stderr={r.stderr!r}")
+        check(f"{name}: unknown flag reported once", r.stderr.count("--bogus-flag") == 1, r.stderr)
+    r = run(cmd + ["--out", out, "--seeed", "1"])
+    check(f"{name}: closest flag suggested", r.returncode == 2 and "unknown flag --seeed (did you mean --seed?)" in r.stderr,
+          r.stderr)
+# A known flag with a bad value under --nproc: rejected once, by the parent, before any rank starts.
+r = run(["train", "--nproc", "2", "--steps", "1", "--lr", "fast", "--out", os.path.join(tmp, "nproc_bad")])
+check("--nproc: bad value rejected once before launching", r.returncode == 2 and r.stderr.count("--lr") == 1
+      and "rank" not in r.stderr.lower() and not os.path.exists(os.path.join(tmp, "nproc_bad")), r.stderr)
+# The parser's list of known flags is exactly the set of flags the commands read (src/cli/*.cpp).
+cli_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "cli")
+read = set()
+for fname in os.listdir(cli_dir):
+    if fname.endswith(".cpp") and fname != "args.cpp":
+        read |= set(re.findall(r'\b(?:args|a)\.(?:str|integer|real|flag|has)\("([a-z0-9-]+)"', open(os.path.join(cli_dir, fname)).read()))
+args_cpp = open(os.path.join(cli_dir, "args.cpp")).read()
+listed = set()
+for fn in ("boolean_flags", "known_flags"):
+    body = args_cpp[args_cpp.index(f"std::set<std::string>& {fn}()"):]
+    listed |= set(re.findall(r'"([a-z0-9-]+)"', body[:body.index("return flags;")]))
+check("every flag a command reads is known to the parser", read <= listed, sorted(read - listed))
+check("the parser knows no flag that no command reads", listed <= read, sorted(listed - read))
+
 for f in failures:
     print("FAIL", f)
 print(f"{passed} passed, {len(failures)} failed")

@@ -22,11 +22,12 @@ bool configure_allocator();
 
 namespace limuon {
 
-// Run-to-run reproducible BLAS: MKL (linked into PyPI's LibTorch) may round differently between
-// two runs of the same program with the same inputs and thread count (measured: 1 run in 20 of a
-// 4-step LiMuon training differs at step 3 through the Newton–Schulz syrk/symm calls), which broke
-// the bit-identical resume. MKL's conditional numerical reproducibility mode AUTO removes that at
-// no measured cost (768x3072 ns5: 139 ms either way). It must be set before MKL initialises, so the
+// Run-to-run reproducible BLAS, as far as MKL allows: MKL (linked into PyPI's LibTorch) may round
+// differently between two runs of the same program with the same inputs and thread count. Its
+// conditional numerical reproducibility mode AUTO costs nothing measurable (768x3072 ns5: 139 ms
+// either way) and made the losses of 60 of 60 4-step LiMuon runs repeat (without it 1 in 20
+// differed at step 3), but with 2 threads the final weights still differ by rounding in about 1
+// run in 20; with 1 thread runs repeat bit for bit. It must be set before MKL initialises, so the
 // CLI calls this first thing; a value the user already exported in MKL_CBWR is kept. Returns
 // whether the variable is now set.
 bool configure_reproducible_blas();

@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -55,6 +56,67 @@ std::map<std::string, std::string> parse_config_json(const std::string& text, co
   return values;
 }
 
+const std::set<std::string>& boolean_flags() {
+  static const std::set<std::string> flags{
+    "json", "help", "resume", "augment", "no-nesterov", "nesterov", "mvr-clip-inputs", "sumo-no-outer",
+    "gluon-constant-momentum", "gluon-no-decay", "accumulate-second-gradient", "decode", "report-only",
+    "dry-run", "live"};
+  return flags;
+}
+
+const std::set<std::string>& known_flags() {
+  static const std::set<std::string> flags = [] {
+    std::set<std::string> f{
+    "adamw-lr", "adamw-weight-decay", "adjust-lr", "alpha", "attention", "batch", "batch-size", "beta",
+    "beta1", "beta2", "block-size", "budget", "checkpoint", "checkpoint-interval", "config", "configs",
+    "data", "device", "dist-timeout", "dropout", "dtype", "epochs", "eq-eps", "eq-exponent", "eq-phase",
+    "equilibrate", "eval-batches", "eval-interval", "export-dtype", "export-hf", "gamma", "gluon-mode",
+    "grad-accum", "grad-clip", "gram-min-aspect", "gram-restarts", "init-weights", "inject-nonfinite",
+    "isolate", "json-out", "keep", "l0", "l1", "logits-out", "lowrank-state", "lr", "max-batches",
+    "max-grad-evals", "max-new-tokens", "max-nonfinite", "max-norm", "max-samples", "max-seconds", "method",
+    "min-lr-ratio", "model", "momentum", "mvr-first-step", "nproc", "optimizer", "orthogonalizer", "out",
+    "oversample", "pad", "patch", "period", "power-iters", "preset", "progress", "prompt", "rank", "repeats",
+    "seed", "seeds", "shape", "sign-lr-ratio", "spec", "steps", "stop-after", "stop-after-runs",
+    "stop-after-steps", "storm", "sumo-limiter", "task", "tau", "temperature", "text", "text-file",
+    "threads", "tokenizer", "top-k", "update-interval", "val-fraction", "warmup", "weight-decay", "weights"};
+    f.insert(boolean_flags().begin(), boolean_flags().end());
+    return f;
+  }();
+  return flags;
+}
+
+namespace {
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string unknown_flag_message(const std::string& name) {
+  const std::string near = closest_flag(name);
+  return "unknown flag --" + name + (near.empty() ? " (see limuon --help)" : " (did you mean --" + near + "?)");
+}
+}  // namespace
+
+std::string closest_flag(const std::string& name) {
+  std::string best;
+  size_t best_d = 1 + name.size() / 4 + 1;
+  for (const auto& f : known_flags()) {
+    const size_t d = edit_distance(name, f);
+    if (d < best_d) best_d = d, best = f;
+  }
+  return best;
+}
+
 Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& boolean) {
   for (size_t i = 0; i < argv.size(); ++i) {
     const std::string& a = argv[i];
@@ -67,12 +129,15 @@ Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& bo
     if (eq != std::string::npos) {
       value = key.substr(eq + 1);
       key = key.substr(0, eq);
+    } else if (!known_flags().count(key)) {
+      throw UsageError(unknown_flag_message(key));
     } else if (boolean.count(key)) {
       value = "true";
     } else {
       if (i + 1 >= argv.size()) throw UsageError("--" + key + ": missing value");
       value = argv[++i];
     }
+    if (!known_flags().count(key)) throw UsageError(unknown_flag_message(key));
     if (values_.count(key)) throw UsageError("--" + key + ": given more than once");
     values_[key] = value;
   }
@@ -143,8 +208,12 @@ bool Args::flag(const std::string& key) {
 
 void Args::finish() const {
   for (const auto& kv : values_)
-    if (!used_.count(kv.first))
-      throw UsageError(origins_.count(kv.first) ? "unknown option " + origin(kv.first) : "unknown flag --" + kv.first);
+    if (!used_.count(kv.first)) {
+      const std::string near = closest_flag(kv.first);
+      const std::string hint = near.empty() || near == kv.first ? "" : " (did you mean '" + near + "'?)";
+      throw UsageError(origins_.count(kv.first) ? "unknown option " + origin(kv.first) + hint
+                                                : "--" + kv.first + ": not an option of this command (see limuon --help)");
+    }
 }
 
 }  // namespace limuon::cli

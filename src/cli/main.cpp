@@ -32,7 +32,7 @@ commands:
   bench step   time one optimizer step over a model's hidden weight matrices (random gradients)
                --optimizer adamw|muon|limuon|muon_mvr1|muon_mvr2|sumo|muoneq|lionmuon|mimuon|gluon (muon)
                --model distilgpt2|gpt2|tiny (distilgpt2)
-               --orthogonalizer NAME (ns5) --lowrank-state none|paper|light (none)
+               --orthogonalizer NAME (gram_ns) --lowrank-state none|paper|light (none)
                --storm exact|approx (exact) --rank R (32) --oversample S (8) --power-iters Q (0)
                --beta B (0.1) --gamma G (0.025) --momentum M (0.95) --warmup W (2) --repeats N (5)
                and the family flags of `train`
@@ -95,7 +95,7 @@ commands:
                caching allocator's stats), peak RSS (VmHWM) above the pre-step RSS
                --model gpt2-tiny|gpt2-mini|distilgpt2|gpt2 (distilgpt2) --batch-size B (2) --block-size T (128)
                --configs adamw,muon,limuon:none|paper|light:exact|approx[:acc][:paper-preset],.. (all)
-               --dropout P (model's) --warmup W (2) --device cpu|cuda --rank R (32) --orthogonalizer NAME (ns5)
+               --dropout P (model's) --warmup W (2) --device cpu|cuda --rank R (32) --orthogonalizer NAME (gram_ns)
                --json-out FILE (the rows as a JSON array)
   bench train-step  --task lm|image --model NAME --batch-size B --block-size T: one training step (forward,
                backward, AdamW) median ms and throughput
@@ -117,9 +117,7 @@ int main(int argc, char** argv) {
       std::cout << kUsage;
       return argv_s.empty() ? 2 : 0;
     }
-    Args args(argv_s, {"json", "help", "resume", "augment", "no-nesterov", "nesterov", "mvr-clip-inputs",
-                           "sumo-no-outer", "gluon-constant-momentum", "gluon-no-decay", "accumulate-second-gradient", "decode",
-                           "report-only", "dry-run", "live"});
+    Args args(argv_s);
     if (args.flag("help")) {
       std::cout << kUsage;
       return 0;
@@ -142,6 +140,7 @@ int main(int argc, char** argv) {
         if (argv_s[i] == "--nproc") ++i;
         else if (argv_s[i].rfind("--nproc=", 0) != 0) rest.push_back(argv_s[i]);
       }
+      limuon::cli::check_train_command(rest);  // once here, not once per rank
       return limuon::cli::launch_local(nproc, rest, 30);
     }
     if (pos.size() == 1 && pos[0] == "train") return limuon::cli::cmd_train(args);

@@ -853,6 +853,14 @@ void check_train_options(const std::map<std::string, std::string>& values, const
   args.finish();
 }
 
+void check_train_command(const std::vector<std::string>& argv) {
+  Args args(argv);
+  args.integer("threads", 0, 0, 4096);  // read by main() before the command runs
+  args.flag("json");
+  parse_config(args);
+  args.finish();
+}
+
 int cmd_train(Args& args) {
   Config cfg = parse_config(args);
   args.finish();

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace limuon::data {
 class Tokenizer;
@@ -20,6 +21,9 @@ int cmd_train(Args& args);
 // Throws UsageError (naming `origin`) unless `values` (flag name → value, as in a --config file)
 // are options `limuon train` accepts; --out may be left out. Reads no data.
 void check_train_options(const std::map<std::string, std::string>& values, const std::string& origin);
+// Throws UsageError unless `argv` (a `train` command line) is one `limuon train` accepts: what
+// `train --nproc N` checks once in the parent before it starts any rank. Reads no data.
+void check_train_command(const std::vector<std::string>& argv);
 int cmd_eval(Args& args);
 int cmd_generate(Args& args);
 int cmd_tokenize(Args& args);
