@@ -7,6 +7,8 @@ mlp.c_fc 768x3072, mlp.c_proj 3072x768), fp32 weights, random gradients:
   limuon_binding_muon  limuon.Muon: our C++ step (Newton-Schulz in fp32) behind the binding, with
                        orthogonalizer ns5 (the plain loop, as the others; limuon's default is
                        gram_ns, which `limuon bench step` times)
+  limuon_binding_muon_gram_ns  the same with orthogonalizer gram_ns (limuon's default): Newton-Schulz
+                       carried out on the Gram matrix X X^T (README, "Gram Newton-Schulz")
   pytorch_muon         the usual Python formulation (Newton-Schulz in fp32 with matmuls), the
                        baseline suite.py checks our CLI's Muon against
 
@@ -78,7 +80,7 @@ def make(variant, params):
         return torch.optim.Muon(params, lr=LR, weight_decay=0.0, momentum=MOMENTUM, nesterov=True, adjust_lr_fn=None)
     import limuon  # the staged or installed package (see the module docstring)
     return limuon.Muon(params, lr=LR, momentum=MOMENTUM, nesterov=True, weight_decay=0.0, adjust_lr="original",
-                       orthogonalizer="ns5")
+                       orthogonalizer="gram_ns" if variant.endswith("gram_ns") else "ns5")
 
 
 def tune_malloc():
@@ -91,7 +93,8 @@ def tune_malloc():
         return False
 
 
-VARIANTS = {"plain": "pytorch_muon", "torch": "torch_optim_muon", "limuon": "limuon_binding_muon"}
+VARIANTS = {"plain": "pytorch_muon", "torch": "torch_optim_muon", "limuon": "limuon_binding_muon",
+            "gram": "limuon_binding_muon_gram_ns"}
 
 
 def main():
@@ -100,7 +103,7 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="0: one per CPU")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--variants", default="torch,limuon,plain", help="comma-separated: torch, limuon, plain")
+    ap.add_argument("--variants", default="torch,limuon,plain", help="comma-separated: torch, limuon, gram, plain")
     ap.add_argument("--malloc", default="tuned", choices=["tuned", "default"],
                     help="tuned: the CLI's malloc settings (see above); default: glibc's")
     a = ap.parse_args()
@@ -141,13 +144,14 @@ def main():
                           "threads": torch.get_num_threads(), "malloc": malloc, "torch": torch.__version__}))
     summary = {"bench": "muon_compare", "model": a.model, "threads": torch.get_num_threads(), "malloc": malloc,
                "warmup": a.warmup, "repeats": a.repeats, "torch": torch.__version__}
-    ours = "limuon_binding_muon"
-    for other in names:
-        if other != ours and ours in med:
+    for ours in ("limuon_binding_muon", "limuon_binding_muon_gram_ns"):
+        for other in names:
+            if other == ours or ours not in med or other.startswith("limuon_binding_muon") and ours.endswith("gram_ns"):
+                continue
             summary[f"{other}_over_{ours}"] = med[other] / med[ours]
             # fp32 vs bf16 Newton-Schulz: about lr * 2^-8 * |O| for torch's, ~1e-7 for the plain one.
-            summary[f"max_first_update_diff_{other}"] = max(
-                (u - v).abs().max().item() for u, v in zip(first_update[ours], first_update[other]))
+            key = f"max_first_update_diff_{other}" + ("_vs_gram_ns" if ours.endswith("gram_ns") else "")
+            summary[key] = max((u - v).abs().max().item() for u, v in zip(first_update[ours], first_update[other]))
     print(json.dumps(summary))
 
 
