@@ -1,4 +1,4 @@
-"""A plain-PyTorch mirror of limuon's gram_ns (src/orth.cpp gram_loop: the same op sequence) and of
+"""A plain-PyTorch mirror of limuon's gram_ns (src/kernels/orth.cpp gram_loop: the same op sequence) and of
 the plain Newton-Schulz loop, to check the restart policy and the speed on devices our C++ build is
 not run on (CUDA bf16 / fp32 / TF32). Not a reference for the tests (those compare against the
 float64 SVD and the C++ plain loop).

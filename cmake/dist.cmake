@@ -3,21 +3,21 @@
 # Gloo headers: ProcessGroupGloo.hpp includes five Gloo headers, which PyPI's torch wheel does not
 # ship (it links its own, newer Gloo statically). Debian's libgloo-dev (2022) provides headers that
 # differ from that Gloo in several class layouts and virtual tables (rendezvous::Store, Context,
-# transport::Pair). src/dist.cpp is written so that none of those matter: it only holds Gloo types
+# transport::Pair). src/dist/data_parallel.cpp is written so that none of those matter: it only holds Gloo types
 # through shared_ptr, calls ProcessGroupGloo's out-of-line functions (Options::create,
 # createDevice*, the constructor, the collectives) and never constructs a Gloo class itself, so its
 # object code is the same with either header set. The gloo_abi test below checks that the library
 # emits no virtual table or typeinfo of a Gloo class (which would shadow the wheel's at load time).
 # Only the headers are used: never link Debian's libgloo. A LibTorch that ships its own Gloo headers
 # (a source build) is preferred over the system's.
-target_sources(limuon_lib PRIVATE ${PROJECT_SOURCE_DIR}/src/dist.cpp)
+target_sources(limuon_lib PRIVATE ${PROJECT_SOURCE_DIR}/src/dist/data_parallel.cpp)
 find_path(LIMUON_GLOO_INCLUDE gloo/algorithm.h HINTS ${TORCH_INCLUDE_DIRS} NO_DEFAULT_PATH)
 if(NOT LIMUON_GLOO_INCLUDE)
   find_path(LIMUON_GLOO_INCLUDE gloo/algorithm.h)
 endif()
 find_path(LIMUON_C10D_INCLUDE torch/csrc/distributed/c10d/ProcessGroupGloo.hpp HINTS ${TORCH_INCLUDE_DIRS})
 if(LIMUON_GLOO_INCLUDE AND LIMUON_C10D_INCLUDE)
-  set_source_files_properties(${PROJECT_SOURCE_DIR}/src/dist.cpp PROPERTIES
+  set_source_files_properties(${PROJECT_SOURCE_DIR}/src/dist/data_parallel.cpp PROPERTIES
     COMPILE_DEFINITIONS "LIMUON_HAVE_DIST=1;USE_C10D_GLOO=1"
     SKIP_PRECOMPILE_HEADERS ON)
   if(NOT LIMUON_GLOO_INCLUDE IN_LIST TORCH_INCLUDE_DIRS)

@@ -1,8 +1,8 @@
 // limuon quick start: route a model's parameters (hidden matrices → LiMuon, the rest → AdamW),
 // train with a closure and a warm-up + cosine schedule, save and resume. Built and run by CTest
 // (exit status 0 only when the loss went down and the resumed run continues bit-identically).
-#include <limuon/hybrid.h>
-#include <limuon/schedule.h>
+#include <limuon/optim/hybrid.h>
+#include <limuon/optim/schedule.h>
 #include <limuon/threads.h>
 
 #include <torch/torch.h>

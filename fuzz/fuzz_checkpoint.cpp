@@ -27,10 +27,10 @@
 // With LIMUON_FUZZ_WRITE_SEEDS=<dir> set, the binary instead writes seed inputs (real checkpoints
 // of every reader, in both encodings) to <dir> and exits; fuzz/make_seeds.py runs it that way.
 #include "fuzz_stats.h"
-#include "limuon/hybrid.h"
-#include "limuon/limuon.h"
-#include "limuon/muon.h"
-#include "limuon/schedule.h"
+#include "limuon/optim/hybrid.h"
+#include "limuon/optim/limuon.h"
+#include "limuon/optim/muon.h"
+#include "limuon/optim/schedule.h"
 #include "limuon/data/images.h"
 #include "limuon/data/text.h"
 

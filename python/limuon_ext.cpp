@@ -5,17 +5,17 @@
 // limuon/family.py.
 #include <torch/extension.h>
 
-#include "limuon/common.h"
-#include "limuon/gluon.h"
-#include "limuon/hybrid.h"
-#include "limuon/limuon.h"
-#include "limuon/lionmuon.h"
-#include "limuon/mimuon.h"
-#include "limuon/muon.h"
-#include "limuon/muon_mvr.h"
-#include "limuon/muoneq.h"
-#include "limuon/orth.h"
-#include "limuon/sumo.h"
+#include "limuon/optim/common.h"
+#include "limuon/optim/gluon.h"
+#include "limuon/optim/hybrid.h"
+#include "limuon/optim/limuon.h"
+#include "limuon/optim/lionmuon.h"
+#include "limuon/optim/mimuon.h"
+#include "limuon/optim/muon.h"
+#include "limuon/optim/muon_mvr.h"
+#include "limuon/optim/muoneq.h"
+#include "limuon/kernels/orth.h"
+#include "limuon/optim/sumo.h"
 #include "limuon/threads.h"
 
 #include <pybind11/stl.h>

@@ -2,13 +2,13 @@
 // trajectories of reference/make_family_reference.py, the reductions that must hold exactly,
 // state sizes and option validation. Save → load → continue, dtypes and the non-finite policy are covered for
 // every method by the table in test_optim.cpp.
-#include "limuon/gluon.h"
-#include "limuon/lionmuon.h"
-#include "limuon/mimuon.h"
-#include "limuon/muon.h"
-#include "limuon/muon_mvr.h"
-#include "limuon/muoneq.h"
-#include "limuon/sumo.h"
+#include "limuon/optim/gluon.h"
+#include "limuon/optim/lionmuon.h"
+#include "limuon/optim/mimuon.h"
+#include "limuon/optim/muon.h"
+#include "limuon/optim/muon_mvr.h"
+#include "limuon/optim/muoneq.h"
+#include "limuon/optim/sumo.h"
 #include "test_support.h"
 
 #include <gtest/gtest.h>

@@ -6,9 +6,9 @@
 #include "limuon/data/images.h"
 #include "limuon/data/text.h"
 #include "limuon/io/safetensors.h"
-#include "limuon/limuon.h"
-#include "limuon/muon.h"
-#include "limuon/schedule.h"
+#include "limuon/optim/limuon.h"
+#include "limuon/optim/muon.h"
+#include "limuon/optim/schedule.h"
 
 #include "args.h"
 

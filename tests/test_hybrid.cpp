@@ -1,7 +1,7 @@
 // Parameter routing, the hybrid optimizer's evaluation/AdamW ordering, the warm-up + cosine
 // schedule, and hybrid save → load → continue with learning rates restored.
-#include "limuon/hybrid.h"
-#include "limuon/schedule.h"
+#include "limuon/optim/hybrid.h"
+#include "limuon/optim/schedule.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>

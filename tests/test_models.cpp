@@ -1,7 +1,7 @@
 // GPT-2 and ViT against independent float64 forward passes (reference/make_model_reference.py)
 // under both attention kernels, sdpa against math, the Hugging Face weight mappings in both
 // directions, and their errors.
-#include "limuon/hybrid.h"
+#include "limuon/optim/hybrid.h"
 #include "limuon/models/gpt2.h"
 #include "limuon/models/vit.h"
 #include "test_support.h"

@@ -1,13 +1,13 @@
 // Optimizer behaviour: the identities of ALGORITHMS.md §3, closure counts, save → load → continue
 // bit-identity and generic behaviour for every configuration, option validation, non-finite policy.
-#include "limuon/gluon.h"
-#include "limuon/limuon.h"
-#include "limuon/lionmuon.h"
-#include "limuon/mimuon.h"
-#include "limuon/muon.h"
-#include "limuon/muon_mvr.h"
-#include "limuon/muoneq.h"
-#include "limuon/sumo.h"
+#include "limuon/optim/gluon.h"
+#include "limuon/optim/limuon.h"
+#include "limuon/optim/lionmuon.h"
+#include "limuon/optim/mimuon.h"
+#include "limuon/optim/muon.h"
+#include "limuon/optim/muon_mvr.h"
+#include "limuon/optim/muoneq.h"
+#include "limuon/optim/sumo.h"
 #include "test_support.h"
 
 #include <gtest/gtest.h>

@@ -1,6 +1,6 @@
 // Kernel properties across tall, wide, square and batched inputs, against an independent float64
 // polar factor computed by eigendecomposition (not by SVD).
-#include "limuon/orth.h"
+#include "limuon/kernels/orth.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>

@@ -1,7 +1,7 @@
 // The C++ optimizers against float64 trajectories from the independent Python reference
 // (reference/make_reference.py): every Muon and LiMuon configuration there, every call.
-#include "limuon/limuon.h"
-#include "limuon/muon.h"
+#include "limuon/optim/limuon.h"
+#include "limuon/optim/muon.h"
 #include "test_support.h"
 
 #include <gtest/gtest.h>

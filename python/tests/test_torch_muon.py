@@ -35,7 +35,7 @@ NATIVE_ADJUST_LR = {None: "original", "original": "original", "match_rms_adamw":
 
 
 def ns_float64_like_ours(grad, ns_coefficients, ns_steps, eps):
-    """What our ns5 (src/orth.cpp) computes, in float64 and written plainly: a tall matrix is
+    """What our ns5 (src/kernels/orth.cpp) computes, in float64 and written plainly: a tall matrix is
     iterated as its transpose (torch does the same), X = G / (||G||_F + eps), then ns_steps of
     X <- a X + (b A + c A A) X with A = X X^T (torch's iteration).
 

@@ -4,11 +4,11 @@
 
 #include "family_flags.h"
 
-#include "limuon/hybrid.h"
-#include "limuon/limuon.h"
+#include "limuon/optim/hybrid.h"
+#include "limuon/optim/limuon.h"
 #include "limuon/models/gpt2.h"
-#include "limuon/muon.h"
-#include "limuon/orth.h"
+#include "limuon/optim/muon.h"
+#include "limuon/kernels/orth.h"
 
 #include <ATen/ATen.h>
 #include <ATen/DeviceAccelerator.h>

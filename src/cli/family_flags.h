@@ -4,7 +4,7 @@
 
 #include "args.h"
 
-#include "limuon/hybrid.h"
+#include "limuon/optim/hybrid.h"
 
 #include <cstdint>
 #include <string>

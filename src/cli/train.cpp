@@ -5,15 +5,15 @@
 
 #include "family_flags.h"
 
-#include "limuon/rng.h"
+#include "limuon/optim/rng.h"
 #include "limuon/data/images.h"
-#include "limuon/dist.h"
+#include "limuon/dist/data_parallel.h"
 #include "limuon/data/text.h"
-#include "limuon/hybrid.h"
+#include "limuon/optim/hybrid.h"
 #include "limuon/io/safetensors.h"
 #include "limuon/models/gpt2.h"
 #include "limuon/models/vit.h"
-#include "limuon/schedule.h"
+#include "limuon/optim/schedule.h"
 #include "limuon/train/checkpoint.h"
 
 #include <nlohmann/json.hpp>

@@ -2,7 +2,7 @@
 // as untrusted input; plus normalisation, seeded augmentation and the resumable batcher.
 #include "limuon/data/images.h"
 
-#include "limuon/common.h"
+#include "limuon/optim/common.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>

@@ -1,7 +1,7 @@
 // Token shards in llm.c's binary format (atomic writes, size-validated reads) and the samplers
 // that cut training windows and evaluation batches out of a token stream.
 #include "limuon/data/text.h"
-#include "limuon/common.h"
+#include "limuon/optim/common.h"
 
 #include <ATen/ATen.h>
 

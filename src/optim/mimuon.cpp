@@ -1,6 +1,6 @@
 // MiMuon (arXiv 2605.19619): the Muon step when the momentum's spectral gaps reach tau, else the
 // momentum step (§4; see mimuon.h).
-#include "limuon/mimuon.h"
+#include "limuon/optim/mimuon.h"
 
 #include "state_io.h"
 

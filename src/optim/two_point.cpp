@@ -1,7 +1,7 @@
 // The two-evaluation protocol with shared randomness (see limuon/two_point.h).
-#include "limuon/two_point.h"
+#include "limuon/optim/two_point.h"
 
-#include "limuon/rng.h"
+#include "limuon/optim/rng.h"
 
 namespace limuon {
 

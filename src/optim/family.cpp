@@ -1,5 +1,5 @@
 // The Muon family's shared skeleton and stateless pieces (see family.h).
-#include "limuon/family.h"
+#include "limuon/optim/family.h"
 
 #include "state_io.h"
 

@@ -4,8 +4,8 @@
 // and loading checks the kind, group sizes and every shape before touching the optimizer.
 #pragma once
 
-#include "limuon/common.h"
-#include "limuon/orth.h"
+#include "limuon/optim/common.h"
+#include "limuon/kernels/orth.h"
 #include "limuon/libtorch_compat.h"
 
 #include <torch/optim/optimizer.h>

@@ -1,6 +1,6 @@
 // SUMO (arXiv 2505.24749): momentum in a refreshed rank-r gradient subspace, orthogonalized there,
 // plus the gradient outside the subspace (ALGORITHMS.md §4; see sumo.h).
-#include "limuon/sumo.h"
+#include "limuon/optim/sumo.h"
 
 #include "state_io.h"
 

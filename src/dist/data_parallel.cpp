@@ -1,6 +1,6 @@
 // Data-parallel primitives on c10d (TCPStore rendezvous, ProcessGroupGloo): environment parsing,
 // bucketed gradient all-reduce, and orthogonalization shared out between ranks.
-#include "limuon/dist.h"
+#include "limuon/dist/data_parallel.h"
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>

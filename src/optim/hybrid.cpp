@@ -1,7 +1,7 @@
 // Parameter routing and the hybrid (Muon-family + AdamW) optimizer.
-#include "limuon/hybrid.h"
+#include "limuon/optim/hybrid.h"
 
-#include "limuon/two_point.h"
+#include "limuon/optim/two_point.h"
 #include "state_io.h"
 
 #include <ATen/ATen.h>

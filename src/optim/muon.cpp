@@ -1,5 +1,5 @@
 // Muon: EMA momentum + Nesterov + orthogonalized update (ALGORITHMS.md §2).
-#include "limuon/muon.h"
+#include "limuon/optim/muon.h"
 
 #include "state_io.h"
 

@@ -1,5 +1,5 @@
 // MuonEq (arXiv 2603.28254): Muon with the momentum equilibrated before orthogonalization (§4; see muoneq.h).
-#include "limuon/muoneq.h"
+#include "limuon/optim/muoneq.h"
 
 #include "state_io.h"
 

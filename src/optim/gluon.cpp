@@ -1,6 +1,6 @@
 // Gluon (arXiv 2505.13416): the stochastic (momentum, decaying step) and deterministic ((L0, L1)
 // step size) layer-wise LMO methods (§4; see gluon.h).
-#include "limuon/gluon.h"
+#include "limuon/optim/gluon.h"
 
 #include "state_io.h"
 

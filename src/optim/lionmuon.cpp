@@ -1,5 +1,5 @@
 // LionMuon (arXiv 2605.19811): Lion's momentum with a Muon step every `period` steps and sign steps in between (§4).
-#include "limuon/lionmuon.h"
+#include "limuon/optim/lionmuon.h"
 
 #include "state_io.h"
 

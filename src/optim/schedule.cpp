@@ -1,5 +1,5 @@
 // Linear warm-up + cosine decay over the param-group lrs of any optimizer.
-#include "limuon/schedule.h"
+#include "limuon/optim/schedule.h"
 
 #include "state_io.h"
 

@@ -1,7 +1,7 @@
 // Muon-MVR1/MVR2 (arXiv 2509.15816): Muon fed a capped, STORM-corrected gradient (ALGORITHMS.md §4); see muon_mvr.h.
-#include "limuon/muon_mvr.h"
+#include "limuon/optim/muon_mvr.h"
 
-#include "limuon/two_point.h"
+#include "limuon/optim/two_point.h"
 #include "state_io.h"
 
 #include <ATen/ATen.h>

@@ -1,8 +1,8 @@
 // LiMuon: orthogonalized STORM momentum, exact (two gradients per call) or approx (one), with
 // optional low-rank state (ALGORITHMS.md §3). See limuon.h for the recursion.
-#include "limuon/limuon.h"
+#include "limuon/optim/limuon.h"
 
-#include "limuon/two_point.h"
+#include "limuon/optim/two_point.h"
 #include "state_io.h"
 
 #include <ATen/ATen.h>

@@ -1,6 +1,6 @@
 // Orthogonalization kernels (ALGORITHMS.md §1): exact SVD polar factor, Newton–Schulz (ns5),
 // Polar Express, Gram Newton–Schulz and randomized SVD, for single matrices and batches.
-#include "limuon/orth.h"
+#include "limuon/kernels/orth.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>

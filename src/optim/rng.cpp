@@ -1,5 +1,5 @@
 // Capture and restore of ATen's default generators (see limuon/rng.h).
-#include "limuon/rng.h"
+#include "limuon/optim/rng.h"
 
 #include <ATen/Context.h>
 #include <ATen/core/Generator.h>

@@ -1,5 +1,5 @@
 // Shared optimizer pieces: lr scaling, matrix views, the decoupled update, finiteness, seeds.
-#include "limuon/common.h"
+#include "limuon/optim/common.h"
 
 #include <ATen/ATen.h>
 

@@ -1,0 +1,95 @@
+// Data-parallel training on LibTorch's own distributed engine (c10d process groups: Gloo on CPU).
+// One process per rank, torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
+// MASTER_PORT), gradients averaged by bucketed all-reduce, and the optimizers' orthogonalizations
+// shared out between ranks (each orthogonalizes its share, results are all-gathered).
+#pragma once
+
+#include "limuon/kernels/orth.h"
+
+#include <ATen/Tensor.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace limuon::dist {
+
+// Where this process sits in a job, from the environment.
+struct Env {
+  int rank = 0, world_size = 1, local_rank = 0;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  bool distributed() const { return world_size > 1; }
+};
+
+// Reads RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT. None set: a single process
+// (world_size 1). Throws std::invalid_argument naming the variable for anything missing,
+// malformed or inconsistent (RANK without WORLD_SIZE, RANK >= WORLD_SIZE, a port out of range...).
+Env env_from_environment();
+
+// True when this build has c10d with Gloo (LIMUON_HAVE_DIST).
+bool available();
+
+// Traffic and time counters of one process group, cumulative.
+struct Stats {
+  int64_t allreduce_bytes = 0;   // payload handed to all-reduce (gradients, losses)
+  int64_t allgather_bytes = 0;   // payload this rank received through all-gather (others' results)
+  int64_t collectives = 0;
+  double orth_local_s = 0;       // time spent orthogonalizing this rank's share
+  int64_t orth_local_matrices = 0, orth_total_matrices = 0;
+};
+
+// A process group over all ranks of the job. Collectives throw std::runtime_error naming the
+// operation when a peer dies or does not answer within `timeout` (never hang).
+class Group {
+ public:
+  Group(const Env& env, std::chrono::milliseconds timeout);
+  ~Group();
+  Group(const Group&) = delete;
+  Group& operator=(const Group&) = delete;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  const Stats& stats() const { return stats_; }
+
+  // Replaces each tensor by the mean of its value over the ranks. Tensors of one dtype and device
+  // are packed into buckets of at most `bucket_bytes` so that a model with hundreds of parameters
+  // costs a handful of collectives.
+  void allreduce_mean(const std::vector<at::Tensor>& tensors, int64_t bucket_bytes = 25 << 20);
+  // Sum over the ranks of one number (losses: a NaN on any rank reaches every rank).
+  double allreduce_sum(double value);
+  // Every rank gets root's values, in place.
+  void broadcast(const std::vector<at::Tensor>& tensors, int root = 0);
+  void barrier();
+
+  // orthogonalize_many for all ranks: matrices are assigned to ranks by estimated cost (largest
+  // first to the least loaded rank), each rank orthogonalizes its share locally and the results
+  // are all-gathered, so every rank returns every result, bit-identical across ranks. Every rank
+  // must call it with the same shapes in the same order, as data-parallel optimizers do.
+  std::vector<at::Tensor> orthogonalize_sharded(const std::vector<at::Tensor>& mats, const OrthSpec& spec,
+                                                const std::vector<uint64_t>& seeds);
+  // Which rank orthogonalizes each matrix (exposed for tests and benchmarks).
+  std::vector<int> assign(const std::vector<at::Tensor>& mats, const OrthSpec& spec) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  int rank_ = 0, size_ = 1;
+  Stats stats_;
+};
+
+// While alive, routes every orthogonalize_many call of this process to group.orthogonalize_sharded.
+class ShardedOrthogonalization {
+ public:
+  explicit ShardedOrthogonalization(Group& group);
+  ~ShardedOrthogonalization();
+  ShardedOrthogonalization(const ShardedOrthogonalization&) = delete;
+  ShardedOrthogonalization& operator=(const ShardedOrthogonalization&) = delete;
+
+ private:
+  OrthExecutor previous_;
+};
+
+}  // namespace limuon::dist
