@@ -22,6 +22,8 @@
 
 #include "limuon/optim/family.h"
 
+#include "limuon/optim/options.h"
+
 #include <torch/arg.h>
 #include <torch/optim/optimizer.h>
 
@@ -47,25 +49,10 @@ struct GluonOptions : public torch::optim::OptimizerCloneableOptions<GluonOption
   // Deterministic mode: (L0, L1) smoothness constants, both >= 0 and not both 0.
   TORCH_ARG(double, l0) = 0.0;
   TORCH_ARG(double, l1) = 70.0;
-  TORCH_ARG(double, weight_decay) = 0.0;
-  TORCH_ARG(AdjustLr, adjust_lr) = AdjustLr::spectral;
-  // Default gram_ns (ns5 on the Gram matrix, orth.h; the same map as ns5 up to rounding).
-  TORCH_ARG(Orthogonalizer, orthogonalizer) = Orthogonalizer::gram_ns;
-  // Randomized SVD settings (rsvd orthogonalizer only).
-  TORCH_ARG(int64_t, rank) = 32;
-  TORCH_ARG(int64_t, oversample) = 8;
-  TORCH_ARG(int64_t, power_iters) = 0;
-  TORCH_ARG(uint64_t, seed) = 0;
-  TORCH_ARG(NonFinitePolicy, nonfinite) = NonFinitePolicy::skip;
+  // Default gram_ns (ns5 on the Gram matrix, kernels/orth.h; the same map as ns5 up to rounding).
+  LIMUON_MATRIX_OPTIONS(AdjustLr::spectral, Orthogonalizer::gram_ns);
 
- public:
-  void serialize(torch::serialize::InputArchive& archive) override;
-  void serialize(torch::serialize::OutputArchive& archive) const override;
-  double get_lr() const override;
-  void set_lr(const double lr) override;
-  // Throws std::invalid_argument naming the option and its valid range.
-  void validate() const;
-  friend bool operator==(const GluonOptions& lhs, const GluonOptions& rhs);
+  LIMUON_OPTIONS_MEMBERS(GluonOptions);
 };
 
 class Gluon : public MuonFamily {

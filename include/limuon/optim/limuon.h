@@ -45,6 +45,8 @@
 #include "limuon/kernels/orth.h"
 #include "limuon/libtorch_compat.h"
 
+#include "limuon/optim/options.h"
+
 #include <torch/arg.h>
 #include <torch/optim/optimizer.h>
 
@@ -68,23 +70,16 @@ struct LiMuonOptions : public torch::optim::OptimizerCloneableOptions<LiMuonOpti
   TORCH_ARG(double, lr) = 0.02;
   // In (0, 1]; (1 − beta) multiplies the old estimate.
   TORCH_ARG(double, beta) = 0.1;
-  TORCH_ARG(double, weight_decay) = 0.0;
-  TORCH_ARG(AdjustLr, adjust_lr) = AdjustLr::original;
-  // Default gram_ns (ns5 on the Gram matrix, orth.h; the same map as ns5 up to rounding).
-  TORCH_ARG(Orthogonalizer, orthogonalizer) = Orthogonalizer::gram_ns;
-  // Rank, oversampling and power iterations of the randomized SVD (low-rank state and the rsvd
-  // orthogonalizer).
-  TORCH_ARG(int64_t, rank) = 32;
-  TORCH_ARG(int64_t, oversample) = 8;
-  TORCH_ARG(int64_t, power_iters) = 0;
   TORCH_ARG(LowRankState, lowrank_state) = LowRankState::none;
   TORCH_ARG(Storm, storm) = Storm::exact;
   // Damping of the approx correction, in [0, 1].
   TORCH_ARG(double, gamma) = 0.025;
-  TORCH_ARG(uint64_t, seed) = 0;
-  TORCH_ARG(NonFinitePolicy, nonfinite) = NonFinitePolicy::skip;
   // See the header comment: seed .grad with −(1 − beta)·g̃ instead of keeping a copy of g̃.
   TORCH_ARG(bool, accumulate_second_gradient) = false;
+
+  // rank/oversample/power_iters: the randomized SVD of the low-rank state and of the rsvd
+  // orthogonalizer. Default gram_ns (ns5 on the Gram matrix; the same map as ns5 up to rounding).
+  LIMUON_MATRIX_OPTIONS(AdjustLr::original, Orthogonalizer::gram_ns);
 
  public:
   // The paper's algorithm (arXiv 2509.14562, Algorithm 1): svd, adjust_lr none, weight_decay 0,
@@ -94,12 +89,7 @@ struct LiMuonOptions : public torch::optim::OptimizerCloneableOptions<LiMuonOpti
   static LiMuonOptions preset(const std::string& name, double lr = 0.02);
   static const std::vector<std::string>& preset_names();
 
-  void serialize(torch::serialize::InputArchive& archive) override;
-  void serialize(torch::serialize::OutputArchive& archive) const override;
-  double get_lr() const override;
-  void set_lr(const double lr) override;
-  void validate() const;
-  friend bool operator==(const LiMuonOptions& lhs, const LiMuonOptions& rhs);
+  LIMUON_OPTIONS_MEMBERS(LiMuonOptions);
 };
 
 struct LiMuonParamState : public torch::optim::OptimizerCloneableParamState<LiMuonParamState> {

@@ -13,6 +13,8 @@
 
 #include "limuon/optim/family.h"
 
+#include "limuon/optim/options.h"
+
 #include <torch/arg.h>
 #include <torch/optim/optimizer.h>
 
@@ -29,25 +31,10 @@ struct LionMuonOptions : public torch::optim::OptimizerCloneableOptions<LionMuon
   TORCH_ARG(int64_t, period) = 2;
   // The sign steps' lr as a fraction of lr, in (0, inf).
   TORCH_ARG(double, sign_lr_ratio) = 0.05;
-  TORCH_ARG(double, weight_decay) = 0.0;
-  TORCH_ARG(AdjustLr, adjust_lr) = AdjustLr::match_rms_adamw;
-  // Default gram_ns (ns5 on the Gram matrix, orth.h; the same map as ns5 up to rounding).
-  TORCH_ARG(Orthogonalizer, orthogonalizer) = Orthogonalizer::gram_ns;
-  // Randomized SVD settings (rsvd orthogonalizer only).
-  TORCH_ARG(int64_t, rank) = 32;
-  TORCH_ARG(int64_t, oversample) = 8;
-  TORCH_ARG(int64_t, power_iters) = 0;
-  TORCH_ARG(uint64_t, seed) = 0;
-  TORCH_ARG(NonFinitePolicy, nonfinite) = NonFinitePolicy::skip;
+  // Default gram_ns (ns5 on the Gram matrix, kernels/orth.h; the same map as ns5 up to rounding).
+  LIMUON_MATRIX_OPTIONS(AdjustLr::match_rms_adamw, Orthogonalizer::gram_ns);
 
- public:
-  void serialize(torch::serialize::InputArchive& archive) override;
-  void serialize(torch::serialize::OutputArchive& archive) const override;
-  double get_lr() const override;
-  void set_lr(const double lr) override;
-  // Throws std::invalid_argument naming the option and its valid range.
-  void validate() const;
-  friend bool operator==(const LionMuonOptions& lhs, const LionMuonOptions& rhs);
+  LIMUON_OPTIONS_MEMBERS(LionMuonOptions);
 };
 
 class LionMuon : public MuonFamily {

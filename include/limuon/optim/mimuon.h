@@ -17,6 +17,8 @@
 
 #include "limuon/optim/family.h"
 
+#include "limuon/optim/options.h"
+
 #include <torch/arg.h>
 #include <torch/optim/optimizer.h>
 
@@ -31,24 +33,10 @@ struct MiMuonOptions : public torch::optim::OptimizerCloneableOptions<MiMuonOpti
   TORCH_ARG(bool, nesterov) = false;
   // Absolute spectral-gap threshold, >= 0 (not published; our choice).
   TORCH_ARG(double, tau) = 1e-6;
-  TORCH_ARG(double, weight_decay) = 0.0;
-  TORCH_ARG(AdjustLr, adjust_lr) = AdjustLr::none;
-  TORCH_ARG(Orthogonalizer, orthogonalizer) = Orthogonalizer::svd;
-  // Randomized SVD settings (unused: MiMuon needs the exact SVD).
-  TORCH_ARG(int64_t, rank) = 32;
-  TORCH_ARG(int64_t, oversample) = 8;
-  TORCH_ARG(int64_t, power_iters) = 0;
-  TORCH_ARG(uint64_t, seed) = 0;
-  TORCH_ARG(NonFinitePolicy, nonfinite) = NonFinitePolicy::skip;
+  // rank/oversample/power_iters unused: MiMuon needs the exact SVD.
+  LIMUON_MATRIX_OPTIONS(AdjustLr::none, Orthogonalizer::svd);
 
- public:
-  void serialize(torch::serialize::InputArchive& archive) override;
-  void serialize(torch::serialize::OutputArchive& archive) const override;
-  double get_lr() const override;
-  void set_lr(const double lr) override;
-  // Throws std::invalid_argument naming the option and its valid range.
-  void validate() const;
-  friend bool operator==(const MiMuonOptions& lhs, const MiMuonOptions& rhs);
+  LIMUON_OPTIONS_MEMBERS(MiMuonOptions);
 };
 
 class MiMuon : public MuonFamily {

@@ -17,6 +17,8 @@
 #include "limuon/optim/common.h"
 #include "limuon/kernels/orth.h"
 
+#include "limuon/optim/options.h"
+
 #include <torch/arg.h>
 #include <torch/optim/optimizer.h>
 
@@ -31,31 +33,17 @@ struct MuonOptions : public torch::optim::OptimizerCloneableOptions<MuonOptions>
   // EMA coefficient of the momentum, in [0, 1). Equivalent to LiMuon's beta = 1 − momentum.
   TORCH_ARG(double, momentum) = 0.95;
   TORCH_ARG(bool, nesterov) = true;
-  TORCH_ARG(double, weight_decay) = 0.0;
-  TORCH_ARG(AdjustLr, adjust_lr) = AdjustLr::original;
-  // Default gram_ns: the ns5 iteration carried out on the Gram matrix (orth.h), the same map as
-  // ns5 up to rounding and faster from aspect ratio 1.5 on (below it, ns5 bit for bit).
-  TORCH_ARG(Orthogonalizer, orthogonalizer) = Orthogonalizer::gram_ns;
   // ns5 and gram_ns (its ns5 schedule): quintic coefficients (a, b, c), iterations in [1, 100], and
   // the eps of the normalisation U / (‖U‖_F + eps), eps > 0.
   TORCH_ARG(NsCoefficients, ns_coefficients) = kNs5Coefficients;
   TORCH_ARG(int64_t, ns_steps) = kNs5Steps;
   TORCH_ARG(double, eps) = kNs5Eps;
-  // rsvd orthogonalizer only.
-  TORCH_ARG(int64_t, rank) = 32;
-  TORCH_ARG(int64_t, oversample) = 8;
-  TORCH_ARG(int64_t, power_iters) = 0;
-  TORCH_ARG(uint64_t, seed) = 0;
-  TORCH_ARG(NonFinitePolicy, nonfinite) = NonFinitePolicy::skip;
+  // rank/oversample/power_iters: the rsvd orthogonalizer only. Default gram_ns: the ns5 iteration
+  // carried out on the Gram matrix (kernels/orth.h), the same map as ns5 up to rounding and faster
+  // from aspect ratio 1.5 on (below it, ns5 bit for bit).
+  LIMUON_MATRIX_OPTIONS(AdjustLr::original, Orthogonalizer::gram_ns);
 
- public:
-  void serialize(torch::serialize::InputArchive& archive) override;
-  void serialize(torch::serialize::OutputArchive& archive) const override;
-  double get_lr() const override;
-  void set_lr(const double lr) override;
-  // Throws std::invalid_argument naming the option and its valid range.
-  void validate() const;
-  friend bool operator==(const MuonOptions& lhs, const MuonOptions& rhs);
+  LIMUON_OPTIONS_MEMBERS(MuonOptions);
 };
 
 struct MuonParamState : public torch::optim::OptimizerCloneableParamState<MuonParamState> {

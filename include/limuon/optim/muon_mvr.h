@@ -26,6 +26,8 @@
 #include "limuon/optim/family.h"
 #include "limuon/libtorch_compat.h"
 
+#include "limuon/optim/options.h"
+
 #include <torch/arg.h>
 #include <torch/optim/optimizer.h>
 
@@ -55,25 +57,10 @@ struct MuonMVROptions : public torch::optim::OptimizerCloneableOptions<MuonMVROp
   // First step: g_prev = 0, c_0 = cap((1 + k)·g_0) (the authors' code); false: c_0 = cap(g_0).
   TORCH_ARG(bool, zero_prev_init) = true;
   TORCH_ARG(MvrVariant, variant) = MvrVariant::mvr1;
-  TORCH_ARG(double, weight_decay) = 0.0;
-  TORCH_ARG(AdjustLr, adjust_lr) = AdjustLr::match_rms_adamw;
-  // Default gram_ns (ns5 on the Gram matrix, orth.h; the same map as ns5 up to rounding).
-  TORCH_ARG(Orthogonalizer, orthogonalizer) = Orthogonalizer::gram_ns;
-  // Randomized SVD settings (rsvd orthogonalizer only).
-  TORCH_ARG(int64_t, rank) = 32;
-  TORCH_ARG(int64_t, oversample) = 8;
-  TORCH_ARG(int64_t, power_iters) = 0;
-  TORCH_ARG(uint64_t, seed) = 0;
-  TORCH_ARG(NonFinitePolicy, nonfinite) = NonFinitePolicy::skip;
+  // Default gram_ns (ns5 on the Gram matrix, kernels/orth.h; the same map as ns5 up to rounding).
+  LIMUON_MATRIX_OPTIONS(AdjustLr::match_rms_adamw, Orthogonalizer::gram_ns);
 
- public:
-  void serialize(torch::serialize::InputArchive& archive) override;
-  void serialize(torch::serialize::OutputArchive& archive) const override;
-  double get_lr() const override;
-  void set_lr(const double lr) override;
-  // Throws std::invalid_argument naming the option and its valid range.
-  void validate() const;
-  friend bool operator==(const MuonMVROptions& lhs, const MuonMVROptions& rhs);
+  LIMUON_OPTIONS_MEMBERS(MuonMVROptions);
 };
 
 class MuonMVR : public MuonFamily, public TwoPointStepper {

@@ -26,6 +26,8 @@
 
 #include "limuon/optim/family.h"
 
+#include "limuon/optim/options.h"
+
 #include <torch/arg.h>
 #include <torch/optim/optimizer.h>
 
@@ -45,24 +47,10 @@ struct SumoOptions : public torch::optim::OptimizerCloneableOptions<SumoOptions>
   TORCH_ARG(bool, outer) = true;
   // Block 3's γ: 0 = off (the default), else >= 1 (the paper: 1.1).
   TORCH_ARG(double, growth_limit) = 0.0;
-  TORCH_ARG(double, weight_decay) = 0.0;
-  TORCH_ARG(AdjustLr, adjust_lr) = AdjustLr::match_rms_adamw;
-  TORCH_ARG(Orthogonalizer, orthogonalizer) = Orthogonalizer::svd;
-  // Randomized SVD settings (the subspace basis; and the rsvd orthogonalizer).
-  TORCH_ARG(int64_t, rank) = 32;
-  TORCH_ARG(int64_t, oversample) = 8;
-  TORCH_ARG(int64_t, power_iters) = 0;
-  TORCH_ARG(uint64_t, seed) = 0;
-  TORCH_ARG(NonFinitePolicy, nonfinite) = NonFinitePolicy::skip;
+  // rank/oversample/power_iters: the randomized SVD of the subspace basis (and of rsvd).
+  LIMUON_MATRIX_OPTIONS(AdjustLr::match_rms_adamw, Orthogonalizer::svd);
 
- public:
-  void serialize(torch::serialize::InputArchive& archive) override;
-  void serialize(torch::serialize::OutputArchive& archive) const override;
-  double get_lr() const override;
-  void set_lr(const double lr) override;
-  // Throws std::invalid_argument naming the option and its valid range.
-  void validate() const;
-  friend bool operator==(const SumoOptions& lhs, const SumoOptions& rhs);
+  LIMUON_OPTIONS_MEMBERS(SumoOptions);
 };
 
 class Sumo : public MuonFamily {
