@@ -219,6 +219,11 @@ adamw_means = {lr: mean_std([nums[("adamw", lr, s)]["final_val_loss"] for s in (
 best_lr = min(adamw_means, key=adamw_means.get)
 sel = {c["config"]: c for c in rep["configs"]}
 check("best lr selected", "%g" % sel["adamw"]["lr"] == best_lr, (sel["adamw"]["lr"], adamw_means))
+# the final loss's 95 % confidence interval over the 2 seeds: t(0.975; 1) = 12.706 (tables) · std / √2
+m, s = mean_std([nums[("adamw", best_lr, sd)]["final_val_loss"] for sd in (0, 1)])
+ci = sel["adamw"]["metrics"]["final_val_loss"].get("ci95", math.nan)
+check("final loss 95% CI in report.json", close(ci, 12.706 * s / math.sqrt(2)), (ci, s))
+check("final loss 95% CI in report.md", f"[{m - ci:.4f}, {m + ci:.4f}]" in md, md[:3000])
 for row in rep["sweep"]:
     m, s = mean_std([nums[(row["config"], "%g" % row["lr"], sd)]["final_val_loss"] for sd in (0, 1)])
     check(f"sweep {row['config']} {row['lr']}", close(row["final_val_loss"]["mean"], m) and close(row["final_val_loss"]["std"], s),
@@ -258,6 +263,9 @@ for cfg, lr in (("adamw", best_lr), ("limuon-exact", "0.02")):
         check(f"report.json {cfg} {key}", close(sel[cfg]["metrics"][key]["mean"], m) and close(sel[cfg]["metrics"][key]["std"], s),
               (sel[cfg]["metrics"][key], m, s))
         cells.append(f % (m * scale) + " ± " + f % (s * scale))
+        if key == "final_val_loss":  # its 95 % confidence interval, t(0.975; 1) = 12.706
+            h = 12.706 * s / math.sqrt(2)
+            cells.append(f"[{f % (m - h)}, {f % (m + h)}]")
     row = next((l for l in md.splitlines() if l.startswith(f"| {cfg} | ")), "")
     got = [c.strip() for c in row.strip("|").split("|")][4:]
     check(f"report.md results row {cfg}", got == cells, (got, cells))

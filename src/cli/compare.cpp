@@ -495,8 +495,18 @@ RunResult read_run(const Run& r, const std::string& task) {
 
 struct Stat {
   double mean = NAN, std = NAN;
+  double ci95 = NAN;  // half-width of the 95 % confidence interval of the mean (Student t), n >= 2
   int64_t n = 0;
 };
+
+// Two-sided 95 % quantiles of Student's t distribution, t(0.975; df) for df = 1..30 (standard
+// tables); above 30 degrees of freedom the normal 1.96 is within 2 % of it.
+double t975(int64_t df) {
+  static const double t[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+                             2.201,  2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+                             2.080,  2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042};
+  return df < 1 ? NAN : df <= 30 ? t[df - 1] : 1.96;
+}
 
 // Mean and sample standard deviation (n − 1; 0 for one value) of the finite values, in order.
 Stat stat(const std::vector<double>& v) {
@@ -513,10 +523,15 @@ Stat stat(const std::vector<double>& v) {
   for (double x : v)
     if (std::isfinite(x)) ss += (x - s.mean) * (x - s.mean);
   s.std = s.n > 1 ? std::sqrt(ss / static_cast<double>(s.n - 1)) : 0.0;
+  if (s.n > 1) s.ci95 = t975(s.n - 1) * s.std / std::sqrt(static_cast<double>(s.n));
   return s;
 }
 
-json stat_json(const Stat& s) { return json{{"mean", s.mean}, {"std", s.std}, {"n", s.n}}; }
+json stat_json(const Stat& s) {
+  json j{{"mean", s.mean}, {"std", s.std}, {"n", s.n}};
+  if (std::isfinite(s.ci95)) j["ci95"] = s.ci95;
+  return j;
+}
 
 // ---------------------------------------------------------------------------------------------
 // The report.
@@ -947,10 +962,14 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
              ? "the first " + std::to_string(spec.sweep_seeds) + " seed(s); the other seeds run at that lr only"
              : std::string("the seeds"))
      << " (see the sweep below).\n\n";
-  md << "## Results (mean ± std over seeds)\n\n| config | flags | lr | seeds |";
-  for (const auto& c : cols) md << ' ' << c.title << " |";
+  md << "## Results (mean ± std over seeds; the final loss also with its 95 % confidence interval)\n\n"
+        "| config | flags | lr | seeds |";
+  for (const auto& c : cols) {
+    md << ' ' << c.title << " |";
+    if (c.key == "final_val_loss") md << " final val loss, 95 % CI |";
+  }
   md << "\n|---|---|---|---|";
-  for (size_t i = 0; i < cols.size(); ++i) md << "---|";
+  for (size_t i = 0; i <= cols.size(); ++i) md << "---|";
   md << "\n";
   for (const auto& s : selected) {
     size_t done = 0;
@@ -960,7 +979,15 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
       flags += (flags.empty() ? "" : " ") + it.key() + "=" + (it.value().is_string() ? it.value().get<std::string>() : it.value().dump());
     md << "| " << s.config->name << " | " << (flags.empty() ? "–" : flags) << " | " << lr_text(s.lr) << " | " << done << "/"
        << spec.seeds.size() << " |";
-    for (const auto& c : cols) md << ' ' << cell(table[s.config->name][c.key], c) << " |";
+    for (const auto& c : cols) {
+      const Stat& st = table[s.config->name][c.key];
+      md << ' ' << cell(st, c) << " |";
+      if (c.key == "final_val_loss")
+        md << ' ' << (std::isfinite(st.ci95) ? "[" + fmt(c.format.c_str(), st.mean - st.ci95) + ", " +
+                                                   fmt(c.format.c_str(), st.mean + st.ci95) + "]"
+                                             : std::string("–"))
+           << " |";
+    }
     md << "\n";
   }
   md << "\nLosses are cross-entropy on the validation split"
