@@ -20,6 +20,11 @@
 #   lm_family          lm's task for 7 family methods + Muon and LiMuon anchors, 4-7-lr sweep on
 #                      seed 0 + seed 1 at the chosen lr = 51 runs                          ~55 min
 #   vit_family         vit's task for the same 9 configs, 4-6-lr sweep + seed 1 = 49 runs ~35 min
+#   study_lm           issue 19's LM study: gpt2-byte-small, dropout 0.1, 2,000 steps of 8 x 128
+#                      bytes, 20 configs, 4-lr sweeps on seed 0 + seeds 1-3 = 140 runs, many
+#                      hours; its results are committed: run it as
+#                      OUT=docs/results scripts/experiments.sh study_lm   (resumable; the weights
+#                      and checkpoints stay out of git, docs/results/study_lm/.gitignore)
 # Use `limuon compare --spec experiments/NAME.json --out DIR --dry-run` to see every run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +43,7 @@ threads=()
 status=0
 for name in "${names[@]}"; do
   spec="experiments/$name.json"
-  [ -f "$spec" ] || { echo "experiments: no $spec (valid: lm vit orth_ablation memory_distilgpt2 lm_family lm_family_quick vit_family)" >&2; exit 2; }
+  [ -f "$spec" ] || { echo "experiments: no $spec (valid: lm vit orth_ablation memory_distilgpt2 lm_family lm_family_quick vit_family study_lm)" >&2; exit 2; }
   echo "== $name: $spec -> $OUT/$name"
   start=$(date +%s)
   "$LIMUON" compare --spec "$spec" --out "$OUT/$name" "${threads[@]}" "${extra[@]}" || status=$?
