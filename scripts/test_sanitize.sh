@@ -11,7 +11,7 @@ source scripts/env.sh
 BUILD_DIR=${ASAN_BUILD_DIR:-build-asan}
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLIMUON_SANITIZE=ON -DLIMUON_PYTHON="$LIMUON_PYTHON" \
   > "$BUILD_DIR.configure.log" 2>&1 || { cat "$BUILD_DIR.configure.log"; exit 1; }
-cmake --build "$BUILD_DIR" -j "${JOBS:-2}" --target limuon limuon_tests limuon_quickstart _C
+cmake --build "$BUILD_DIR" -j "${JOBS:-2}" --target limuon limuon_tests limuon_quickstart limuon_train_custom _C
 export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1:detect_odr_violation=0"
 export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
