@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
-"""Data-parallel scaling of `limuon train` on this machine: the same run (global batch fixed) on
-1 and 2 local ranks (--nproc), for Muon and LiMuon. Reports, per rank:
-  - orthogonalization time per step (rank 0's share; sharding should roughly halve it),
-  - end-to-end steps/s (median ms/step after warm-up) and the 2-rank/1-rank ratio,
-  - communication per step: all-reduce payload against the lower bound (every rank must
-    contribute its whole gradient once per gradient evaluation; a ring all-reduce then moves
-    2(N-1)/N of it per rank, which Gloo's ring achieves), plus the all-gathered orthogonalization
-    results that sharding adds.
-Writes a Markdown table to stdout and JSON lines to --json.
+"""Data-parallel training on this machine, unsharded and with sharded optimizer state (--shard-state):
+the same run (global batch fixed) on 1, 2 and 4 local ranks (--nproc, 1 thread per rank), for Muon,
+LiMuon exact (no low-rank state) and LiMuon light exact (r = 32). One process per configuration, all
+in one invocation. Per configuration:
+  - ms/step: median over the steps after --warmup-steps (the ranks agree on each step's time);
+  - optimizer state per rank (largest rank, and the largest over the ideal total/N);
+  - bytes written to the sockets per step by the busiest rank (measured: /proc/self/io around each
+    collective), against the lower bound of the ring all-reduce, 2(N-1)/N of the parameter bytes per
+    gradient evaluation;
+  - rank 0's orthogonalization time per step;
+  - peak RSS of the largest rank.
+With more ranks than cores (4 ranks on 2 cores) the ranks share cores, so ms/step measures the
+protocol's overhead, not a speed-up. Writes a Markdown table to stdout and JSON lines to --json.
 
-Usage: .venv/bin/python bench/dist_bench.py [--bin build/limuon] [--steps 30] [--model gpt2-byte-small]
+Usage: .venv/bin/python bench/dist_bench.py [--bin build/limuon] [--model gpt2-byte-small] [--steps 12]
 """
 import argparse
 import json
@@ -22,63 +26,67 @@ import tempfile
 ap = argparse.ArgumentParser()
 ap.add_argument("--bin", default="build/limuon")
 ap.add_argument("--model", default="gpt2-byte-small")
-ap.add_argument("--steps", type=int, default=30)
+ap.add_argument("--tokenizer", default="", help="e.g. gpt2 with --model distilgpt2")
+ap.add_argument("--steps", type=int, default=12)
 ap.add_argument("--batch", type=int, default=8)
 ap.add_argument("--block", type=int, default=128)
-ap.add_argument("--warmup-steps", type=int, default=5)
+ap.add_argument("--warmup-steps", type=int, default=4)
+ap.add_argument("--ranks", default="1,2,4")
+ap.add_argument("--optimizers", default="muon,limuon-exact,limuon-light-exact")
 ap.add_argument("--json", default="")
-ap.add_argument("--threads-per-rank", type=int, default=0,
-                help="intra-op threads of every rank (0: the launcher's default, cores / ranks)")
 a = ap.parse_args()
 
 corpus = os.path.join(tempfile.mkdtemp(prefix="limuon-dist-bench-"), "corpus.txt")
 with open(corpus, "w") as f:
     f.write("".join(f"Sentence {i}: the five boxing wizards jump quickly over {i % 97} lazy dogs.\n" for i in range(20000)))
 
-OPTS = [("muon", ["--optimizer", "muon"]),
-        ("limuon none exact", ["--optimizer", "limuon", "--lowrank-state", "none", "--storm", "exact"]),
-        ("limuon light approx r32", ["--optimizer", "limuon", "--lowrank-state", "light", "--storm", "approx", "--rank", "32"])]
+OPTS = {"muon": ["--optimizer", "muon"],
+        "limuon-exact": ["--optimizer", "limuon", "--lowrank-state", "none", "--storm", "exact"],
+        "limuon-light-exact": ["--optimizer", "limuon", "--lowrank-state", "light", "--storm", "exact", "--rank", "32"]}
 rows = []
-for name, opt in OPTS:
-    for nproc in (1, 2):
-        out = tempfile.mkdtemp(prefix="run-", dir=os.path.dirname(corpus))
-        cmd = [a.bin, "train", "--task", "lm", "--model", a.model, "--data", corpus, "--steps", str(a.steps),
-               "--batch-size", str(a.batch), "--block-size", str(a.block), "--eval-interval", str(a.steps), "--eval-batches", "1",
-               "--progress", "none", "--seed", "1", "--out", out, "--nproc", str(nproc)] + opt
-        if a.threads_per_rank:
-            cmd += ["--threads", str(a.threads_per_rank)]
-        print("+", " ".join(cmd), file=sys.stderr, flush=True)
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr[-2000:]}")
-        s = json.load(open(os.path.join(out, "summary.json")))
-        steps = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl")) if '"loss"' in l]
-        ms = statistics.median(x["ms_per_step"] for x in steps[a.warmup_steps:])
-        dp = s["data_parallel"]
-        with open(os.path.join(out, "model.safetensors"), "rb") as f:  # every parameter once (fp32)
-            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-        grad_bytes = sum(v["data_offsets"][1] - v["data_offsets"][0] for k, v in header.items() if k != "__metadata__")
-        evals = s["evaluations"]
-        payload_per_step = dp["allreduce_bytes"] / s["steps"]
-        bound_per_step = grad_bytes * evals / s["steps"]
-        rows.append({"optimizer": name, "ranks": nproc, "ms_per_step": ms, "steps_per_s": 1000 / ms,
-                     "orth_ms_per_step_rank0": 1000 * dp["orth_local_s"] / s["steps"],
-                     "orth_matrices_rank0": dp["orth_local_matrices"], "orth_matrices_total": dp["orth_total_matrices"],
-                     "allreduce_bytes_per_step": payload_per_step, "lower_bound_bytes_per_step": bound_per_step, "evaluations_per_step": evals / s["steps"],
-                     "allgather_bytes_per_step": dp["allgather_bytes_received"] / s["steps"]})
+for name in a.optimizers.split(","):
+    for nproc in (int(x) for x in a.ranks.split(",")):
+        for sharded in ([False] if nproc == 1 else [False, True]):
+            out = tempfile.mkdtemp(prefix="run-", dir=os.path.dirname(corpus))
+            cmd = [a.bin, "train", "--task", "lm", "--model", a.model, "--data", corpus, "--steps", str(a.steps),
+                   "--batch-size", str(a.batch), "--block-size", str(a.block), "--eval-interval", str(a.steps),
+                   "--eval-batches", "1", "--progress", "none", "--seed", "1", "--out", out, "--threads", "1",
+                   "--nproc", str(nproc)] + OPTS[name] + (["--tokenizer", a.tokenizer] if a.tokenizer else [])
+            if sharded:
+                cmd.append("--shard-state")
+            print("+", " ".join(cmd), file=sys.stderr, flush=True)
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr[-2000:]}")
+            s = json.load(open(os.path.join(out, "summary.json")))
+            steps = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl")) if '"loss"' in l]
+            ms = statistics.median(x["ms_per_step"] for x in steps[a.warmup_steps:])
+            dp = s["data_parallel"]
+            ranks = dp["ranks"]
+            states = [x["optimizer_state_bytes"] for x in ranks]
+            evals_per_step = s["evaluations"] / s["steps"]
+            lower = dp["allreduce_lower_bound_bytes_per_evaluation"] * evals_per_step
+            wire = max(x["wire_bytes_sent_per_step"] for x in ranks)
+            row = {"optimizer": name, "ranks": nproc, "sharded": sharded, "ms_per_step": ms,
+                   "state_bytes_max_rank": max(states), "state_bytes_total": sum(states),
+                   # the whole state once (sharded: the ranks' shares add up to it; replicated: each holds it)
+                   "state_max_over_ideal": max(states) / ((sum(states) if sharded else states[0]) / nproc),
+                   "wire_bytes_per_step_max_rank": wire, "allreduce_lower_bound_per_step": lower,
+                   "wire_over_lower_bound": wire / lower if lower else None,
+                   "orth_ms_per_step_rank0": 1000 * dp["orth_local_s"] / s["steps"],
+                   "peak_rss_mb_max_rank": max(x["peak_rss_mb"] for x in ranks),
+                   "identical_weights": len({x["weights_checksum"] for x in ranks}) == 1,
+                   "final_val_loss": s["final_val_loss"], "model": a.model, "steps": a.steps}
+            rows.append(row)
+            if a.json:
+                with open(a.json, "a") as f:
+                    f.write(json.dumps(row) + "\n")
 
-print(f"model {a.model}, global batch {a.batch} x {a.block} tokens, {a.steps} steps (median after {a.warmup_steps}), "
-      f"{os.cpu_count()} cores shared by the ranks, "
-      f"{a.threads_per_rank or 'cores/ranks'} thread(s) per rank\n")
-print("| optimizer | ranks | ms/step | steps/s vs 1 rank | orth ms/step (rank 0) | matrices orth. by rank 0 | "
-      "all-reduce MB/step (lower bound) | gradient evals/step | all-gather MB/step received |")
-print("|---|---|---|---|---|---|---|---|---|")
+print(f"model {a.model}, batch {a.batch} x {a.block}, {a.steps} steps (median of the last {a.steps - a.warmup_steps}), 1 thread per rank\n")
+print("| optimizer | ranks | state | ms/step | state/rank (MB) | max/ideal | wire/step/rank (MB) | lower bound (MB) | ratio | orth ms/step r0 | peak RSS (MB) | same weights |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
-    base = next(x for x in rows if x["optimizer"] == r["optimizer"] and x["ranks"] == 1)
-    print(f"| {r['optimizer']} | {r['ranks']} | {r['ms_per_step']:.0f} | {base['ms_per_step'] / r['ms_per_step']:.2f}x | "
-          f"{r['orth_ms_per_step_rank0']:.1f} | {r['orth_matrices_rank0']}/{r['orth_matrices_total']} | "
-          f"{r['allreduce_bytes_per_step'] / 1e6:.2f} ({r['lower_bound_bytes_per_step'] / 1e6:.2f}) | {r['evaluations_per_step']:.2f} | {r['allgather_bytes_per_step'] / 1e6:.2f} |")
-if a.json:
-    with open(a.json, "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
+    print(f"| {r['optimizer']} | {r['ranks']} | {'sharded' if r['sharded'] else 'replicated'} | {r['ms_per_step']:.0f} | "
+          f"{r['state_bytes_max_rank'] / 1e6:.2f} | {r['state_max_over_ideal']:.2f} | {r['wire_bytes_per_step_max_rank'] / 1e6:.2f} | "
+          f"{r['allreduce_lower_bound_per_step'] / 1e6:.2f} | {(r['wire_over_lower_bound'] or 0):.2f} | {r['orth_ms_per_step_rank0']:.1f} | "
+          f"{r['peak_rss_mb_max_rank']:.0f} | {'yes' if r['identical_weights'] else 'NO'} |")

@@ -10,7 +10,7 @@
 # emits no virtual table or typeinfo of a Gloo class (which would shadow the wheel's at load time).
 # Only the headers are used: never link Debian's libgloo. A LibTorch that ships its own Gloo headers
 # (a source build) is preferred over the system's.
-target_sources(limuon_lib PRIVATE ${PROJECT_SOURCE_DIR}/src/dist/data_parallel.cpp)
+target_sources(limuon_lib PRIVATE ${PROJECT_SOURCE_DIR}/src/dist/data_parallel.cpp ${PROJECT_SOURCE_DIR}/src/dist/sharding.cpp)
 find_path(LIMUON_GLOO_INCLUDE gloo/algorithm.h HINTS ${TORCH_INCLUDE_DIRS} NO_DEFAULT_PATH)
 if(NOT LIMUON_GLOO_INCLUDE)
   find_path(LIMUON_GLOO_INCLUDE gloo/algorithm.h)
@@ -36,4 +36,10 @@ if(TARGET limuon_tests)
   add_test(NAME dist_cli
     COMMAND ${LIMUON_PYTHON} ${PROJECT_SOURCE_DIR}/tests/dist_cli.py $<TARGET_FILE:limuon>)
   set_tests_properties(dist_cli PROPERTIES TIMEOUT 900)
+  # Two ranks as two hosts (network namespaces joined by a veth pair, TCP between them), then the
+  # link cut mid-run; unsharded and sharded. Needs root and `ip netns`: prints SKIP and why otherwise.
+  add_test(NAME dist_netns COMMAND ${LIMUON_PYTHON} ${PROJECT_SOURCE_DIR}/tests/dist_netns.py $<TARGET_FILE:limuon>)
+  add_test(NAME dist_netns_sharded COMMAND ${LIMUON_PYTHON} ${PROJECT_SOURCE_DIR}/tests/dist_netns.py $<TARGET_FILE:limuon>)
+  set_tests_properties(dist_netns dist_netns_sharded PROPERTIES TIMEOUT 300 SKIP_REGULAR_EXPRESSION "SKIP:" RUN_SERIAL TRUE)
+  set_tests_properties(dist_netns_sharded PROPERTIES ENVIRONMENT "LIMUON_NETNS_EXTRA=--shard-state")
 endif()

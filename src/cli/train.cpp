@@ -5,6 +5,7 @@
 #include "train_config.h"
 
 #include "limuon/dist/data_parallel.h"
+#include "limuon/dist/sharding.h"
 #include "limuon/optim/hybrid.h"
 #include "limuon/optim/schedule.h"
 #include "limuon/train/trainer.h"
@@ -83,7 +84,8 @@ int cmd_train(Args& args) {
   std::unique_ptr<dist::ShardedOrthogonalization> sharded;
   if (denv.distributed() || std::getenv("WORLD_SIZE")) {  // (a 1-rank job still reports its counters)
     group = std::make_unique<dist::Group>(denv, std::chrono::seconds(cfg.dist_timeout));
-    sharded = std::make_unique<dist::ShardedOrthogonalization>(*group);
+    // With sharded state each owner orthogonalizes its own matrices (timed); otherwise they are shared out.
+    sharded = std::make_unique<dist::ShardedOrthogonalization>(*group, /*share=*/!cfg.shard_state);
   }
 
   std::unique_ptr<train::Task> task = make_task(cfg, device);
@@ -102,12 +104,24 @@ int cmd_train(Args& args) {
 
   auto routing = route_module(task->module());
   HybridOptimizer opt(routing, hybrid_options(cfg));
+  std::unique_ptr<dist::StateSharding> state_sharding;
+  if (cfg.shard_state && group) {
+    try {
+      state_sharding = std::make_unique<dist::StateSharding>(*group, opt, routing);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(e.what());
+    }
+  }
   WarmupCosine sched(opt.optimizers(), cfg.warmup, cfg.steps, cfg.min_lr_ratio);
 
   if (leader) {
     std::cout << "limuon train: resolved configuration\n" << cfg.to_json().dump(2) << "\n" << task->describe() << "\n";
     if (group) std::cout << "data parallel: " << group->size() << " ranks (c10d/Gloo), " << cfg.batch / group->size()
-                         << " samples per rank per micro-batch\n";
+                         << " samples per rank per micro-batch"
+                         << (state_sharding ? ", optimizer state sharded (rank 0 owns " +
+                                                  std::to_string(state_sharding->owned_elements()) + " parameter elements)"
+                                            : std::string())
+                         << "\n";
     std::cout << "parameter routing (" << cfg.optimizer << "):\n" << format_routing(routing) << std::flush;
   }
 
@@ -130,6 +144,7 @@ int cmd_train(Args& args) {
   o.inject_nonfinite = cfg.inject_nonfinite;
   o.classification = cfg.task != "lm";
   o.group = group.get();
+  o.sharding = state_sharding.get();
   o.rank = denv.rank;
   train::Trainer trainer(*task, opt, sched, o);
   const train::Summary s = trainer.run();

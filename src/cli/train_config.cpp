@@ -139,6 +139,7 @@ Config parse_config(Args& args) {
   c.augment = args.flag("augment");
   c.pad = args.integer("pad", c.augment ? 2 : 0, 0, 64);
   c.resume = args.flag("resume");
+  c.shard_state = args.flag("shard-state");
   if (c.device != "cpu" && c.device != "cuda") throw UsageError("--device: unknown value '" + c.device + "' (valid: cpu, cuda)");
   if (c.progress != "auto" && c.progress != "bar" && c.progress != "lines" && c.progress != "none")
     throw UsageError("--progress: unknown value '" + c.progress + "' (valid: auto, bar, lines, none)");

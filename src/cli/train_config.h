@@ -41,6 +41,7 @@ struct Config {
   // with --grad-clip (clipping the accumulated sum would clip g − (1 − beta)g̃, not g).
   bool accumulate_second_gradient = true;
   bool resume = false, nesterov = true, augment = false;
+  bool shard_state = false;  // --shard-state: ZeRO-1 sharded optimizer state under data parallelism
   FamilyFlags family;  // the rest of the Muon family (ALGORITHMS.md §4)
   // Budgets besides --steps (limuon compare): 0 = none; the run stops when any is spent.
   int64_t max_samples = 0, max_grad_evals = 0;
@@ -59,7 +60,7 @@ struct Config {
                 {"orthogonalizer", orthogonalizer}, {"adjust_lr", adjust_lr}, {"min_lr_ratio", min_lr_ratio},
                 {"val_fraction", val_fraction}, {"dropout", dropout}, {"attention", attention}, {"patch", patch},
                 {"augment", augment}, {"pad", pad}, {"resume", resume}, {"init_weights", init_weights},
-                {"max_nonfinite", max_nonfinite}, {"inject_nonfinite", inject_nonfinite}, {"family", family.to_json<json>()}, {"dist_timeout", dist_timeout},
+                {"max_nonfinite", max_nonfinite}, {"inject_nonfinite", inject_nonfinite}, {"family", family.to_json<json>()}, {"dist_timeout", dist_timeout}, {"shard_state", shard_state},
                 {"max_samples", max_samples}, {"max_grad_evals", max_grad_evals}, {"max_seconds", max_seconds},
                 {"grad_clip", grad_clip}, {"preset", preset}, {"accumulate_second_gradient", accumulate_second_gradient}};
   }

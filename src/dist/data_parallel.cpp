@@ -10,9 +10,15 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #endif
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <numeric>
 #include <stdexcept>
@@ -49,6 +55,41 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// Bytes this process has handed to write()/writev() so far (Linux /proc/self/io `wchar`; Gloo's TCP
+// transport writes its sockets with writev), or -1.
+int64_t bytes_written_so_far() {
+  std::ifstream in("/proc/self/io");
+  std::string key;
+  int64_t value = 0;
+  while (in >> key >> value)
+    if (key == "wchar:") return value;
+  return -1;
+}
+
+// Where this rank can be told apart by a person reading an error: the IPv4 address of
+// GLOO_SOCKET_IFNAME when set, else the loopback for a local job, else the hostname.
+std::string own_address(const std::string& master_addr) {
+  if (const char* ifname = getenv_or_null("GLOO_SOCKET_IFNAME")) {
+    ifaddrs* list = nullptr;
+    std::string found;
+    if (getifaddrs(&list) == 0) {
+      for (ifaddrs* a = list; a; a = a->ifa_next)
+        if (a->ifa_addr && a->ifa_addr->sa_family == AF_INET && std::string(a->ifa_name) == ifname) {
+          char buf[INET_ADDRSTRLEN] = {0};
+          inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr, buf, sizeof buf);
+          found = buf;
+          break;
+        }
+      freeifaddrs(list);
+    }
+    if (!found.empty()) return found;
+  }
+  if (master_addr == "127.0.0.1" || master_addr == "localhost") return "127.0.0.1, pid " + std::to_string(getpid());
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  return host;
+}
+
 }  // namespace
 
 Env env_from_environment() {
@@ -82,16 +123,39 @@ struct Group::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
   std::chrono::milliseconds timeout;
+  int rank = 0;
+  std::vector<std::string> addresses;  // every rank's, exchanged at start-up
 
+  // "rank 1 (10.0.0.2)" for a job of two; "one of rank 1 (...), rank 2 (...)" beyond.
+  std::string peers() const {
+    std::string out;
+    int n = 0;
+    for (size_t r = 0; r < addresses.size(); ++r) {
+      if (static_cast<int>(r) == rank) continue;
+      out += (n++ ? ", rank " : "rank ") + std::to_string(r) + " (" + addresses[r] + ")";
+    }
+    return n > 1 ? "one of " + out : out;
+  }
   // Waits for a collective; a dead or silent peer becomes an error that says what was going on.
   template <class W>
   void wait(const W& work, const char* what) {
     try {
       work->wait();
     } catch (const std::exception& e) {
-      throw std::runtime_error(std::string("data-parallel ") + what + " failed (a rank died, or did not answer within " +
-                               std::to_string(timeout.count() / 1000) + " s): " + message_of(e));
+      throw std::runtime_error(std::string("data-parallel ") + what + " failed on rank " + std::to_string(rank) +
+                               ": lost contact with " + peers() + ", which died, was cut off, or did not answer within " +
+                               std::to_string(timeout.count() / 1000) + " s: " + message_of(e));
     }
+  }
+  // Starts a collective, waits for it, and counts it and the bytes written meanwhile.
+  template <class Start>
+  void run(Stats& stats, const char* what, Start&& start) {
+    const int64_t before = bytes_written_so_far();
+    wait(start(), what);
+    const int64_t after = bytes_written_so_far();
+    if (before < 0 || after < 0) stats.wire_bytes_sent = -1;
+    else if (stats.wire_bytes_sent >= 0) stats.wire_bytes_sent += after - before;
+    ++stats.collectives;
   }
 };
 
@@ -132,6 +196,17 @@ Group::Group(const Env& env, std::chrono::milliseconds timeout) : impl_(std::mak
     options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
   else
     options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+  impl_->rank = rank_;
+  impl_->addresses.assign(static_cast<size_t>(size_), "address unknown");
+  try {  // for error messages only: each rank's address, published through the store
+    const std::string mine = own_address(env.master_addr);
+    impl_->store->set("limuon/address/" + std::to_string(rank_), std::vector<uint8_t>(mine.begin(), mine.end()));
+    for (int r = 0; r < size_; ++r) {
+      const auto v = impl_->store->get("limuon/address/" + std::to_string(r));
+      impl_->addresses[static_cast<size_t>(r)] = std::string(v.begin(), v.end());
+    }
+  } catch (const std::exception&) {  // the process group's own connection reports a real failure below
+  }
   try {
     impl_->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, rank_, size_, options);
   } catch (const std::exception& e) {
@@ -167,7 +242,7 @@ void Group::allreduce_mean(const std::vector<at::Tensor>& tensors, int64_t bucke
     std::vector<at::Tensor> flat_views;
     for (const auto& t : bucket) flat_views.push_back(t.reshape(-1));
     std::vector<at::Tensor> flat{at::cat(flat_views)};
-    impl_->wait(impl_->pg->allreduce(flat), "gradient all-reduce");
+    impl_->run(stats_, "gradient all-reduce", [&] { return impl_->pg->allreduce(flat); });
     flat[0].div_(static_cast<double>(size_));
     int64_t off = 0;
     for (auto& t : bucket) {
@@ -176,7 +251,6 @@ void Group::allreduce_mean(const std::vector<at::Tensor>& tensors, int64_t bucke
       off += n;
     }
     stats_.allreduce_bytes += bytes;
-    ++stats_.collectives;
     i = j;
   }
 }
@@ -184,9 +258,8 @@ void Group::allreduce_mean(const std::vector<at::Tensor>& tensors, int64_t bucke
 double Group::allreduce_sum(double value) {
   if (size_ == 1) return value;
   std::vector<at::Tensor> t{at::full({1}, value, at::kDouble)};
-  impl_->wait(impl_->pg->allreduce(t), "loss all-reduce");
+  impl_->run(stats_, "loss all-reduce", [&] { return impl_->pg->allreduce(t); });
   stats_.allreduce_bytes += 8;
-  ++stats_.collectives;
   return t[0].item<double>();
 }
 
@@ -196,15 +269,73 @@ void Group::broadcast(const std::vector<at::Tensor>& tensors, int root) {
   o.rootRank = root;
   for (const auto& t : tensors) {
     std::vector<at::Tensor> one{t.is_contiguous() ? t : t.contiguous()};
-    impl_->wait(impl_->pg->broadcast(one, o), "broadcast");
+    impl_->run(stats_, "broadcast", [&] { return impl_->pg->broadcast(one, o); });
     if (!t.is_contiguous()) t.copy_(one[0]);
-    ++stats_.collectives;
   }
 }
 
 void Group::barrier() {
   if (size_ == 1) return;
   impl_->wait(impl_->pg->barrier(), "barrier");
+}
+
+void Group::reduce_scatter_mean(const at::Tensor& in, const at::Tensor& out) {
+  TORCH_CHECK(in.is_contiguous() && out.is_contiguous() && in.scalar_type() == out.scalar_type() &&
+                  in.numel() == out.numel() * size_,
+              "reduce_scatter_mean: `in` must hold size() contiguous chunks of out.numel() elements of out's dtype");
+  if (size_ == 1) {
+    out.copy_(in);
+    return;
+  }
+  at::Tensor o = out, i = in;
+  impl_->run(stats_, "gradient reduce-scatter", [&] { return impl_->pg->reduce_scatter_single(o, i); });
+  out.div_(static_cast<double>(size_));
+  stats_.reduce_scatter_bytes += in.numel() * in.element_size();
+}
+
+void Group::allgather_flat(const at::Tensor& in, const at::Tensor& out) {
+  TORCH_CHECK(in.is_contiguous() && out.is_contiguous() && in.scalar_type() == out.scalar_type() &&
+                  out.numel() == in.numel() * size_,
+              "allgather_flat: `out` must hold size() contiguous chunks of in.numel() elements of in's dtype");
+  if (size_ == 1) {
+    out.copy_(in);
+    return;
+  }
+  at::Tensor o = out, i = in;
+  impl_->run(stats_, "weights all-gather", [&] { return impl_->pg->all_gather_single(o, i); });
+  stats_.param_allgather_bytes += (size_ - 1) * in.numel() * in.element_size();
+}
+
+std::vector<double> Group::allgather_doubles(const std::vector<double>& mine) {
+  at::Tensor in = at::tensor(mine, at::kDouble);
+  at::Tensor out = at::empty({static_cast<int64_t>(mine.size()) * size_}, at::kDouble);
+  if (size_ == 1) out.copy_(in);
+  else impl_->run(stats_, "all-gather of counters", [&] { return impl_->pg->all_gather_single(out, in); });
+  return std::vector<double>(out.data_ptr<double>(), out.data_ptr<double>() + out.numel());
+}
+
+std::vector<std::string> Group::gather_bytes(const std::string& mine) {
+  if (size_ == 1) return {mine};
+  // Lengths first, then one gather of buffers padded to the longest (Gloo's gather takes equal sizes).
+  const auto lengths = allgather_doubles({static_cast<double>(mine.size())});
+  const auto longest = static_cast<int64_t>(*std::max_element(lengths.begin(), lengths.end()));
+  at::Tensor send = at::zeros({std::max<int64_t>(longest, 1)}, at::kByte);
+  std::copy(mine.begin(), mine.end(), send.data_ptr<uint8_t>());
+  std::vector<at::Tensor> in{send};
+  std::vector<std::vector<at::Tensor>> out(rank_ == 0 ? 1 : 0);
+  if (rank_ == 0)
+    for (int r = 0; r < size_; ++r) out[0].push_back(at::empty_like(send));
+  c10d::GatherOptions o;
+  o.rootRank = 0;
+  impl_->run(stats_, "optimizer-state gather", [&] { return impl_->pg->gather(out, in, o); });
+  if (rank_ != 0) stats_.state_gather_bytes += static_cast<int64_t>(mine.size());
+  std::vector<std::string> result;
+  if (rank_ == 0)
+    for (int r = 0; r < size_; ++r) {
+      const auto* p = out[0][static_cast<size_t>(r)].data_ptr<uint8_t>();
+      result.emplace_back(reinterpret_cast<const char*>(p), static_cast<size_t>(lengths[static_cast<size_t>(r)]));
+    }
+  return result;
 }
 
 #else  // no c10d in this build
@@ -223,6 +354,10 @@ void Group::allreduce_mean(const std::vector<at::Tensor>&, int64_t) {}
 double Group::allreduce_sum(double value) { return value; }
 void Group::broadcast(const std::vector<at::Tensor>&, int) {}
 void Group::barrier() {}
+void Group::reduce_scatter_mean(const at::Tensor& in, const at::Tensor& out) { out.copy_(in); }
+void Group::allgather_flat(const at::Tensor& in, const at::Tensor& out) { out.copy_(in); }
+std::vector<std::string> Group::gather_bytes(const std::string& mine) { return {mine}; }
+std::vector<double> Group::allgather_doubles(const std::vector<double>& mine) { return mine; }
 
 #endif
 
@@ -287,9 +422,8 @@ std::vector<at::Tensor> Group::orthogonalize_sharded(const std::vector<at::Tenso
   std::vector<std::vector<at::Tensor>> out(1);
   for (int r = 0; r < size_; ++r) out[0].push_back(at::empty({width}, opts));
   std::vector<at::Tensor> in{send};
-  impl_->wait(impl_->pg->allgather(out, in), "orthogonalization all-gather");
+  impl_->run(stats_, "orthogonalization all-gather", [&] { return impl_->pg->allgather(out, in); });
   gathered = out[0];
-  ++stats_.collectives;
 #endif
   for (int r = 0; r < size_; ++r)
     if (r != rank_) stats_.allgather_bytes += count[static_cast<size_t>(r)] * send.element_size();
@@ -305,10 +439,20 @@ std::vector<at::Tensor> Group::orthogonalize_sharded(const std::vector<at::Tenso
   return result;
 }
 
-ShardedOrthogonalization::ShardedOrthogonalization(Group& group) {
-  previous_ = set_orth_executor([&group](const std::vector<at::Tensor>& mats, const OrthSpec& spec,
-                                         const std::vector<uint64_t>& seeds) {
-    return group.orthogonalize_sharded(mats, spec, seeds);
+std::vector<at::Tensor> Group::orthogonalize_timed(const std::vector<at::Tensor>& mats, const OrthSpec& spec,
+                                                   const std::vector<uint64_t>& seeds) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = orthogonalize_many_local(mats, spec, seeds);
+  stats_.orth_local_s += seconds_since(t0);
+  stats_.orth_local_matrices += static_cast<int64_t>(mats.size());
+  stats_.orth_total_matrices += static_cast<int64_t>(mats.size());
+  return r;
+}
+
+ShardedOrthogonalization::ShardedOrthogonalization(Group& group, bool share) {
+  previous_ = set_orth_executor([&group, share](const std::vector<at::Tensor>& mats, const OrthSpec& spec,
+                                                const std::vector<uint64_t>& seeds) {
+    return share ? group.orthogonalize_sharded(mats, spec, seeds) : group.orthogonalize_timed(mats, spec, seeds);
   });
 }
 

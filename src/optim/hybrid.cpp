@@ -234,9 +234,14 @@ void HybridOptimizer::zero_grad(bool set_to_none) {
 }
 
 void HybridOptimizer::adamw_step() {
-  if (!adamw_) return;
+  torch::optim::AdamW* adamw = adamw_.get();
+  if (hooks_.adamw && adamw_) {  // sharded: this rank's slices, under the schedule's options
+    adamw = hooks_.adamw;
+    for (auto& g : adamw->param_groups()) g.set_options(adamw_->param_groups()[0].options().clone());
+  }
+  if (!adamw) return;
   std::vector<at::Tensor> grads;
-  for (const auto& g : adamw_->param_groups())
+  for (const auto& g : adamw->param_groups())
     for (const auto& p : g.params())
       if (p.grad().defined()) grads.push_back(p.grad());
   if (!all_finite(grads)) {
@@ -246,7 +251,7 @@ void HybridOptimizer::adamw_step() {
     ++adamw_skips_;
     return;
   }
-  adamw_->step();
+  adamw->step();
 }
 
 at::Tensor HybridOptimizer::step(const std::function<at::Tensor()>& closure) {
@@ -262,10 +267,14 @@ at::Tensor HybridOptimizer::step(const std::function<at::Tensor()>& closure) {
     at::Tensor loss = evaluate();
     if (matrix_) matrix_->step();
     adamw_step();
+    if (hooks_.after_update) hooks_.after_update();
     return loss;
   }
-  // AdamW steps between the two evaluations, on the first one's gradient.
-  return two_point_step(*two, evaluate, [this] { adamw_step(); });
+  // AdamW steps between the two evaluations, on the first one's gradient; the weights move there.
+  return two_point_step(*two, evaluate, [this] {
+    adamw_step();
+    if (hooks_.after_update) hooks_.after_update();
+  });
 }
 
 namespace {
@@ -498,6 +507,7 @@ int64_t adamw_state_bytes(const torch::optim::AdamW& adamw) {
 
 int64_t HybridOptimizer::state_bytes() const {
   int64_t total = adamw_ ? adamw_state_bytes(*adamw_) : 0;
+  if (hooks_.adamw) total += adamw_state_bytes(*hooks_.adamw);
   if (matrix_) total += matrix_state_bytes(*matrix_);
   return total;
 }

@@ -2,6 +2,7 @@
 #include "limuon/train/trainer.h"
 
 #include "limuon/dist/data_parallel.h"
+#include "limuon/dist/sharding.h"
 #include "limuon/io/safetensors.h"
 #include "limuon/optim/family.h"
 #include "limuon/optim/limuon.h"
@@ -188,6 +189,18 @@ FaultPlan FaultPlan::parse(const std::string& spec) {
 // are scaled by min(1, max_norm / (norm + 1e-6)), the rule of torch.nn.utils.clip_grad_norm_.
 // Returns the norm before clipping. A NaN norm leaves the gradients as they are (the optimizers'
 // non-finite policy then skips the step).
+// FNV-1a over the bytes of every parameter, in order (data parallelism: equal on every rank).
+uint64_t weights_checksum(torch::nn::Module& m) {
+  uint64_t h = 1469598103934665603ULL;
+  for (const auto& p : m.parameters()) {
+    const at::Tensor c = p.detach().contiguous().cpu();
+    const auto* b = static_cast<const unsigned char*>(c.data_ptr());
+    const size_t n = static_cast<size_t>(c.numel()) * c.element_size();
+    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ULL;
+  }
+  return h;
+}
+
 double clip_grad_norm(torch::nn::Module& m, double max_norm) {
   torch::NoGradGuard no_grad;
   std::vector<at::Tensor> grads, norms;
@@ -448,6 +461,14 @@ void Trainer::evaluate_and_log(int64_t step) {
 }
 
 void Trainer::write_checkpoint() {
+  // Sharded state: rank 0 holds everybody's state while it checks and writes it, then only its own.
+  if (o_.sharding) o_.sharding->gather_state_to_leader();
+  struct DropAfterwards {
+    dist::StateSharding* s;
+    ~DropAfterwards() {
+      if (s) s->drop_foreign_state();
+    }
+  } drop{o_.sharding};
   const std::string bad = first_nonfinite_tensor(task_.module(), opt_);
   if (!bad.empty())
     throw std::runtime_error("refusing to write the checkpoint of step " + std::to_string(c_.step) + ": " + bad +
@@ -472,12 +493,24 @@ std::function<at::Tensor()> Trainer::closure() {
         if (p.grad().defined()) p.mutable_grad().fill_(value);
     };
     opt_.zero_grad(/*set_to_none=*/false);
+    if (o_.sharding) o_.sharding->note_seeds();
     ++evals_in_step_;
     double total = 0;
     for (int64_t a = 0; a < o_.grad_accum; ++a) {
       at::Tensor loss = task_.micro_loss(a) / static_cast<double>(o_.grad_accum);
       loss.backward();
       total += loss.item<double>();
+    }
+    const int64_t step = c_.step + 1;  // the step this evaluation belongs to, counted from 1
+    if (o_.sharding) {
+      // Sharded state: the faults and the non-finite-loss policy act on this rank's gradients
+      // before the reduce-scatter, which carries them to the owners (see StateSharding).
+      if (const double* v = faults_.at(step, /*loss=*/false)) fill_gradients(*v);
+      if (const double* v = faults_.at(step, /*loss=*/true)) total = *v;
+      if (!std::isfinite(total)) fill_gradients(NAN);
+      total = o_.sharding->reduce_gradients(total);
+      if (o_.grad_clip > 0) last_grad_norm_ = o_.sharding->clip_gradients(o_.grad_clip);
+      return at::tensor(total);
     }
     if (o_.group) {  // both evaluations of a LiMuon exact step come through here
       std::vector<at::Tensor> grads;
@@ -488,7 +521,6 @@ std::function<at::Tensor()> Trainer::closure() {
     }
     // After the all-reduce, so that every rank clips the same averaged gradient by the same factor.
     if (o_.grad_clip > 0) last_grad_norm_ = clip_grad_norm(task_.module(), o_.grad_clip);
-    const int64_t step = c_.step + 1;  // the step this evaluation belongs to, counted from 1
     if (const double* v = faults_.at(step, /*loss=*/false)) fill_gradients(*v);
     if (const double* v = faults_.at(step, /*loss=*/true)) total = *v;
     // Policy for a non-finite loss: the step is skipped for every parameter group and counted,
@@ -509,6 +541,7 @@ Summary Trainer::run() {
   if (o_.resume) {
     resumed_from_ = load_latest_checkpoint(
         o_.out, [&](const std::string& p) { load_checkpoint(p); }, [&](const std::string& w) { message("warning: " + w); });
+    if (o_.sharding) o_.sharding->drop_foreign_state();  // the checkpoint holds everybody's state
     if (resumed_from_.empty()) message("--resume: no checkpoint in " + o_.out + ", starting from scratch");
     else message("resumed from " + resumed_from_ + " at step " + std::to_string(c_.step));
   }
@@ -557,10 +590,19 @@ Summary Trainer::run() {
     const double loss = opt_.step(fn).item<double>();
     sched_.step();
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    // The ranks agree on elapsed time, so a max_seconds budget stops them all at the same step.
-    if (o_.group) ms = o_.group->allreduce_sum(ms) / o_.group->size();
+    // The ranks agree on elapsed time, so a max_seconds budget stops them all at the same step, and
+    // on whether the step skipped (with sharded state, only the owners of a group count its skip).
+    bool skipped = opt_.nonfinite_skips() > skips_before;
+    if (o_.group) {
+      const auto v = o_.group->allgather_doubles({ms, skipped ? 1.0 : 0.0});
+      ms = 0;
+      for (size_t r = 0; r < v.size(); r += 2) {
+        ms += v[r] / o_.group->size();
+        skipped = skipped || v[r + 1] > 0;
+      }
+    }
     ++c_.step;
-    const bool nonfinite = opt_.nonfinite_skips() > skips_before || !std::isfinite(loss);
+    const bool nonfinite = skipped || !std::isfinite(loss);
     if (nonfinite) {
       ++c_.nonfinite_steps;
       ++streak;
@@ -618,6 +660,16 @@ Summary Trainer::run() {
   result.final_eval = last_eval_;
   result.best_val_loss = best_val_;
   result.stopped_by = budget.spent(c_);
+  // Per-rank figures, gathered on every rank (a collective): optimizer-state bytes, peak memory,
+  // bytes written to the wire, and a checksum of the weights (equal on every rank, bit for bit).
+  std::vector<double> per_rank;
+  if (o_.group) {
+    const auto& st = o_.group->stats();
+    const uint64_t h = weights_checksum(task_.module());
+    per_rank = o_.group->allgather_doubles({static_cast<double>(opt_.state_bytes()), peak_rss_mb(),
+                                            static_cast<double>(st.wire_bytes_sent), static_cast<double>(h >> 32),
+                                            static_cast<double>(h & 0xffffffffULL)});
+  }
   if (!leader) return result;
 
   const std::string weights_path = (fs::path(o_.out) / "model.safetensors").string();
@@ -636,7 +688,29 @@ Summary Trainer::run() {
     summary["data_parallel"] = {{"world_size", o_.group->size()}, {"allreduce_bytes", st.allreduce_bytes},
                                 {"allgather_bytes_received", st.allgather_bytes}, {"collectives", st.collectives},
                                 {"orth_local_s", st.orth_local_s}, {"orth_local_matrices", st.orth_local_matrices},
-                                {"orth_total_matrices", st.orth_total_matrices}};
+                                {"orth_total_matrices", st.orth_total_matrices}, {"sharded_state", o_.sharding != nullptr},
+                                {"reduce_scatter_bytes", st.reduce_scatter_bytes},
+                                {"weights_allgather_bytes_received", st.param_allgather_bytes},
+                                {"state_gather_bytes", st.state_gather_bytes}};
+    // All-reduce lower bound for one evaluation: a ring all-reduce of every gradient writes
+    // 2·(N−1)/N of their bytes per rank (Patarasuk & Yuan 2009).
+    int64_t param_bytes = 0;
+    for (const auto& p : task_.module().parameters()) param_bytes += p.numel() * p.element_size();
+    const int n = o_.group->size();
+    summary["data_parallel"]["parameter_bytes"] = param_bytes;
+    summary["data_parallel"]["allreduce_lower_bound_bytes_per_evaluation"] =
+        static_cast<int64_t>(2.0 * (n - 1) / n * static_cast<double>(param_bytes));
+    json ranks = json::array();
+    for (int r = 0; r < n; ++r) {
+      const double* v = per_rank.data() + 5 * r;
+      char hex[20];
+      std::snprintf(hex, sizeof hex, "%08llx%08llx", static_cast<unsigned long long>(v[3]), static_cast<unsigned long long>(v[4]));
+      ranks.push_back({{"rank", r}, {"optimizer_state_bytes", static_cast<int64_t>(v[0])}, {"peak_rss_mb", v[1]},
+                       {"wire_bytes_sent", static_cast<int64_t>(v[2])},
+                       {"wire_bytes_sent_per_step", c.step > 0 ? v[2] / static_cast<double>(c.step) : 0.0},
+                       {"weights_checksum", hex}});
+    }
+    summary["data_parallel"]["ranks"] = ranks;
   }
   if (!o_.classification) summary["final_val_ppl"] = std::exp(last_eval_.loss);
   else summary["final_val_accuracy"] = last_eval_.accuracy;

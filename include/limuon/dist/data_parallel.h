@@ -39,6 +39,14 @@ struct Stats {
   int64_t collectives = 0;
   double orth_local_s = 0;       // time spent orthogonalizing this rank's share
   int64_t orth_local_matrices = 0, orth_total_matrices = 0;
+  // Sharded state (limuon/dist/sharding.h): payload handed to the gradient reduce-scatter, payload
+  // this rank received through the weights' all-gather, and bytes of optimizer state sent to rank 0
+  // for checkpoints.
+  int64_t reduce_scatter_bytes = 0, param_allgather_bytes = 0, state_gather_bytes = 0;
+  // Bytes this process wrote to its sockets during the collectives (the growth of `wchar` in
+  // /proc/self/io across each one): what actually went on the wire, headers included; -1 where
+  // /proc/self/io cannot be read.
+  int64_t wire_bytes_sent = 0;
 };
 
 // A process group over all ranks of the job. Collectives throw std::runtime_error naming the
@@ -64,6 +72,16 @@ class Group {
   void broadcast(const std::vector<at::Tensor>& tensors, int root = 0);
   void barrier();
 
+  // Sharded-state collectives (limuon/dist/sharding.h). `in` holds size() chunks of `out.numel()`
+  // elements; `out` becomes the mean over the ranks of chunk rank(). One dtype, contiguous.
+  void reduce_scatter_mean(const at::Tensor& in, const at::Tensor& out);
+  // `out` holds size() chunks of `in.numel()` elements; chunk r becomes rank r's `in`.
+  void allgather_flat(const at::Tensor& in, const at::Tensor& out);
+  // Every rank's bytes, in rank order, on rank 0 (the others get an empty vector).
+  std::vector<std::string> gather_bytes(const std::string& mine);
+  // Every rank's values, in rank order, on every rank; all ranks pass the same count.
+  std::vector<double> allgather_doubles(const std::vector<double>& mine);
+
   // orthogonalize_many for all ranks: matrices are assigned to ranks by estimated cost (largest
   // first to the least loaded rank), each rank orthogonalizes its share locally and the results
   // are all-gathered, so every rank returns every result, bit-identical across ranks. Every rank
@@ -72,6 +90,9 @@ class Group {
                                                 const std::vector<uint64_t>& seeds);
   // Which rank orthogonalizes each matrix (exposed for tests and benchmarks).
   std::vector<int> assign(const std::vector<at::Tensor>& mats, const OrthSpec& spec) const;
+  // orthogonalize_many_local, timed and counted in stats() as this rank's share.
+  std::vector<at::Tensor> orthogonalize_timed(const std::vector<at::Tensor>& mats, const OrthSpec& spec,
+                                              const std::vector<uint64_t>& seeds);
 
  private:
   struct Impl;
@@ -80,10 +101,12 @@ class Group {
   Stats stats_;
 };
 
-// While alive, routes every orthogonalize_many call of this process to group.orthogonalize_sharded.
+// While alive, routes every orthogonalize_many call of this process to group.orthogonalize_sharded;
+// with share = false (sharded optimizer state, where each owner orthogonalizes its own matrices)
+// it only times the local orthogonalizations into group.stats().
 class ShardedOrthogonalization {
  public:
-  explicit ShardedOrthogonalization(Group& group);
+  explicit ShardedOrthogonalization(Group& group, bool share = true);
   ~ShardedOrthogonalization();
   ShardedOrthogonalization(const ShardedOrthogonalization&) = delete;
   ShardedOrthogonalization& operator=(const ShardedOrthogonalization&) = delete;

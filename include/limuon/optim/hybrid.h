@@ -122,6 +122,17 @@ class HybridOptimizer {
   int64_t evaluations() const { return evaluations_; }
   const HybridOptions& options() const { return options_; }
 
+  // Data parallelism with sharded state (limuon/dist/sharding.h). `adamw`: an AdamW over the slices
+  // of the AdamW-routed parameters this rank owns, stepped instead of adamw() (which then keeps no
+  // state) with adamw()'s current group options (the schedule's lr); its state counts in
+  // state_bytes(). `after_update`: called on every rank after each update of the weights (after
+  // AdamW's step), where the owners' new weights are shared out. Both unset: the ordinary optimizer.
+  struct ShardHooks {
+    torch::optim::AdamW* adamw = nullptr;
+    std::function<void()> after_update;
+  };
+  void set_shard_hooks(ShardHooks hooks) { hooks_ = std::move(hooks); }
+
  private:
   void adamw_step();
   HybridOptions options_;
@@ -129,6 +140,7 @@ class HybridOptimizer {
   std::unique_ptr<torch::optim::AdamW> adamw_;
   int64_t adamw_skips_ = 0;
   int64_t evaluations_ = 0;
+  ShardHooks hooks_;
 };
 
 // Persistent optimizer-state bytes of LibTorch's AdamW (exp_avg, exp_avg_sq, max_exp_avg_sq).

@@ -159,6 +159,13 @@ class LiMuon : public torch::optim::Optimizer, public TwoPointStepper {
   void approx_group(size_t group);
   void new_point_group(size_t group);
 
+ public:
+  // accumulate_second_gradient: whether `param`'s .grad holds its −(1 − beta)·g̃ seed now (between
+  // the two evaluations of a call). Sharded data parallelism (limuon/dist/sharding.h) needs it: only
+  // the owner holds the seed, so the reduce must not average it over the ranks.
+  bool holds_seed(const at::Tensor& param) const { return seeded_.count(state_key(param)) > 0; }
+
+ private:
   int64_t nonfinite_skips_ = 0;
   int64_t evaluations_ = 0;
   // Transient, between the two evaluations of one call: (1 − beta)·(M̂_t − g̃) per parameter,

@@ -27,6 +27,7 @@
 
 namespace limuon::dist {
 class Group;
+class StateSharding;
 }
 
 namespace limuon::train {
@@ -112,6 +113,7 @@ struct TrainerOptions {
   std::string inject_nonfinite;       // FaultPlan spec, "" = none
   bool classification = false;        // summary reports accuracy rather than perplexity
   dist::Group* group = nullptr;       // data parallelism (limuon/dist/data_parallel.h); rank 0 writes files
+  dist::StateSharding* sharding = nullptr;  // with group: sharded optimizer state (limuon/dist/sharding.h)
   int rank = 0;
 };
 
@@ -180,6 +182,8 @@ std::string first_nonfinite_tensor(torch::nn::Module& module, HybridOptimizer& o
 std::string resume_hint(const std::string& dir);
 // Removes the hidden temporary files an interrupted atomic write of ours left in `dir`.
 std::vector<std::string> remove_stale_temporaries(const std::string& dir);
+// FNV-1a hash of the bytes of every parameter, in order: equal iff the weights are (bit for bit).
+uint64_t weights_checksum(torch::nn::Module& m);
 // Clips the global L2 norm of the module's gradients to max_norm; returns the norm before.
 double clip_grad_norm(torch::nn::Module& m, double max_norm);
 
