@@ -149,12 +149,13 @@ struct Group::Impl {
   }
   // Starts a collective, waits for it, and counts it and the bytes written meanwhile.
   template <class Start>
-  void run(Stats& stats, const char* what, Start&& start) {
+  void run(Stats& stats, const char* what, Start&& start, bool checkpoint = false) {
     const int64_t before = bytes_written_so_far();
     wait(start(), what);
     const int64_t after = bytes_written_so_far();
-    if (before < 0 || after < 0) stats.wire_bytes_sent = -1;
-    else if (stats.wire_bytes_sent >= 0) stats.wire_bytes_sent += after - before;
+    int64_t& counter = checkpoint ? stats.wire_bytes_checkpoints : stats.wire_bytes_sent;
+    if (before < 0 || after < 0) counter = -1;
+    else if (counter >= 0) counter += after - before;
     ++stats.collectives;
   }
 };
@@ -279,45 +280,50 @@ void Group::barrier() {
   impl_->wait(impl_->pg->barrier(), "barrier");
 }
 
-void Group::reduce_scatter_mean(const at::Tensor& in, const at::Tensor& out) {
-  TORCH_CHECK(in.is_contiguous() && out.is_contiguous() && in.scalar_type() == out.scalar_type() &&
-                  in.numel() == out.numel() * size_,
-              "reduce_scatter_mean: `in` must hold size() contiguous chunks of out.numel() elements of out's dtype");
+void Group::reduce_scatter_mean(const ChunkFn& pack, const at::Tensor& out) {
+  TORCH_CHECK(out.is_contiguous() && out.dim() == 1, "reduce_scatter_mean: `out` must be a contiguous 1-D tensor");
   if (size_ == 1) {
-    out.copy_(in);
+    pack(0, out);
     return;
   }
-  // A ring (Patarasuk & Yuan 2009): in N−1 steps each rank sends one chunk to the next rank and adds
-  // the chunk it receives from the previous one, so it writes (N−1)/N of `in`, the lower bound.
-  // Gloo's own reduce_scatter writes twice that (measured: bench/dist_bench.py). Accumulates in `in`.
+  // Step s sends the partial sum of chunk (r − s − 1) to the next rank and receives that of chunk
+  // (r − s − 2) from the previous one, to which it adds its own contribution; after N − 1 steps the
+  // partial sum held is chunk r's, complete. (Gloo's reduce_scatter wrote twice these bytes.)
   const int64_t w = out.numel();
-  const int next = (rank_ + 1) % size_, prev = (rank_ + size_ - 1) % size_;
-  at::Tensor incoming = at::empty({w}, in.options());
-  auto chunk = [&](int k) { return in.narrow(0, static_cast<int64_t>(((k % size_) + size_) % size_) * w, w); };
+  at::Tensor incoming = at::empty({w}, out.options());
+  auto index = [&](int k) { return ((k % size_) + size_) % size_; };
+  pack(index(rank_ - 1), out);
   for (int step = 0; step < size_ - 1; ++step) {
-    std::vector<at::Tensor> send{chunk(rank_ - step - 1)}, recv{incoming};
+    std::vector<at::Tensor> send{out}, recv{incoming};
     impl_->run(stats_, "gradient reduce-scatter", [&] {
-      auto sent = impl_->pg->send(send, next, step);
-      impl_->wait(impl_->pg->recv(recv, prev, step), "gradient reduce-scatter");
+      auto sent = impl_->pg->send(send, (rank_ + 1) % size_, step);
+      impl_->wait(impl_->pg->recv(recv, (rank_ + size_ - 1) % size_, step), "gradient reduce-scatter");
       return sent;
     });
-    chunk(rank_ - step - 2).add_(incoming);
+    pack(index(rank_ - step - 2), out);
+    out.add_(incoming);
   }
-  out.copy_(chunk(rank_)).div_(static_cast<double>(size_));
-  stats_.reduce_scatter_bytes += in.numel() * in.element_size();
+  out.div_(static_cast<double>(size_));
+  stats_.reduce_scatter_bytes += (size_ - 1) * w * out.element_size();
 }
 
-void Group::allgather_flat(const at::Tensor& in, const at::Tensor& out) {
-  TORCH_CHECK(in.is_contiguous() && out.is_contiguous() && in.scalar_type() == out.scalar_type() &&
-                  out.numel() == in.numel() * size_,
-              "allgather_flat: `out` must hold size() contiguous chunks of in.numel() elements of in's dtype");
-  if (size_ == 1) {
-    out.copy_(in);
-    return;
+void Group::allgather_ring(const at::Tensor& mine, const ChunkFn& unpack) {
+  TORCH_CHECK(mine.is_contiguous() && mine.dim() == 1, "allgather_ring: `mine` must be a contiguous 1-D tensor");
+  if (size_ == 1) return;
+  // Step s passes on the chunk of rank (r − s) and receives that of rank (r − s − 1).
+  at::Tensor a = mine, b = at::empty_like(mine), spare = at::empty_like(mine);
+  for (int step = 0; step < size_ - 1; ++step) {
+    std::vector<at::Tensor> send{a}, recv{b};
+    impl_->run(stats_, "weights all-gather", [&] {
+      auto sent = impl_->pg->send(send, (rank_ + 1) % size_, 1000 + step);
+      impl_->wait(impl_->pg->recv(recv, (rank_ + size_ - 1) % size_, 1000 + step), "weights all-gather");
+      return sent;
+    });
+    unpack(((rank_ - step - 1) % size_ + size_) % size_, b);
+    a = b;
+    std::swap(b, spare);
   }
-  at::Tensor o = out, i = in;
-  impl_->run(stats_, "weights all-gather", [&] { return impl_->pg->all_gather_single(o, i); });
-  stats_.param_allgather_bytes += (size_ - 1) * in.numel() * in.element_size();
+  stats_.param_allgather_bytes += (size_ - 1) * mine.numel() * mine.element_size();
 }
 
 std::vector<double> Group::allgather_doubles(const std::vector<double>& mine) {
@@ -328,28 +334,25 @@ std::vector<double> Group::allgather_doubles(const std::vector<double>& mine) {
   return std::vector<double>(out.data_ptr<double>(), out.data_ptr<double>() + out.numel());
 }
 
-std::vector<std::string> Group::gather_bytes(const std::string& mine) {
-  if (size_ == 1) return {mine};
-  // Lengths first, then one gather of buffers padded to the longest (Gloo's gather takes equal sizes).
+void Group::gather_to_leader(const std::string& mine, const BytesFn& take) {
+  if (size_ == 1) return;
   const auto lengths = allgather_doubles({static_cast<double>(mine.size())});
-  const auto longest = static_cast<int64_t>(*std::max_element(lengths.begin(), lengths.end()));
-  at::Tensor send = at::zeros({std::max<int64_t>(longest, 1)}, at::kByte);
-  std::copy(mine.begin(), mine.end(), send.data_ptr<uint8_t>());
-  std::vector<at::Tensor> in{send};
-  std::vector<std::vector<at::Tensor>> out(rank_ == 0 ? 1 : 0);
-  if (rank_ == 0)
-    for (int r = 0; r < size_; ++r) out[0].push_back(at::empty_like(send));
-  c10d::GatherOptions o;
-  o.rootRank = 0;
-  impl_->run(stats_, "optimizer-state gather", [&] { return impl_->pg->gather(out, in, o); });
-  if (rank_ != 0) stats_.state_gather_bytes += static_cast<int64_t>(mine.size());
-  std::vector<std::string> result;
-  if (rank_ == 0)
-    for (int r = 0; r < size_; ++r) {
-      const auto* p = out[0][static_cast<size_t>(r)].data_ptr<uint8_t>();
-      result.emplace_back(reinterpret_cast<const char*>(p), static_cast<size_t>(lengths[static_cast<size_t>(r)]));
+  for (int r = 1; r < size_; ++r) {
+    const auto n = static_cast<int64_t>(lengths[static_cast<size_t>(r)]);
+    if (n == 0) {
+      if (rank_ == 0) take(r, at::empty({0}, at::kByte));
+      continue;
     }
-  return result;
+    if (rank_ == r) {
+      std::vector<at::Tensor> t{at::from_blob(const_cast<char*>(mine.data()), {n}, at::kByte)};
+      impl_->run(stats_, "optimizer-state gather", [&] { return impl_->pg->send(t, 0, 2000 + r); }, /*checkpoint=*/true);
+      stats_.state_gather_bytes += n;
+    } else if (rank_ == 0) {
+      std::vector<at::Tensor> t{at::empty({n}, at::kByte)};
+      impl_->run(stats_, "optimizer-state gather", [&] { return impl_->pg->recv(t, r, 2000 + r); }, /*checkpoint=*/true);
+      take(r, t[0]);
+    }
+  }
 }
 
 #else  // no c10d in this build
@@ -368,9 +371,9 @@ void Group::allreduce_mean(const std::vector<at::Tensor>&, int64_t) {}
 double Group::allreduce_sum(double value) { return value; }
 void Group::broadcast(const std::vector<at::Tensor>&, int) {}
 void Group::barrier() {}
-void Group::reduce_scatter_mean(const at::Tensor& in, const at::Tensor& out) { out.copy_(in); }
-void Group::allgather_flat(const at::Tensor& in, const at::Tensor& out) { out.copy_(in); }
-std::vector<std::string> Group::gather_bytes(const std::string& mine) { return {mine}; }
+void Group::reduce_scatter_mean(const ChunkFn& pack, const at::Tensor& out) { pack(0, out); }
+void Group::allgather_ring(const at::Tensor&, const ChunkFn&) {}
+void Group::gather_to_leader(const std::string&, const BytesFn&) {}
 std::vector<double> Group::allgather_doubles(const std::vector<double>& mine) { return mine; }
 
 #endif

@@ -53,7 +53,6 @@ struct StateSharding::Impl {
   std::vector<Piece> pieces;
   std::vector<int64_t> share;  // elements owned by each rank
   int64_t chunk = 0;
-  at::Tensor wide;      // size × chunk: reduce-scatter input, all-gather output
   at::Tensor grads;     // chunk: this rank's reduced gradients (the pieces' gradients are views of it)
   at::Tensor weights;   // chunk: this rank's weights, sent by the all-gather
   std::unique_ptr<torch::optim::AdamW> adamw;  // over the owned pieces' views
@@ -61,9 +60,6 @@ struct StateSharding::Impl {
 
   Impl(Group& g, HybridOptimizer& o) : group(g), opt(o), rank(g.rank()), size(g.size()) {}
 
-  at::Tensor segment(const at::Tensor& buffer, int owner, int64_t at, int64_t n) const {
-    return buffer.narrow(0, static_cast<int64_t>(owner) * chunk + at, n);
-  }
   // Gradients of the parameters this rank owns, as the optimizers see them after the reduce.
   std::vector<at::Tensor> owned_gradients() const {
     std::vector<at::Tensor> out;
@@ -152,7 +148,6 @@ StateSharding::StateSharding(Group& group, HybridOptimizer& opt, const std::vect
   }
   s.chunk = std::max<int64_t>(1, *std::max_element(s.share.begin(), s.share.end()));
   const auto opts = at::TensorOptions().dtype(dtype);
-  s.wide = at::zeros({s.chunk * n}, opts);
   s.grads = at::zeros({s.chunk}, opts);
   s.weights = at::zeros({s.chunk}, opts);
   std::vector<at::Tensor> views;
@@ -209,21 +204,24 @@ double StateSharding::reduce_gradients(double local_loss) {
     matrix_bad += v[static_cast<size_t>(3 * r + 1)];
     adamw_bad += v[static_cast<size_t>(3 * r + 2)];
   }
-  // Everybody's gradients, laid out by owner, then one reduce-scatter.
-  for (size_t i = 0; i < s.matrices.size(); ++i) {
-    const auto& m = s.matrices[i];
-    auto dst = s.segment(s.wide, m.owner, m.at, m.param.numel());
-    if (m.param.grad().defined()) dst.copy_(m.param.grad().reshape({-1}));
-    else dst.zero_();
-    if (s.seeds[i].defined()) dst.sub_(s.seeds[i].reshape({-1}));  // this rank's gradient only
-  }
-  for (const auto& p : s.pieces) {
-    auto dst = s.segment(s.wide, p.owner, p.at, p.length);
-    const auto& g = s.adamw_params[p.tensor].grad();
-    if (g.defined()) dst.copy_(g.reshape({-1}).narrow(0, p.offset, p.length));
-    else dst.zero_();
-  }
-  s.group.reduce_scatter_mean(s.wide, s.grads);
+  // One reduce-scatter; the ring asks for this rank's gradients of one owner's chunk at a time.
+  s.group.reduce_scatter_mean(
+      [&](int owner, const at::Tensor& dst) {
+        dst.zero_();  // the chunk's padding, and gradients that do not exist
+        for (size_t i = 0; i < s.matrices.size(); ++i) {
+          const auto& m = s.matrices[i];
+          if (m.owner != owner) continue;
+          auto d = dst.narrow(0, m.at, m.param.numel());
+          if (m.param.grad().defined()) d.copy_(m.param.grad().reshape({-1}));
+          if (s.seeds[i].defined()) d.sub_(s.seeds[i].reshape({-1}));  // this rank's gradient only
+        }
+        for (const auto& p : s.pieces) {
+          if (p.owner != owner) continue;
+          const auto& g = s.adamw_params[p.tensor].grad();
+          if (g.defined()) dst.narrow(0, p.at, p.length).copy_(g.reshape({-1}).narrow(0, p.offset, p.length));
+        }
+      },
+      s.grads);
   for (size_t i = 0; i < s.matrices.size(); ++i) {
     auto& m = s.matrices[i];
     auto& g = m.param.mutable_grad();
@@ -268,11 +266,12 @@ void StateSharding::gather_weights() {
     if (m.owner == s.rank) s.weights.narrow(0, m.at, m.param.numel()).copy_(m.param.detach().reshape({-1}));
   for (const auto& p : s.pieces)
     if (p.owner == s.rank) s.weights.narrow(0, p.at, p.length).copy_(p.view);
-  s.group.allgather_flat(s.weights, s.wide);
-  for (auto& m : s.matrices)
-    if (m.owner != s.rank) flat(m.param).copy_(s.segment(s.wide, m.owner, m.at, m.param.numel()));
-  for (auto& p : s.pieces)
-    if (p.owner != s.rank) flat(s.adamw_params[p.tensor]).narrow(0, p.offset, p.length).copy_(s.segment(s.wide, p.owner, p.at, p.length));
+  s.group.allgather_ring(s.weights, [&](int owner, const at::Tensor& data) {
+    for (auto& m : s.matrices)
+      if (m.owner == owner) flat(m.param).copy_(data.narrow(0, m.at, m.param.numel()));
+    for (auto& p : s.pieces)
+      if (p.owner == owner) flat(s.adamw_params[p.tensor]).narrow(0, p.offset, p.length).copy_(data.narrow(0, p.at, p.length));
+  });
 }
 
 void StateSharding::gather_state_to_leader() {
@@ -297,8 +296,10 @@ void StateSharding::gather_state_to_leader() {
     }
   std::ostringstream bytes;
   out.save_to(bytes);
-  const auto all = s.group.gather_bytes(bytes.str());
-  if (s.rank != 0) return;
+  if (s.rank != 0) {
+    s.group.gather_to_leader(bytes.str(), {});
+    return;
+  }
   // Matrices: each owner's state moves into rank 0's matrix optimizer (same parameters, same keys).
   std::vector<at::Tensor> matrix_params;
   for (const auto& m : s.matrices) matrix_params.push_back(m.param);
@@ -328,10 +329,10 @@ void StateSharding::gather_state_to_leader() {
       const auto& st = static_cast<const AdamWState&>(*it->second);
       add_piece(j, st.step(), st.exp_avg(), st.exp_avg_sq(), st.max_exp_avg_sq());
     }
-  for (int r = 1; r < s.size; ++r) {
-    std::istringstream in_bytes(all[static_cast<size_t>(r)]);
+  s.group.gather_to_leader({}, [&](int r, const at::Tensor& bytes) {
+    if (bytes.numel() == 0) return;
     torch::serialize::InputArchive in;
-    in.load_from(in_bytes);
+    in.load_from(static_cast<const char*>(bytes.data_ptr()), static_cast<size_t>(bytes.numel()));
     torch::serialize::InputArchive ma;
     if (s.opt.matrix_optimizer() && in.try_read("matrix", ma)) {
       auto temp = make_matrix_optimizer(matrix_params, s.opt.options());
@@ -353,7 +354,7 @@ void StateSharding::gather_state_to_leader() {
       in.try_read(piece_key(j, "max_exp_avg_sq"), mx);
       add_piece(j, step.toInt(), avg, sq, mx);
     }
-  }
+  });
   if (auto* a = s.opt.adamw())
     for (size_t t = 0; t < full.size(); ++t)
       if (full[t]) a->state()[state_key(s.adamw_params[t])] = std::move(full[t]);

@@ -691,7 +691,8 @@ Summary Trainer::run() {
                                 {"orth_total_matrices", st.orth_total_matrices}, {"sharded_state", o_.sharding != nullptr},
                                 {"reduce_scatter_bytes", st.reduce_scatter_bytes},
                                 {"weights_allgather_bytes_received", st.param_allgather_bytes},
-                                {"state_gather_bytes", st.state_gather_bytes}};
+                                {"state_gather_bytes", st.state_gather_bytes},
+                                {"wire_bytes_checkpoints_rank0", st.wire_bytes_checkpoints}};
     // All-reduce lower bound for one evaluation: a ring all-reduce of every gradient writes
     // 2·(N−1)/N of their bytes per rank (Patarasuk & Yuan 2009).
     int64_t param_bytes = 0;

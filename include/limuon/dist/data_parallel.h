@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,14 +40,15 @@ struct Stats {
   int64_t collectives = 0;
   double orth_local_s = 0;       // time spent orthogonalizing this rank's share
   int64_t orth_local_matrices = 0, orth_total_matrices = 0;
-  // Sharded state (limuon/dist/sharding.h): payload handed to the gradient reduce-scatter, payload
-  // this rank received through the weights' all-gather, and bytes of optimizer state sent to rank 0
-  // for checkpoints.
+  // Sharded state (limuon/dist/sharding.h): payload this rank sent in the gradients' reduce-scatter,
+  // payload it received through the weights' all-gather, and bytes of optimizer state it sent to
+  // rank 0 for checkpoints.
   int64_t reduce_scatter_bytes = 0, param_allgather_bytes = 0, state_gather_bytes = 0;
   // Bytes this process wrote to its sockets during the collectives (the growth of `wchar` in
   // /proc/self/io across each one): what actually went on the wire, headers included; -1 where
   // /proc/self/io cannot be read.
   int64_t wire_bytes_sent = 0;
+  int64_t wire_bytes_checkpoints = 0;  // the same, for gathering the state of checkpoints (not counted above)
 };
 
 // A process group over all ranks of the job. Collectives throw std::runtime_error naming the
@@ -72,13 +74,20 @@ class Group {
   void broadcast(const std::vector<at::Tensor>& tensors, int root = 0);
   void barrier();
 
-  // Sharded-state collectives (limuon/dist/sharding.h). `in` holds size() chunks of `out.numel()`
-  // elements; `out` becomes the mean over the ranks of chunk rank(). One dtype, contiguous.
-  void reduce_scatter_mean(const at::Tensor& in, const at::Tensor& out);
-  // `out` holds size() chunks of `in.numel()` elements; chunk r becomes rank r's `in`.
-  void allgather_flat(const at::Tensor& in, const at::Tensor& out);
-  // Every rank's bytes, in rank order, on rank 0 (the others get an empty vector).
-  std::vector<std::string> gather_bytes(const std::string& mine);
+  // Sharded-state collectives (limuon/dist/sharding.h), rings on point-to-point send/recv (Patarasuk
+  // & Yuan 2009) that write (N−1)/N of the data per rank, the lower bound, and hold only two chunks
+  // in flight: the chunks are never laid out side by side.
+  // Reduce-scatter: `pack(k, dst)` writes this rank's contribution to chunk k (out.numel() elements,
+  // of out's dtype) into dst; `out` becomes the mean over the ranks of chunk rank().
+  using ChunkFn = std::function<void(int chunk, const at::Tensor& data)>;
+  void reduce_scatter_mean(const ChunkFn& pack, const at::Tensor& out);
+  // All-gather: every other rank's `mine` (equal sizes) is handed to `unpack(rank, data)` as it arrives.
+  void allgather_ring(const at::Tensor& mine, const ChunkFn& unpack);
+  // Rank 0 receives every other rank's bytes, one rank at a time (it holds one rank's at a time),
+  // and hands them to take(rank, bytes); the other ranks send `mine`. Traffic counted apart
+  // (Stats::wire_bytes_checkpoints): it serves checkpoints, not training.
+  using BytesFn = std::function<void(int rank, const at::Tensor& bytes)>;
+  void gather_to_leader(const std::string& mine, const BytesFn& take);
   // Every rank's values, in rank order, on every rank; all ranks pass the same count.
   std::vector<double> allgather_doubles(const std::vector<double>& mine);
 
