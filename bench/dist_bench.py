@@ -54,8 +54,7 @@ for name in a.optimizers.split(","):
                    "--batch-size", str(a.batch), "--block-size", str(a.block), "--eval-interval", str(a.steps),
                    "--eval-batches", "1", "--progress", "none", "--seed", "1", "--out", out, "--threads", "1",
                    "--nproc", str(nproc)] + OPTS[name] + (["--tokenizer", a.tokenizer] if a.tokenizer else [])
-            if sharded:
-                cmd.append("--shard-state")
+            cmd.append("--shard-state" if sharded else "--no-shard-state")
             print("+", " ".join(cmd), file=sys.stderr, flush=True)
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode != 0:

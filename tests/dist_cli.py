@@ -113,7 +113,7 @@ worst_seen = {}
 for name, opt in CONFIGS:
     one, two = os.path.join(TMP, name + "-1"), os.path.join(TMP, name + "-2")
     r1 = run(BASE + opt + ["--out", one])
-    r2 = run(BASE + opt + ["--out", two, "--nproc", "2"])
+    r2 = run(BASE + opt + ["--out", two, "--nproc", "2", "--no-shard-state"])  # replicated state
     if not check(f"{name}: 1 rank and 2 ranks run", r1.returncode == 0 and r2.returncode == 0, r1.stderr[-600:] + r2.stderr[-900:]):
         continue
     d = rel_diff(os.path.join(one, "model.safetensors"), os.path.join(two, "model.safetensors"))
@@ -270,6 +270,13 @@ for name, opt in [c for c in CONFIGS if c[0] in ("adamw", "muon", "limuon-none-e
           dp["sharded_state"] and dp["reduce_scatter_bytes"] > 0 and dp["weights_allgather_bytes_received"] > 0
           and dp["allreduce_bytes"] == 0 and dp["allgather_bytes_received"] == 0, dp)
     check(f"{name} sharded: bytes written to the wire measured", all(x["wire_bytes_sent"] > 0 for x in ranks), ranks)
+# Sharded is the default with 2+ ranks; --shard-state and --no-shard-state together are refused.
+dflt = os.path.join(TMP, "default-sharded")
+r = run(BASE + CONFIGS[1][1] + ["--out", dflt, "--nproc", "2"])
+check("default with 2 ranks: sharded state", r.returncode == 0 and summary_of(dflt)["data_parallel"].get("sharded_state") is True,
+      r.stderr[-600:])
+r = run(BASE + ["--out", os.path.join(TMP, "both"), "--nproc", "2", "--shard-state", "--no-shard-state"])
+check("--shard-state with --no-shard-state: usage error", r.returncode == 2 and "give one of them" in r.stderr, r.stderr[-300:])
 # Negative control: the checksum tells different weights apart.
 if "muon" in checksums and "limuon-none-exact" in checksums:
     check("sharded: different runs, different weight checksums", checksums["muon"] != checksums["limuon-none-exact"], checksums)

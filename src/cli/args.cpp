@@ -60,7 +60,7 @@ const std::set<std::string>& boolean_flags() {
   static const std::set<std::string> flags{
     "json", "help", "resume", "augment", "no-nesterov", "nesterov", "mvr-clip-inputs", "sumo-no-outer",
     "gluon-constant-momentum", "gluon-no-decay", "accumulate-second-gradient", "decode", "report-only",
-    "dry-run", "live", "shard-state"};
+    "dry-run", "live", "shard-state", "no-shard-state"};
   return flags;
 }
 

@@ -70,8 +70,10 @@ commands:
                --nproc N: data-parallel on N local ranks (c10d/Gloo; --batch-size is the global batch, split
                between ranks); or run under torchrun-style RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT;
                --dist-timeout S (300): seconds to wait for the other ranks before failing with an error
-               --shard-state: each rank keeps the optimizer state of its share of the parameters only (ZeRO-1:
-               gradients reduce-scattered to their owners, new weights all-gathered; README "Data parallelism")
+               --shard-state / --no-shard-state: each rank keeps the optimizer state of its share of the
+               parameters only (ZeRO-1: gradients reduce-scattered to their owners, new weights all-gathered),
+               or the whole state (replicated). Default: sharded with 2+ ranks where the configuration allows it
+               (else replicated, with a note); --shard-state makes that an error instead
                --max-nonfinite N (10): a step whose loss or gradient is NaN/Inf is skipped (no update, counted
                as nonfinite_steps); after N such steps in a row the run stops with exit 1, naming the last
                good checkpoint (0: never stop). Checkpoints are never written with NaN/Inf in them.

@@ -139,7 +139,10 @@ Config parse_config(Args& args) {
   c.augment = args.flag("augment");
   c.pad = args.integer("pad", c.augment ? 2 : 0, 0, 64);
   c.resume = args.flag("resume");
-  c.shard_state = args.flag("shard-state");
+  if (args.has("shard-state") && args.has("no-shard-state"))
+    throw UsageError("--shard-state and --no-shard-state: give one of them");
+  if (args.has("shard-state")) c.shard_state = args.flag("shard-state") ? "on" : "off";
+  if (args.has("no-shard-state")) c.shard_state = args.flag("no-shard-state") ? "off" : "on";
   if (c.device != "cpu" && c.device != "cuda") throw UsageError("--device: unknown value '" + c.device + "' (valid: cpu, cuda)");
   if (c.progress != "auto" && c.progress != "bar" && c.progress != "lines" && c.progress != "none")
     throw UsageError("--progress: unknown value '" + c.progress + "' (valid: auto, bar, lines, none)");

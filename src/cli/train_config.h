@@ -41,7 +41,10 @@ struct Config {
   // with --grad-clip (clipping the accumulated sum would clip g − (1 − beta)g̃, not g).
   bool accumulate_second_gradient = true;
   bool resume = false, nesterov = true, augment = false;
-  bool shard_state = false;  // --shard-state: ZeRO-1 sharded optimizer state under data parallelism
+  // Data parallelism: ZeRO-1 sharded optimizer state. "auto" (default): sharded where the
+  // configuration allows it, else replicated with a note; "on" (--shard-state): sharded or an error;
+  // "off" (--no-shard-state): every rank keeps the whole state.
+  std::string shard_state = "auto";
   FamilyFlags family;  // the rest of the Muon family (ALGORITHMS.md §4)
   // Budgets besides --steps (limuon compare): 0 = none; the run stops when any is spent.
   int64_t max_samples = 0, max_grad_evals = 0;

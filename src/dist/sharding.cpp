@@ -328,6 +328,8 @@ void StateSharding::gather_state_to_leader() {
       if (it == s.adamw->state().end()) continue;
       const auto& st = static_cast<const AdamWState&>(*it->second);
       add_piece(j, st.step(), st.exp_avg(), st.exp_avg_sq(), st.max_exp_avg_sq());
+      // Held once, in the whole-parameter state; drop_foreign_state() cuts the slice out again.
+      s.adamw->state().erase(it);
     }
   s.group.gather_to_leader({}, [&](int r, const at::Tensor& bytes) {
     if (bytes.numel() == 0) return;

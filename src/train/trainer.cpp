@@ -461,14 +461,15 @@ void Trainer::evaluate_and_log(int64_t step) {
 }
 
 void Trainer::write_checkpoint() {
-  // Sharded state: rank 0 holds everybody's state while it checks and writes it, then only its own.
-  if (o_.sharding) o_.sharding->gather_state_to_leader();
+  // Sharded state: rank 0 holds everybody's state while it checks and writes it, then only its own
+  // (also when anything below throws).
   struct DropAfterwards {
     dist::StateSharding* s;
     ~DropAfterwards() {
       if (s) s->drop_foreign_state();
     }
   } drop{o_.sharding};
+  if (o_.sharding) o_.sharding->gather_state_to_leader();
   const std::string bad = first_nonfinite_tensor(task_.module(), opt_);
   if (!bad.empty())
     throw std::runtime_error("refusing to write the checkpoint of step " + std::to_string(c_.step) + ": " + bad +
