@@ -53,14 +53,7 @@ BASE = [BIN, "train", "--task", "lm", "--model", "gpt2-tiny", "--data", corpus, 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
 
 
-def with_flag(args, flag, value):
-    """args with `flag` set to `value` (replaced where present, appended otherwise)."""
-    args = list(args)
-    if flag in args:
-        args[args.index(flag) + 1] = value
-    else:
-        args += [flag, value]
-    return args
+from dist_common import with_flag  # noqa: E402  (tests/ is on sys.path: the script's folder)
 
 
 def run(args, env=None, timeout=300):

@@ -249,14 +249,7 @@ BASE = [BIN, "train", "--task", "lm", "--model", "gpt2-tiny", "--data", corpus, 
         "--seed", "3", "--adamw-lr", "0.003", "--warmup", "1", "--threads", "1", "--optimizer", "muon", "--lr", "0.02"] + EXTRA
 
 
-def with_flag(args, flag, value):
-    """args with `flag` set to `value` (replaced where present, appended otherwise)."""
-    args = list(args)
-    if flag in args:
-        args[args.index(flag) + 1] = value
-    else:
-        args += [flag, value]
-    return args
+from dist_common import with_flag  # noqa: E402  (tests/ is on sys.path: the script's folder)
 
 
 def rank_env(rank, port):
@@ -365,8 +358,9 @@ if check("A: both ranks exit 0", rcs == [0, 0], f"rc={rcs}\nrank 0: {err_a[0][-7
               min(tx, rx) >= dp.get(key, 0) / 2, (tx, rx, dp.get(key)))
         sent = dp.get("ranks", [{}])[0].get("wire_bytes_sent", 0)
         log(f"scenario A: rank 0 measured {sent} B written to its sockets (/proc/self/io), the veth counted {tx} B out")
-        check("A: the bytes rank 0 measured as sent are within 30% of what the veth link carried out of it",
-              sent > 0 and abs(tx - sent) <= 0.3 * tx, (sent, tx))
+        # The link also carries TCP/IP headers and the rendezvous store's messages (measured 1.6 % here).
+        check("A: the bytes rank 0 measured as sent are within 15% of what the veth link carried out of it",
+              sent > 0 and abs(tx - sent) <= 0.15 * tx, (sent, tx))
     ls = losses(a[0])
     check(f"A: one loss per step from rank 0, going down ({ls[0] if ls else '-'} -> {ls[-1] if ls else '-'})",
           len(ls) == STEPS_A and all(math.isfinite(x) for x in ls) and ls[-1] < ls[0], ls)
