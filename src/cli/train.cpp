@@ -115,7 +115,7 @@ int cmd_train(Args& args) {
     }
     // With sharded state each owner orthogonalizes its own matrices (timed); otherwise they are shared out.
     if (state_sharding) {
-      sharded.reset();
+      sharded.reset();  // first: its destructor restores the executor it replaced
       sharded = std::make_unique<dist::ShardedOrthogonalization>(*group, /*share=*/false);
     }
   }

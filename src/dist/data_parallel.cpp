@@ -378,17 +378,12 @@ std::vector<double> Group::allgather_doubles(const std::vector<double>& mine) { 
 
 #endif
 
-std::vector<int> Group::assign(const std::vector<at::Tensor>& mats, const OrthSpec& spec) const {
-  std::vector<double> cost(mats.size());
-  for (size_t i = 0; i < mats.size(); ++i)
-    cost[i] = orth_flops(spec.method, mats[i].size(0), mats[i].size(1), spec.rank, spec.oversample, spec.power_iters);
-  std::vector<size_t> order(mats.size());
+std::vector<int> balance_by_cost(const std::vector<double>& cost, int ranks) {
+  std::vector<size_t> order(cost.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return cost[a] > cost[b]; });
-  // Largest first, each to the currently least loaded rank (ties: the lowest rank), which is
-  // within 4/3 of the best balance and identical on every rank.
-  std::vector<double> load(static_cast<size_t>(size_), 0.0);
-  std::vector<int> owner(mats.size(), 0);
+  std::vector<double> load(static_cast<size_t>(ranks), 0.0);
+  std::vector<int> owner(cost.size(), 0);
   for (size_t i : order) {
     const auto r = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
     owner[i] = r;
@@ -397,16 +392,26 @@ std::vector<int> Group::assign(const std::vector<at::Tensor>& mats, const OrthSp
   return owner;
 }
 
+std::vector<int> Group::assign(const std::vector<at::Tensor>& mats, const OrthSpec& spec) const {
+  std::vector<double> cost(mats.size());
+  for (size_t i = 0; i < mats.size(); ++i)
+    cost[i] = orth_flops(spec.method, mats[i].size(0), mats[i].size(1), spec.rank, spec.oversample, spec.power_iters);
+  return balance_by_cost(cost, size_);
+}
+
+std::vector<at::Tensor> Group::orthogonalize_local(const std::vector<at::Tensor>& mats, const OrthSpec& spec,
+                                                   const std::vector<uint64_t>& seeds) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = orthogonalize_many_local(mats, spec, seeds);
+  stats_.orth_local_s += seconds_since(t0);
+  stats_.orth_local_matrices += static_cast<int64_t>(mats.size());
+  return r;
+}
+
 std::vector<at::Tensor> Group::orthogonalize_sharded(const std::vector<at::Tensor>& mats, const OrthSpec& spec,
                                                      const std::vector<uint64_t>& seeds) {
   stats_.orth_total_matrices += static_cast<int64_t>(mats.size());
-  auto local = [&](const std::vector<at::Tensor>& m, const std::vector<uint64_t>& s) {
-    const auto t0 = std::chrono::steady_clock::now();
-    auto r = orthogonalize_many_local(m, spec, s);
-    stats_.orth_local_s += seconds_since(t0);
-    stats_.orth_local_matrices += static_cast<int64_t>(m.size());
-    return r;
-  };
+  auto local = [&](const std::vector<at::Tensor>& m, const std::vector<uint64_t>& s) { return orthogonalize_local(m, spec, s); };
   bool shardable = size_ > 1 && !mats.empty() && (spec.method != Orthogonalizer::rsvd || !seeds.empty());
   for (const auto& m : mats)
     shardable = shardable && m.dim() == 2 && m.scalar_type() == mats[0].scalar_type() && m.device() == mats[0].device();
@@ -458,12 +463,8 @@ std::vector<at::Tensor> Group::orthogonalize_sharded(const std::vector<at::Tenso
 
 std::vector<at::Tensor> Group::orthogonalize_timed(const std::vector<at::Tensor>& mats, const OrthSpec& spec,
                                                    const std::vector<uint64_t>& seeds) {
-  const auto t0 = std::chrono::steady_clock::now();
-  auto r = orthogonalize_many_local(mats, spec, seeds);
-  stats_.orth_local_s += seconds_since(t0);
-  stats_.orth_local_matrices += static_cast<int64_t>(mats.size());
   stats_.orth_total_matrices += static_cast<int64_t>(mats.size());
-  return r;
+  return orthogonalize_local(mats, spec, seeds);
 }
 
 ShardedOrthogonalization::ShardedOrthogonalization(Group& group, bool share) {

@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -88,21 +87,14 @@ StateSharding::StateSharding(Group& group, HybridOptimizer& opt, const std::vect
   }
   const int n = s.size;
   s.share.assign(static_cast<size_t>(n), 0);
-  // Matrices: largest orthogonalization cost (m·n·min(m, n)) first, each to the least loaded rank.
-  std::vector<double> cost(s.matrices.size()), load(static_cast<size_t>(n), 0.0);
-  for (size_t i = 0; i < s.matrices.size(); ++i) {
-    const auto& p = s.matrices[i].param;
-    const double rows = static_cast<double>(p.size(0)), cols = static_cast<double>(p.numel()) / rows;
-    cost[i] = rows * cols * std::min(rows, cols);
+  // Matrices balanced by orthogonalization cost (m·n·min(m, n)), as Group::assign balances them.
+  std::vector<double> cost;
+  for (const auto& m : s.matrices) {
+    const double rows = static_cast<double>(m.param.size(0)), cols = static_cast<double>(m.param.numel()) / rows;
+    cost.push_back(rows * cols * std::min(rows, cols));
   }
-  std::vector<size_t> order(s.matrices.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return cost[a] > cost[b]; });
-  for (size_t i : order) {
-    const auto r = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
-    s.matrices[i].owner = r;
-    load[static_cast<size_t>(r)] += cost[i];
-  }
+  const auto owners = balance_by_cost(cost, n);
+  for (size_t i = 0; i < s.matrices.size(); ++i) s.matrices[i].owner = owners[i];
   for (auto& m : s.matrices) {
     m.at = s.share[static_cast<size_t>(m.owner)];
     s.share[static_cast<size_t>(m.owner)] += m.param.numel();

@@ -185,10 +185,6 @@ FaultPlan FaultPlan::parse(const std::string& spec) {
   return plan;
 }
 
-// The global L2 norm of every gradient of `m` (accumulated in float64), after which the gradients
-// are scaled by min(1, max_norm / (norm + 1e-6)), the rule of torch.nn.utils.clip_grad_norm_.
-// Returns the norm before clipping. A NaN norm leaves the gradients as they are (the optimizers'
-// non-finite policy then skips the step).
 // FNV-1a over the bytes of every parameter, in order (data parallelism: equal on every rank).
 uint64_t weights_checksum(torch::nn::Module& m) {
   uint64_t h = 1469598103934665603ULL;
@@ -201,6 +197,10 @@ uint64_t weights_checksum(torch::nn::Module& m) {
   return h;
 }
 
+// The global L2 norm of every gradient of `m` (accumulated in float64), after which the gradients
+// are scaled by min(1, max_norm / (norm + 1e-6)), the rule of torch.nn.utils.clip_grad_norm_.
+// Returns the norm before clipping. A NaN norm leaves the gradients as they are (the optimizers'
+// non-finite policy then skips the step).
 double clip_grad_norm(torch::nn::Module& m, double max_norm) {
   torch::NoGradGuard no_grad;
   std::vector<at::Tensor> grads, norms;

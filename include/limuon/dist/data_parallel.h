@@ -51,6 +51,11 @@ struct Stats {
   int64_t wire_bytes_checkpoints = 0;  // the same, for gathering the state of checkpoints (not counted above)
 };
 
+// Owners for items of the given costs over `ranks` ranks: largest cost first, each to the currently
+// least-loaded rank (ties: the lowest rank), which is within 4/3 of the best balance and the same on
+// every rank. Shared by the orthogonalization sharing (Group::assign) and the sharded state.
+std::vector<int> balance_by_cost(const std::vector<double>& cost, int ranks);
+
 // A process group over all ranks of the job. Collectives throw std::runtime_error naming the
 // operation when a peer dies or does not answer within `timeout` (never hang).
 class Group {
@@ -104,6 +109,9 @@ class Group {
                                               const std::vector<uint64_t>& seeds);
 
  private:
+  // orthogonalize_many_local, timed into stats() as this rank's share (not counted in the total).
+  std::vector<at::Tensor> orthogonalize_local(const std::vector<at::Tensor>& mats, const OrthSpec& spec,
+                                              const std::vector<uint64_t>& seeds);
   struct Impl;
   std::unique_ptr<Impl> impl_;
   int rank_ = 0, size_ = 1;
