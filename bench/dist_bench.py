@@ -18,8 +18,10 @@ protocol's overhead, not a speed-up. Writes a Markdown table to stdout and JSON 
 Usage: .venv/bin/python bench/dist_bench.py [--bin build/limuon] [--model gpt2-byte-small] [--steps 12]
 """
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -38,7 +40,11 @@ ap.add_argument("--optimizers", default="muon,limuon-exact,limuon-light-exact")
 ap.add_argument("--json", default="")
 a = ap.parse_args()
 
-corpus = os.path.join(tempfile.mkdtemp(prefix="limuon-dist-bench-"), "corpus.txt")
+# Every run writes DistilGPT2-sized checkpoints (hundreds of MB each): each run's folder goes as soon as its
+# summary is read, and the whole scratch folder on any exit, so a long invocation cannot fill the disk.
+scratch = tempfile.mkdtemp(prefix="limuon-dist-bench-")
+atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+corpus = os.path.join(scratch, "corpus.txt")
 with open(corpus, "w") as f:
     f.write("".join(f"Sentence {i}: the five boxing wizards jump quickly over {i % 97} lazy dogs.\n" for i in range(20000)))
 
@@ -62,6 +68,7 @@ for name in a.optimizers.split(","):
             s = json.load(open(os.path.join(out, "summary.json")))
             steps = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl")) if '"loss"' in l]
             ms = statistics.median(x["ms_per_step"] for x in steps[a.warmup_steps:])
+            shutil.rmtree(out, ignore_errors=True)
             dp = s["data_parallel"]
             ranks = dp["ranks"]
             states = [x["optimizer_state_bytes"] for x in ranks]

@@ -100,10 +100,13 @@ for args, needle in ((["bench", "orth", "--shape", "12by3"], "--shape"),
 # Unknown flags, table-driven over every command: reported by name as unknown (never swallowing the
 # next flag as a value, never "missing value" at the end), the closest known flag suggested, exit 2,
 # nothing run and no output directory made.
+import atexit
 import os
 import re
+import shutil
 import tempfile
 tmp = tempfile.mkdtemp(prefix="limuon-flags-")
+atexit.register(shutil.rmtree, tmp, ignore_errors=True)
 COMMANDS = (["train"], ["compare"], ["eval"], ["generate"], ["tokenize"], ["bench", "orth"], ["bench", "step"],
             ["bench", "memory"], ["bench", "train-step"], ["train", "--nproc", "2"])
 for cmd in COMMANDS:
