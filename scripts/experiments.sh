@@ -25,6 +25,8 @@
 #                      hours; its results are committed: run it as
 #                      OUT=docs/results scripts/experiments.sh study_lm   (resumable; the weights
 #                      and checkpoints stay out of git, docs/results/study_lm/.gitignore)
+#   study_vit          issue 19's vision study: vit-mini, Fashion-MNIST, 3 epochs, full test set, the
+#                      same 20 configs (80 sweep runs + 60 seed runs); committed like study_lm
 # Use `limuon compare --spec experiments/NAME.json --out DIR --dry-run` to see every run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,7 +45,7 @@ threads=()
 status=0
 for name in "${names[@]}"; do
   spec="experiments/$name.json"
-  [ -f "$spec" ] || { echo "experiments: no $spec (valid: lm vit orth_ablation memory_distilgpt2 lm_family lm_family_quick vit_family study_lm)" >&2; exit 2; }
+  [ -f "$spec" ] || { echo "experiments: no $spec (valid: lm vit orth_ablation memory_distilgpt2 lm_family lm_family_quick vit_family study_lm study_vit)" >&2; exit 2; }
   echo "== $name: $spec -> $OUT/$name"
   start=$(date +%s)
   "$LIMUON" compare --spec "$spec" --out "$OUT/$name" "${threads[@]}" "${extra[@]}" || status=$?

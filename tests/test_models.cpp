@@ -149,6 +149,27 @@ TEST(Models, VitMatchesIndependentForwardPass) {
   EXPECT_THROW(vit_config("vit-test", 28, 1, 10, 5), std::invalid_argument);
 }
 
+TEST(Models, VitNamedConfigsHaveTheirSizes) {
+  // Parameter counts from the architecture (pre-norm blocks with a 4x MLP, class token, learned
+  // positions, patch projection, head), written out here rather than read from the model.
+  struct Named { const char* name; int64_t dim, depth, heads; };
+  for (const Named& n : {Named{"vit-test", 32, 2, 2}, Named{"vit-mini", 128, 4, 4}, Named{"vit-tiny", 192, 12, 3}}) {
+    SCOPED_TRACE(n.name);
+    const int64_t patch = 7, tokens = (28 / patch) * (28 / patch) + 1, d = n.dim;
+    auto cfg = vit_config(n.name, 28, 1, 10, patch);
+    EXPECT_EQ(cfg.dim, n.dim);
+    EXPECT_EQ(cfg.depth, n.depth);
+    EXPECT_EQ(cfg.heads, n.heads);
+    const int64_t block = 2 * 2 * d + (3 * d * d + 3 * d) + (d * d + d) + (4 * d * d + 4 * d) + (4 * d * d + d);
+    const int64_t expected = (patch * patch * d + d) + d + tokens * d + n.depth * block + 2 * d + (10 * d + 10);
+    ViT vit(cfg);
+    int64_t count = 0;
+    for (const auto& p : vit->parameters()) count += p.numel();
+    EXPECT_EQ(count, expected);
+  }
+  EXPECT_THROW(vit_config("vit-huge", 28, 1, 10), std::invalid_argument);
+}
+
 TEST(Models, RoutingOfRealModels) {
   GPT2 gpt(gpt2_config("gpt2-tiny"));
   int matrices = 0;

@@ -18,17 +18,20 @@ ViTConfig vit_config(const std::string& name, int64_t image_size, int64_t channe
   c.name = name;
   c.image_size = image_size, c.channels = channels, c.classes = classes, c.patch = patch;
   if (name == "vit-test") c.dim = 32, c.depth = 2, c.heads = 2;
+  // vit-mini: our own size, small enough for several epochs of Fashion-MNIST per run on 2 CPU cores
+  // (issue 19's vision study); not a published configuration.
+  else if (name == "vit-mini") c.dim = 128, c.depth = 4, c.heads = 4;
   else if (name == "vit-tiny") c.dim = 192, c.depth = 12, c.heads = 3;   // ViT-Ti (Touvron et al. 2021)
   else if (name == "vit-small") c.dim = 384, c.depth = 12, c.heads = 6;  // ViT-S
   else if (name == "vit-base") c.dim = 768, c.depth = 12, c.heads = 12;  // ViT-B
-  else throw std::invalid_argument("model: unknown ViT config '" + name + "' (valid: vit-test, vit-tiny, vit-small, vit-base)");
+  else throw std::invalid_argument("model: unknown ViT config '" + name + "' (valid: vit-test, vit-mini, vit-tiny, vit-small, vit-base)");
   if (patch < 1 || image_size % patch != 0)
     throw std::invalid_argument("model: patch size " + std::to_string(patch) + " must divide the image size " +
                                 std::to_string(image_size));
   return c;
 }
 
-std::vector<std::string> vit_config_names() { return {"vit-test", "vit-tiny", "vit-small", "vit-base"}; }
+std::vector<std::string> vit_config_names() { return {"vit-test", "vit-mini", "vit-tiny", "vit-small", "vit-base"}; }
 
 ViTBlockImpl::ViTBlockImpl(const ViTConfig& c) : heads(c.heads), attention(c.attention) {
   norm1 = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.dim}).eps(c.ln_eps)));

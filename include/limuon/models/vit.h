@@ -27,7 +27,7 @@ struct ViTConfig {
   Attention attention = Attention::sdpa;  // attention kernel (attention.h)
 };
 
-// vit-test (2×32, tests), vit-tiny (192/12/3), vit-small (384/12/6), vit-base (768/12/12);
+// vit-test (2×32, tests), vit-mini (128/4/4, CPU studies), vit-tiny (192/12/3), vit-small (384/12/6), vit-base (768/12/12);
 // image size, channels, classes and patch are set from the data (patch 4 suits 28×28 and 32×32).
 ViTConfig vit_config(const std::string& name, int64_t image_size, int64_t channels, int64_t classes, int64_t patch = 4);
 std::vector<std::string> vit_config_names();
