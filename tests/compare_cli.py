@@ -289,6 +289,41 @@ check("report.md says plots were skipped", "Plots skipped: gnuplot is not instal
 r = run(["compare", "--spec", spec_path, "--out", out, "--report-only"])
 check("report-only redraws", r.returncode == 0 and is_png(os.path.join(out, "plots", "memory.png")), r.stdout + r.stderr)
 
+# timing.json: quiet-machine ms/step per config replace the runs' own clocks in every seconds figure
+# (train s = steps × ms / 1000; the seconds column of curves.dat = step × ms / 1000); a config it
+# lacks shows none; a malformed file is refused by name, and removing it restores the runs' clocks
+timing_path = os.path.join(out, "timing.json")
+write(timing_path, {"ms_per_step": {"adamw": 250.0}, "source": "test figures"})
+r = run(["compare", "--spec", spec_path, "--out", out, "--report-only"])
+rep_t = json.load(open(os.path.join(out, "report.json")))
+sel_t = {c["config"]: c for c in rep_t["configs"]}
+want = nums[("adamw", best_lr, 0)]["steps"] * 0.25
+check("timing.json sets train s", r.returncode == 0 and close(sel_t["adamw"]["metrics"]["wall_s"]["mean"], want),
+      (r.stderr, sel_t["adamw"]["metrics"]["wall_s"], want))
+check("timing.json sets ms/step", close(sel_t["adamw"]["metrics"]["ms_per_step"]["mean"], 250.0), sel_t["adamw"]["metrics"]["ms_per_step"])
+check("a config without timing has no seconds", sel_t["limuon-exact"]["metrics"]["wall_s"].get("n", 0) == 0,
+      sel_t["limuon-exact"]["metrics"]["wall_s"])
+md_t = open(os.path.join(out, "report.md")).read()
+check("report.md names the timing source", "measured on a quiet machine (test figures)" in md_t, md_t[-3000:])
+curve_rows, block = [], ""
+for l in open(os.path.join(out, "plots", "curves.dat")).read().splitlines():
+    if l.startswith("# ") and not l.startswith("# step"):
+        block = l  # "# CONFIG lr LR"
+    elif l and not l.startswith("#") and block.startswith("# adamw "):
+        curve_rows.append(l.split())
+check("seconds axis is step × quiet ms", curve_rows and all(close(float(c[3]), int(c[0]) * 0.25) for c in curve_rows), curve_rows)
+for bad, why in (({"ms_per_step": {"nope": 1.0}, "source": "x"}, "'nope' is not in the spec"),
+                 ({"ms_per_step": {"adamw": -1}, "source": "x"}, "must be a positive number"),
+                 ({"ms_per_step": {"adamw": 1.0}}, "expected")):
+    write(timing_path, bad)
+    r = run(["compare", "--spec", spec_path, "--out", out, "--report-only"])
+    check(f"bad timing.json refused ({why})", r.returncode != 0 and "timing.json" in r.stderr and why in r.stderr, r.stderr)
+os.remove(timing_path)
+r = run(["compare", "--spec", spec_path, "--out", out, "--report-only"])
+rep_t = json.load(open(os.path.join(out, "report.json")))
+check("without timing.json the runs' clocks again", close({c["config"]: c for c in rep_t["configs"]}["adamw"]["metrics"]["wall_s"]["mean"],
+                                                          mean_std([nums[("adamw", best_lr, sd)]["wall_s"] for sd in (0, 1)])[0]))
+
 # a changed spec must not mix with the runs already there
 spec2 = json.loads(json.dumps(spec))
 spec2["train"]["batch_size"] = 8

@@ -78,6 +78,11 @@ struct Spec {
   int64_t sweep_seeds = 0;  // lrs are compared on the first N seeds (0: all); the rest run at the chosen lr only
   bool keep_checkpoints = false;
   std::string task = "lm";
+  // OUT/timing.json (optional): each config's ms per training step measured on a quiet machine
+  // (bench/study_timing.py). When present, seconds are steps × that figure for every config (a
+  // config it lacks has no seconds), not the runs' own clocks, which a busy machine distorts.
+  std::map<std::string, double> quiet_ms;
+  std::string quiet_source;
 };
 
 struct Run {
@@ -425,7 +430,11 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-RunResult read_run(const Run& r, const std::string& task) {
+RunResult read_run(const Run& r, const Spec& spec) {
+  const std::string& task = spec.task;
+  const bool quiet = !spec.quiet_ms.empty();
+  const auto q = spec.quiet_ms.find(r.config->name);
+  const double quiet_ms = q == spec.quiet_ms.end() ? NAN : q->second;
   RunResult res;
   const fs::path metrics = r.dir / "metrics.jsonl", summary_path = r.dir / "summary.json";
   if (!fs::exists(r.dir / "run.json")) return res;
@@ -446,7 +455,7 @@ RunResult read_run(const Run& r, const std::string& task) {
       e.step = row.value("step", int64_t{0});
       e.samples = num(row, "samples");
       e.grad_evals = num(row, "grad_evals");
-      e.seconds = num(row, "wall_s");
+      e.seconds = quiet ? static_cast<double>(e.step) * quiet_ms / 1000.0 : num(row, "wall_s");
       e.loss = num(row, "val_loss");  // null (NaN written by a diverged run) reads as NaN
       e.accuracy = num(row, "val_accuracy");
       evals[e.step] = e;  // a run resumed at its end evaluates its last step again: same numbers
@@ -460,7 +469,7 @@ RunResult read_run(const Run& r, const std::string& task) {
     }
   }
   for (auto& kv : evals) res.evals.push_back(kv.second);
-  res.m["ms_per_step"] = median(ms);
+  res.m["ms_per_step"] = quiet ? quiet_ms : median(ms);
   res.m["throughput"] = median(rate);
   double best = NAN, best_acc = NAN;
   for (const auto& e : res.evals) {
@@ -484,6 +493,11 @@ RunResult read_run(const Run& r, const std::string& task) {
   }
   res.status = "done";
   for (const char* k : {"final_val_loss", "steps", "samples", "grad_evals", "wall_s", "optimizer_state_bytes"}) res.m[k] = num(s, k);
+  if (quiet) {
+    res.m["wall_s"] = res.m["steps"] * quiet_ms / 1000.0;
+    const double units = num(s, task == "lm" ? "tokens" : "samples");
+    res.m["throughput"] = units / res.m["wall_s"];
+  }
   if (task == "lm") res.m["final_val_ppl"] = num(s, "final_val_ppl");
   else res.m["final_val_accuracy"] = num(s, "final_val_accuracy");
   const double sp = num(s, "peak_rss_mb");
@@ -701,7 +715,9 @@ std::vector<std::string> draw_plots(const fs::path& out, const Spec& spec, const
             "Validation loss vs samples (" + over + ", each config at its best lr; " + budget + ")");
   line_plot("val_loss_vs_grad_evals.png", "gradient evaluations (samples × evaluations per step)", 3, 5, "validation loss",
             "Validation loss vs gradient evaluations (" + over + "; LiMuon storm=exact spends 2 per step)");
-  line_plot("val_loss_vs_seconds.png", "training time, s (steps only, evaluation excluded)", 4, 5, "validation loss",
+  const std::string seconds_axis = spec.quiet_ms.empty() ? "training time, s (steps only, evaluation excluded)"
+                                                          : "training time, s (steps × ms/step measured on a quiet machine)";
+  line_plot("val_loss_vs_seconds.png", seconds_axis, 4, 5, "validation loss",
             "Validation loss vs wall-clock time (" + over + ")");
   // The three views side by side in one figure (the one `scripts/demo.sh` points to).
   if (!series.empty()) {
@@ -715,7 +731,7 @@ std::vector<std::string> draw_plots(const fs::path& out, const Spec& spec, const
        << "\nset ylabel 'validation loss (nats per token)'\n";
     const std::pair<int, const char*> panels[] = {{2, "training samples (sequences)"},
                                                   {3, "gradient evaluations (samples × evaluations per step)"},
-                                                  {4, "training time, s (steps only, evaluation excluded)"}};
+                                                  {4, seconds_axis.c_str()}};
     for (const auto& panel : panels) {
       gp << "set title ''\nset xlabel " << gp_quote(panel.second) << "\nplot ";
       for (size_t i = 0; i < series.size(); ++i)
@@ -843,7 +859,7 @@ std::map<const ConfigSpec*, double> choose_lrs(const Spec& spec, const std::vect
 int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& all_runs) {
   // Runs outside the sweep at an lr that was not chosen are never run: leave them out.
   std::vector<RunResult> all_results;
-  for (const auto& r : all_runs) all_results.push_back(read_run(r, spec.task));
+  for (const auto& r : all_runs) all_results.push_back(read_run(r, spec));
   std::map<std::string, std::map<double, Stat>> sweep_sel;
   const auto chosen = choose_lrs(spec, all_runs, all_results, &sweep_sel);
   std::vector<Run> runs;
@@ -992,8 +1008,13 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
   }
   md << "\nLosses are cross-entropy on the validation split"
      << (spec.task == "lm" ? " (perplexity = exp(final loss) per run, then averaged)" : " (accuracy on the test split)")
-     << ". `train s` sums the time of the training steps (evaluations excluded); ms/step and throughput are medians over "
-        "a run's steps, averaged over seeds; optimizer state is the persistent state the optimizers keep between steps "
+     << (spec.quiet_ms.empty()
+             ? std::string(". `train s` sums the time of the training steps (evaluations excluded); ms/step and throughput are "
+                           "medians over a run's steps, averaged over seeds")
+             : ". `train s`, ms/step, throughput and every seconds axis come from `timing.json`, not from the runs' own "
+               "clocks: each config's ms per training step measured on a quiet machine (" + spec.quiet_source +
+               "), times its steps; a config it lacks shows no seconds")
+     << "; optimizer state is the persistent state the optimizers keep between steps "
         "(AdamW moments for the parameters routed to AdamW included); peak RSS is the training process's peak resident "
         "memory.\n";
   md << "\n## Learning-rate sweep (" << (spec.select == "best" ? "best" : "final") << " validation loss picks the lr)\n\n"
@@ -1055,6 +1076,30 @@ int64_t checkpoint_step(const fs::path& dir) {
 
 }  // namespace
 
+// OUT/timing.json: {"ms_per_step": {"config": ms, ...}, "source": "how and where it was measured"}.
+void load_quiet_timing(const fs::path& file, Spec& spec) {
+  if (!fs::exists(file)) return;
+  const std::string where = file.string();
+  json j;
+  try {
+    j = json::parse(read_file(file));
+  } catch (const json::exception& e) {
+    throw std::runtime_error(where + ": not valid JSON (" + std::string(e.what()) + ")");
+  }
+  if (!j.is_object() || !j.contains("ms_per_step") || !j["ms_per_step"].is_object() || !j.contains("source") ||
+      !j["source"].is_string())
+    throw std::runtime_error(where + ": expected {\"ms_per_step\": {config: ms, ...}, \"source\": \"...\"}");
+  for (auto it = j["ms_per_step"].begin(); it != j["ms_per_step"].end(); ++it) {
+    const bool known = std::any_of(spec.configs.begin(), spec.configs.end(), [&](const ConfigSpec& c) { return c.name == it.key(); });
+    if (!known) throw std::runtime_error(where + ": config '" + it.key() + "' is not in the spec");
+    if (!it.value().is_number() || !std::isfinite(it.value().get<double>()) || it.value().get<double>() <= 0)
+      throw std::runtime_error(where + ": ms_per_step of '" + it.key() + "' must be a positive number");
+    spec.quiet_ms[it.key()] = it.value().get<double>();
+  }
+  if (spec.quiet_ms.empty()) throw std::runtime_error(where + ": ms_per_step is empty");
+  spec.quiet_source = j["source"].get<std::string>();
+}
+
 int cmd_compare(Args& args) {
   const std::string spec_path = args.str("spec", "");
   const std::string out_s = args.str("out", "");
@@ -1085,6 +1130,7 @@ int cmd_compare(Args& args) {
     throw UsageError("spec '" + spec_path + "': 'sweep_seeds' (" + std::to_string(spec.sweep_seeds) + ") exceeds the " +
                      std::to_string(spec.seeds.size()) + " seeds");
   const std::vector<Run> runs = plan_runs(spec, out);
+  load_quiet_timing(out / "timing.json", spec);
   // Sweep runs first; a run outside the sweep waits for its config's lr to be chosen.
   std::vector<size_t> order;
   size_t planned = 0;
@@ -1159,7 +1205,7 @@ int cmd_compare(Args& args) {
       if (!in_sweep(spec, r)) {
         if (chosen.empty()) {
           std::vector<RunResult> results;
-          for (const auto& x : runs) results.push_back(read_run(x, spec.task));
+          for (const auto& x : runs) results.push_back(read_run(x, spec));
           chosen = choose_lrs(spec, runs, results);
           for (const auto& c : spec.configs)
             if (c.lrs.size() > 1)
