@@ -7,6 +7,7 @@ resumes without redoing finished runs, failed runs are reported, and bad specs f
 
 Usage: compare_cli.py path/to/limuon
 """
+import gzip
 import json
 import math
 import os
@@ -323,6 +324,31 @@ r = run(["compare", "--spec", spec_path, "--out", out, "--report-only"])
 rep_t = json.load(open(os.path.join(out, "report.json")))
 check("without timing.json the runs' clocks again", close({c["config"]: c for c in rep_t["configs"]}["adamw"]["metrics"]["wall_s"]["mean"],
                                                           mean_std([nums[("adamw", best_lr, sd)]["wall_s"] for sd in (0, 1)])[0]))
+
+# compress_metrics: finished runs' metrics.jsonl become metrics.jsonl.gz (here: runs done already,
+# compressed when the comparison passes over them), holding the same bytes, and the report read
+# from them equals the one read from the plain files
+out_gz = os.path.join(TMP, "cmp_gz")
+shutil.copytree(out, out_gz)
+spec_gz = dict(spec, compress_metrics=True)
+r = run(["compare", "--spec", write(os.path.join(TMP, "spec_gz.json"), spec_gz), "--out", out_gz])
+gz_dirs = [os.path.join(out_gz, os.path.relpath(run_dir(*x), out)) for x in RUNS]
+check("compress_metrics compresses finished runs", r.returncode == 0 and all(
+    os.path.exists(os.path.join(d, "metrics.jsonl.gz")) and not os.path.exists(os.path.join(d, "metrics.jsonl")) for d in gz_dirs),
+    r.stdout + r.stderr)
+check("compressed metrics hold the same bytes", all(
+    gzip.open(os.path.join(d, "metrics.jsonl.gz")).read() == open(os.path.join(run_dir(*x), "metrics.jsonl"), "rb").read()
+    for d, x in zip(gz_dirs, RUNS)))
+rep_gz = json.load(open(os.path.join(out_gz, "report.json")))
+rep_plain = json.load(open(os.path.join(out, "report.json")))
+check("report from compressed metrics equals the plain one", rep_gz["configs"] == rep_plain["configs"] and rep_gz["sweep"] == rep_plain["sweep"],
+      (rep_gz["configs"], rep_plain["configs"]))
+with open(os.path.join(gz_dirs[0], "metrics.jsonl.gz"), "wb") as f:
+    f.write(b"not gzip")
+r = run(["compare", "--spec", os.path.join(TMP, "spec_gz.json"), "--out", out_gz, "--report-only"])
+check("corrupt metrics.jsonl.gz named", r.returncode != 0 and "metrics.jsonl.gz: cannot decompress" in r.stderr, r.stderr)
+r = run(["compare", "--spec", write(os.path.join(TMP, "spec_bad_gz.json"), dict(spec, compress_metrics="yes")), "--out", out_gz, "--dry-run"])
+check("compress_metrics must be a boolean", r.returncode == 2 and "'compress_metrics' must be true or false" in r.stderr, r.stderr)
 
 # a changed spec must not mix with the runs already there
 spec2 = json.loads(json.dumps(spec))

@@ -53,7 +53,8 @@ namespace {
 const char* kSpecHelp =
     "a JSON object: {\"train\": {common train flags}, \"budget\": {\"steps\"|\"samples\"|\"grad_evals\"|\"seconds\": N}, "
     "\"seeds\": [0, 1] or a count, \"configs\": [{\"name\": \"muon\", \"optimizer\": \"muon\", \"lr\": [0.01, 0.02]}, ...]} "
-    "(optional: \"description\", \"select\": \"final\"|\"best\", \"sweep_seeds\": N, \"keep_checkpoints\": false); "
+    "(optional: \"description\", \"select\": \"final\"|\"best\", \"sweep_seeds\": N, \"keep_checkpoints\": false, "
+    "\"compress_metrics\": false); "
     "see docs/compare.md";
 
 // Flags that compare sets itself for every run, so neither "train" nor a config may.
@@ -77,6 +78,9 @@ struct Spec {
   std::string select = "final";
   int64_t sweep_seeds = 0;  // lrs are compared on the first N seeds (0: all); the rest run at the chosen lr only
   bool keep_checkpoints = false;
+  // gzip each finished run's metrics.jsonl to metrics.jsonl.gz (studies whose results are committed:
+  // a 2,000-step run's metrics are ~575 KB, ~110 KB compressed); the report reads either.
+  bool compress_metrics = false;
   std::string task = "lm";
   // OUT/timing.json (optional): each config's ms per training step measured on a quiet machine
   // (bench/study_timing.py). When present, seconds are steps × that figure for every config (a
@@ -214,12 +218,13 @@ Spec load_spec(const std::string& path) {
   if (!j.is_object()) throw UsageError(where + ": expected " + std::string(kSpecHelp));
   Spec s;
   s.path = path;
-  const std::set<std::string> known = {"description", "train",  "budget",      "seeds",
-                                       "configs",     "select", "sweep_seeds", "keep_checkpoints"};
+  const std::set<std::string> known = {"description", "train",       "budget",           "seeds",           "configs",
+                                       "select",      "sweep_seeds", "keep_checkpoints", "compress_metrics"};
   for (auto it = j.begin(); it != j.end(); ++it)
     if (!known.count(it.key()))
       throw UsageError(where + ": unknown key '" + it.key() +
-                       "' (valid: description, train, budget, seeds, configs, select, sweep_seeds, keep_checkpoints; train flags go in "
+                       "' (valid: description, train, budget, seeds, configs, select, sweep_seeds, keep_checkpoints, compress_metrics; "
+                       "train flags go in "
                        "\"train\")");
   if (j.contains("description")) {
     if (!j["description"].is_string()) throw UsageError(where + ": 'description' must be a string");
@@ -256,6 +261,10 @@ Spec load_spec(const std::string& path) {
   if (j.contains("keep_checkpoints")) {
     if (!j["keep_checkpoints"].is_boolean()) throw UsageError(where + ": 'keep_checkpoints' must be true or false");
     s.keep_checkpoints = j["keep_checkpoints"].get<bool>();
+  }
+  if (j.contains("compress_metrics")) {
+    if (!j["compress_metrics"].is_boolean()) throw UsageError(where + ": 'compress_metrics' must be true or false");
+    s.compress_metrics = j["compress_metrics"].get<bool>();
   }
   if (!j.contains("configs") || !j["configs"].is_array() || j["configs"].empty())
     throw UsageError(where + ": 'configs' must be a non-empty list of {\"name\": ..., train flags..., \"lr\": ...}");
@@ -401,6 +410,42 @@ std::string find_on_path(const std::string& name) {
   return "";
 }
 
+// gzip (Debian's essential package), found on PATH or in /bin, /usr/bin.
+std::string gzip_binary() {
+  std::string g = find_on_path("gzip");
+  for (const char* p : {"/bin/gzip", "/usr/bin/gzip"})
+    if (g.empty() && ::access(p, X_OK) == 0) g = p;
+  if (g.empty()) throw std::runtime_error("gzip not found (on PATH, /bin or /usr/bin): needed for compressed metrics");
+  return g;
+}
+
+// A finished run's metrics.jsonl → metrics.jsonl.gz (gzip -n: no name or time inside, so the same
+// metrics give the same bytes). gzip removes the plain file only once the compressed one is whole.
+void compress_metrics(const fs::path& run_dir) {
+  if (!fs::exists(run_dir / "metrics.jsonl")) return;
+  fs::remove(run_dir / "metrics.jsonl.gz");  // left by an earlier, interrupted compression
+  const std::string err = run_process({gzip_binary(), "-n", "-9", "metrics.jsonl"}, run_dir, "/dev/null");
+  if (!err.empty())
+    std::cout << "warning: gzip " << (run_dir / "metrics.jsonl").string() << " failed (" << err << "); kept it uncompressed"
+              << std::endl;
+}
+
+// A run's metrics: metrics.jsonl, or else metrics.jsonl.gz ("" when neither).
+std::string read_metrics(const fs::path& run_dir) {
+  if (fs::exists(run_dir / "metrics.jsonl")) return read_file(run_dir / "metrics.jsonl");
+  const fs::path gz = run_dir / "metrics.jsonl.gz";
+  if (!fs::exists(gz)) return "";
+  char tmpl[] = "/tmp/limuon-metrics-XXXXXX";
+  const int fd = mkstemp(tmpl);
+  if (fd < 0) throw std::runtime_error(std::string("cannot create a temporary file: ") + std::strerror(errno));
+  close(fd);
+  const std::string err = run_process({gzip_binary(), "-dc", gz.string()}, "", tmpl);
+  std::string text = read_file(tmpl);
+  fs::remove(tmpl);
+  if (!err.empty()) throw std::runtime_error(gz.string() + ": cannot decompress (gzip -dc: " + err + ")");
+  return text;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reading runs back.
 
@@ -436,14 +481,14 @@ RunResult read_run(const Run& r, const Spec& spec) {
   const auto q = spec.quiet_ms.find(r.config->name);
   const double quiet_ms = q == spec.quiet_ms.end() ? NAN : q->second;
   RunResult res;
-  const fs::path metrics = r.dir / "metrics.jsonl", summary_path = r.dir / "summary.json";
+  const fs::path summary_path = r.dir / "summary.json";
   if (!fs::exists(r.dir / "run.json")) return res;
   std::vector<double> ms, rate;
   double peak = NAN;
   std::map<int64_t, EvalPoint> evals;
-  std::ifstream in(metrics);
+  std::istringstream in(read_metrics(r.dir));
   std::string line;
-  while (in && std::getline(in, line)) {
+  while (std::getline(in, line)) {
     json row;
     try {
       row = json::parse(line);
@@ -1218,6 +1263,7 @@ int cmd_compare(Args& args) {
       head << "[" << ++k << "/" << planned << "] " << r.config->name << " lr " << lr_text(r.lr) << " seed " << r.seed << ": ";
       if (fs::exists(r.dir / "summary.json")) {
         ++skipped;
+        if (spec.compress_metrics) compress_metrics(r.dir);
         std::cout << head.str() << "done already, skipped" << std::endl;
         continue;
       }
@@ -1261,6 +1307,7 @@ int cmd_compare(Args& args) {
       }
       if (!spec.keep_checkpoints)
         for (const auto& c : train::list_checkpoints(r.dir.string())) fs::remove(c);
+      if (spec.compress_metrics) compress_metrics(r.dir);
       json s = json::parse(read_file(r.dir / "summary.json"));
       std::cout << " … done in " << fmt("%.1f", secs) << " s: final val_loss " << fmt("%.4f", num(s, "final_val_loss")) << std::endl;
     }
