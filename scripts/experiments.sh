@@ -27,6 +27,9 @@
 #                      and checkpoints stay out of git, docs/results/study_lm/.gitignore)
 #   study_vit          issue 19's vision study: vit-mini, Fashion-MNIST, 3 epochs, full test set, the
 #                      same 20 configs (80 sweep runs + 60 seed runs); committed like study_lm
+#   study_noise        issue 19's batch-size sweep (4, 16, 64 sequences at 16,000 sequences) for Muon,
+#                      LiMuon exact, LiMuon light r32 exact: 3-lr sweeps + 2 seeds = 45 runs
+#   study_memory       issue 19's memory reading: the LM study's configs at DistilGPT2 size, 3 steps
 # Use `limuon compare --spec experiments/NAME.json --out DIR --dry-run` to see every run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +48,7 @@ threads=()
 status=0
 for name in "${names[@]}"; do
   spec="experiments/$name.json"
-  [ -f "$spec" ] || { echo "experiments: no $spec (valid: lm vit orth_ablation memory_distilgpt2 lm_family lm_family_quick vit_family study_lm study_vit)" >&2; exit 2; }
+  [ -f "$spec" ] || { echo "experiments: no $spec (valid: lm vit orth_ablation memory_distilgpt2 lm_family lm_family_quick vit_family study_lm study_vit study_noise study_memory)" >&2; exit 2; }
   echo "== $name: $spec -> $OUT/$name"
   start=$(date +%s)
   "$LIMUON" compare --spec "$spec" --out "$OUT/$name" "${threads[@]}" "${extra[@]}" || status=$?
