@@ -19,7 +19,10 @@ steps it computes a reference gradient G at the current weights, the mean over -
 fresh batches (dropout on, as in training), and reports over the hidden matrices:
   rel_err   ||E - G|| / ||G||      E: the matrix the optimizer orthogonalizes next
   cos       cosine(E, G)
-  cos_orth  cosine(orth(E), orth(G)): agreement of the directions actually stepped along
+  cos_step  cosine(orth(E), G): how much of the step the optimizer takes points down the gradient
+            (a step's first-order loss decrease is lr s <G, orth(E)>)
+  ref_self  cosine between the means of the two halves of the reference batches: how noisy G
+            itself is (1 would be noise-free)
 (G is itself a mean of --ref-batches batches, so even a perfect estimate shows some error; the
 same G noise applies to every optimizer.) Results: JSON lines to --out and a Markdown table.
 
@@ -116,11 +119,12 @@ def run(kind, lr, beta):
             g_["lr"] = 0.003 * min(1.0, (step + 1) / 100)
         if step % a.every == 0 and state is not None:
             rng = torch.get_rng_state()
-            acc = [torch.zeros_like(p) for p in hidden]
-            for _ in range(a.ref_batches):
+            halves = [[torch.zeros_like(p) for p in hidden] for _ in range(2)]
+            for i in range(a.ref_batches):
                 _, gs = lm_grads(*batch(ref_gen))
-                for s_, g_ in zip(acc, gs):
+                for s_, g_ in zip(halves[i % 2], gs):
                     s_.add_(g_, alpha=1.0 / a.ref_batches)
+            acc = [h0 + h1 for h0, h1 in zip(*halves)]
             torch.set_rng_state(rng)
             # Muon: its last Nesterov input g + 0.95 buf, scaled by 0.05 so that it estimates the gradient
             # (its mean is about 20 G); cosines do not depend on the scale.
@@ -130,7 +134,8 @@ def run(kind, lr, beta):
             row = {"kind": kind, "lr": lr, "beta": beta, "step": step,
                    "rel_err": math.sqrt(num / den),
                    "cos": sum(cosine(e, G) for e, G in zip(est, acc)) / len(acc),
-                   "cos_orth": sum(cosine(ns5(e), ns5(G)) for e, G in zip(est, acc)) / len(acc),
+                   "cos_step": sum(cosine(ns5(e), G) for e, G in zip(est, acc)) / len(acc),
+                   "ref_self": sum(cosine(h0, h1) for h0, h1 in zip(*halves)) / len(acc),
                    "train_loss_last_window": sum(losses[-a.every:]) / len(losses[-a.every:])}
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -176,8 +181,8 @@ for spec in a.runs.split(","):
         for r in all_rows:
             f.write(json.dumps(r) + "\n")
 
-print("\n| optimizer | lr | beta | step | train loss (last window) | rel_err | cos | cos_orth |")
-print("|---|---|---|---|---|---|---|---|")
+print("\n| optimizer | lr | beta | step | train loss (last window) | rel_err | cos | cos_step | ref_self |")
+print("|---|---|---|---|---|---|---|---|---|")
 for r in all_rows:
     print(f"| {r['kind']} | {r['lr']:g} | {'' if r['beta'] is None else r['beta']} | {r['step']} | "
-          f"{r['train_loss_last_window']:.3f} | {r['rel_err']:.3f} | {r['cos']:.3f} | {r['cos_orth']:.3f} |")
+          f"{r['train_loss_last_window']:.3f} | {r['rel_err']:.3f} | {r['cos']:.3f} | {r['cos_step']:.3f} | {r['ref_self']:.3f} |")
