@@ -737,8 +737,17 @@ std::vector<std::string> draw_plots(const fs::path& out, const Spec& spec, const
   std::ofstream(dir / "memory.dat") << memory.str();
   std::ofstream(dir / "lr_sweep.dat") << lrs.str();
 
-  const size_t nseeds = spec.seeds.size();
-  const std::string over = nseeds > 1 ? "mean ± std over " + std::to_string(nseeds) + " seeds" : "1 seed";
+  // The seeds actually finished behind the plotted curves (a study in progress has fewer than planned).
+  size_t lo = SIZE_MAX, hi = 0;
+  for (const auto& sel : selected) {
+    const size_t n = static_cast<size_t>(
+        std::count_if(sel.results.begin(), sel.results.end(), [](const RunResult* r) { return r->status == "done"; }));
+    if (n == 0) continue;
+    lo = std::min(lo, n), hi = std::max(hi, n);
+  }
+  const std::string over = hi <= 1 ? std::string("1 seed")
+                           : lo == hi ? "mean ± std over " + std::to_string(hi) + " seeds"
+                                      : "mean ± std over " + std::to_string(lo) + "-" + std::to_string(hi) + " seeds";
   gp << "# limuon compare: plots of " << out.string() << " (run: gnuplot plots.gp in this directory)\n"
      << "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n  set terminal pngcairo size 1000,640 font 'Sans,11' noenhanced\n"
      << "} else {\n  set terminal png size 1000,640 noenhanced\n}\n"

@@ -10,24 +10,33 @@ set ylabel 'validation loss'
 set yrange [*:*]
 
 set output 'val_loss_vs_samples.png'
-set title 'Validation loss vs samples (mean ± std over 4 seeds, each config at its best lr; budget 16000 samples)'
+set title 'Validation loss vs samples (1 seed, each config at its best lr; budget 16000 samples)'
 set xlabel 'training samples'
 set ylabel 'validation loss'
-plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.01)'
+plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.01)', \
+     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact (lr 0.005)', \
+     'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r32-exact (lr 0.005)', \
+     'curves.dat' index 3 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'adamw (lr 0.002)'
 unset output
 
 set output 'val_loss_vs_grad_evals.png'
-set title 'Validation loss vs gradient evaluations (mean ± std over 4 seeds; LiMuon storm=exact spends 2 per step)'
+set title 'Validation loss vs gradient evaluations (1 seed; LiMuon storm=exact spends 2 per step)'
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 set ylabel 'validation loss'
-plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.01)'
+plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.01)', \
+     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact (lr 0.005)', \
+     'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r32-exact (lr 0.005)', \
+     'curves.dat' index 3 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'adamw (lr 0.002)'
 unset output
 
 set output 'val_loss_vs_seconds.png'
-set title 'Validation loss vs wall-clock time (mean ± std over 4 seeds)'
-set xlabel 'training time, s (steps only, evaluation excluded)'
+set title 'Validation loss vs wall-clock time (1 seed)'
+set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 set ylabel 'validation loss'
-plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.01)'
+plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.01)', \
+     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact (lr 0.005)', \
+     'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r32-exact (lr 0.005)', \
+     'curves.dat' index 3 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'adamw (lr 0.002)'
 unset output
 
 if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
@@ -36,17 +45,26 @@ if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
   set terminal png size 1800,600 noenhanced
 }
 set output 'val_loss_overview.png'
-set multiplot layout 1,3 title 'Validation loss, one line per optimizer (mean ± std over 4 seeds, each config at its best lr; budget 16000 samples)'
+set multiplot layout 1,3 title 'Validation loss, one line per optimizer (1 seed, each config at its best lr; budget 16000 samples)'
 set ylabel 'validation loss (nats per token)'
 set title ''
 set xlabel 'training samples (sequences)'
-plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon (lr 0.01)'
+plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon (lr 0.01)', \
+     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact (lr 0.005)', \
+     'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-light-r32-exact (lr 0.005)', \
+     'curves.dat' index 3 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'adamw (lr 0.002)'
 set title ''
 set xlabel 'gradient evaluations (samples × evaluations per step)'
-plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon (lr 0.01)'
+plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon (lr 0.01)', \
+     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact (lr 0.005)', \
+     'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-light-r32-exact (lr 0.005)', \
+     'curves.dat' index 3 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'adamw (lr 0.002)'
 set title ''
-set xlabel 'training time, s (steps only, evaluation excluded)'
-plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon (lr 0.01)'
+set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
+plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon (lr 0.01)', \
+     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact (lr 0.005)', \
+     'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-light-r32-exact (lr 0.005)', \
+     'curves.dat' index 3 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'adamw (lr 0.002)'
 unset multiplot
 unset output
 set ylabel 'validation loss'
@@ -61,7 +79,7 @@ set output 'memory.png'
 set multiplot layout 1,2 title 'Memory per optimizer (each config at its best lr, mean over seeds)'
 set style fill solid 0.6 border -1
 set boxwidth 0.6
-set xrange [-0.6:0.6]
+set xrange [-0.6:3.6]
 set yrange [0:*]
 set xtics rotate by -30 nomirror
 set key off
@@ -89,20 +107,20 @@ set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05
 set key outside right top Left reverse box width 2
 plot 'lr_sweep.dat' index 0 using 1:2:3 with yerrorlines lw 2 pt 7 title 'muon', \
      'lr_sweep.dat' index 1 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact', \
-     'lr_sweep.dat' index 2 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r32-exact', \
-     'lr_sweep.dat' index 3 using 1:2:3 with yerrorlines lw 2 pt 7 title 'adamw', \
-     'lr_sweep.dat' index 4 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r8-exact', \
-     'lr_sweep.dat' index 5 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-paper-r32-exact', \
-     'lr_sweep.dat' index 6 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-approx', \
-     'lr_sweep.dat' index 7 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-preset-paper', \
-     'lr_sweep.dat' index 8 using 1:2:3 with yerrorlines lw 2 pt 7 title 'muon-mvr1', \
-     'lr_sweep.dat' index 9 using 1:2:3 with yerrorlines lw 2 pt 7 title 'muoneq', \
-     'lr_sweep.dat' index 10 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact-beta0.03', \
-     'lr_sweep.dat' index 11 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r32-exact-beta0.03', \
-     'lr_sweep.dat' index 12 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r8-exact-beta0.03', \
-     'lr_sweep.dat' index 13 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-paper-r32-exact-beta0.03', \
-     'lr_sweep.dat' index 14 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-preset-paper-beta0.03', \
-     'lr_sweep.dat' index 15 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact-beta0.3', \
+     'lr_sweep.dat' index 2 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact-beta0.3', \
+     'lr_sweep.dat' index 3 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact-beta0.03', \
+     'lr_sweep.dat' index 4 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r32-exact', \
+     'lr_sweep.dat' index 5 using 1:2:3 with yerrorlines lw 2 pt 7 title 'adamw', \
+     'lr_sweep.dat' index 6 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r8-exact', \
+     'lr_sweep.dat' index 7 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-paper-r32-exact', \
+     'lr_sweep.dat' index 8 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-approx', \
+     'lr_sweep.dat' index 9 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-preset-paper', \
+     'lr_sweep.dat' index 10 using 1:2:3 with yerrorlines lw 2 pt 7 title 'muon-mvr1', \
+     'lr_sweep.dat' index 11 using 1:2:3 with yerrorlines lw 2 pt 7 title 'muoneq', \
+     'lr_sweep.dat' index 12 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r32-exact-beta0.03', \
+     'lr_sweep.dat' index 13 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r8-exact-beta0.03', \
+     'lr_sweep.dat' index 14 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-paper-r32-exact-beta0.03', \
+     'lr_sweep.dat' index 15 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-preset-paper-beta0.03', \
      'lr_sweep.dat' index 16 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r32-exact-beta0.3', \
      'lr_sweep.dat' index 17 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r8-exact-beta0.3', \
      'lr_sweep.dat' index 18 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-paper-r32-exact-beta0.3', \
