@@ -515,7 +515,7 @@ RunResult read_run(const Run& r, const Spec& spec) {
   }
   for (auto& kv : evals) res.evals.push_back(kv.second);
   res.m["ms_per_step"] = quiet ? quiet_ms : median(ms);
-  res.m["throughput"] = median(rate);
+  res.m["throughput"] = quiet ? NAN : median(rate);  // with timing.json: from the quiet ms/step, below
   double best = NAN, best_acc = NAN;
   for (const auto& e : res.evals) {
     if (!std::isnan(e.loss) && !(e.loss >= best)) best = e.loss;
@@ -1128,8 +1128,6 @@ int64_t checkpoint_step(const fs::path& dir) {
   }
 }
 
-}  // namespace
-
 // OUT/timing.json: {"ms_per_step": {"config": ms, ...}, "source": "how and where it was measured"}.
 void load_quiet_timing(const fs::path& file, Spec& spec) {
   if (!fs::exists(file)) return;
@@ -1153,6 +1151,8 @@ void load_quiet_timing(const fs::path& file, Spec& spec) {
   if (spec.quiet_ms.empty()) throw std::runtime_error(where + ": ms_per_step is empty");
   spec.quiet_source = j["source"].get<std::string>();
 }
+
+}  // namespace
 
 int cmd_compare(Args& args) {
   const std::string spec_path = args.str("spec", "");

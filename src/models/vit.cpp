@@ -24,7 +24,11 @@ ViTConfig vit_config(const std::string& name, int64_t image_size, int64_t channe
   else if (name == "vit-tiny") c.dim = 192, c.depth = 12, c.heads = 3;   // ViT-Ti (Touvron et al. 2021)
   else if (name == "vit-small") c.dim = 384, c.depth = 12, c.heads = 6;  // ViT-S
   else if (name == "vit-base") c.dim = 768, c.depth = 12, c.heads = 12;  // ViT-B
-  else throw std::invalid_argument("model: unknown ViT config '" + name + "' (valid: vit-test, vit-mini, vit-tiny, vit-small, vit-base)");
+  else {
+    std::string valid;
+    for (const auto& n : vit_config_names()) valid += (valid.empty() ? "" : ", ") + n;
+    throw std::invalid_argument("model: unknown ViT config '" + name + "' (valid: " + valid + ")");
+  }
   if (patch < 1 || image_size % patch != 0)
     throw std::invalid_argument("model: patch size " + std::to_string(patch) + " must divide the image size " +
                                 std::to_string(image_size));
