@@ -381,6 +381,99 @@ img_md = open(os.path.join(img_out, "report.md")).read()
 check("image report has accuracy and img/s", "final val acc" in img_md and "img/s" in img_md and "| broken | " in img_md, img_md)
 check("image accuracy plot", is_png(os.path.join(img_out, "plots", "val_accuracy_vs_samples.png")))
 
+# ---- 2b. tuning groups ("tune"): variants run on the sweep seed only, at their base's chosen lr,
+# then at the grid's neighbouring lrs while a variant leads its group; the other seeds run only at
+# the group's choice (config and lr). The expected runs are recomputed here from the summaries by a
+# plain re-statement of that rule. Group "aw": AdamW whose base warms up over 1000 steps (so its lr
+# barely rises in 8 steps) and a variant warming up over 1 step, which should lead and walk the grid.
+tune_spec = {
+    "train": {"task": "lm", "model": "gpt2-tiny", "data": corpus, "batch-size": 4, "block-size": 32,
+              "eval-interval": 4, "eval-batches": 2, "warmup": 1},
+    "budget": {"steps": 8}, "seeds": [0, 1], "sweep_seeds": 1,
+    "configs": [
+        {"name": "aw", "optimizer": "adamw", "warmup": 1000, "lr": [0.0003, 0.001, 0.003, 0.01], "tune": {"warmup": [1]}},
+        {"name": "lx", "optimizer": "limuon", "storm": "exact", "beta": 0.1, "lr": 0.02, "tune": {"beta": [0.5, 0.9]}},
+        {"name": "mu", "optimizer": "muon", "lr": 0.02},
+    ],
+}
+tune_path = write(os.path.join(TMP, "tune.json"), tune_spec)
+tune_out = os.path.join(TMP, "tune")
+r = run(["compare", "--spec", tune_path, "--out", tune_out, "--dry-run"])
+check("tune dry-run lists each variant once at its base's lr", r.returncode == 0 and
+      sum("(at aw's chosen lr) " in l and "/runs/aw-warmup1/" in l for l in r.stdout.splitlines()) == 1 and
+      sum("(at lx's chosen lr) " in l for l in r.stdout.splitlines()) == 2, r.stdout + r.stderr)
+r = run(["compare", "--spec", tune_path, "--out", tune_out])
+check("tune comparison runs", r.returncode == 0, r.stdout[-3000:] + r.stderr)
+
+
+def final_loss(cfg, lr, seed):
+    p = os.path.join(tune_out, "runs", cfg, "lr" + "%g" % lr, f"seed{seed}", "summary.json")
+    return json.load(open(p))["final_val_loss"] if os.path.exists(p) else None
+
+
+expect = set()
+choice = {}
+for base, variants, grid in (("aw", ["aw-warmup1"], [0.0003, 0.001, 0.003, 0.01]), ("lx", ["lx-beta0.5", "lx-beta0.9"], [0.02])):
+    tried = {(base, lr): final_loss(base, lr, 0) for lr in grid}
+    base_lr = min(grid, key=lambda lr: tried[(base, lr)])
+    for v in variants:
+        tried[(v, base_lr)] = final_loss(v, base_lr, 0)
+    while True:
+        lead = min(tried, key=lambda k: tried[k] if tried[k] is not None else math.inf)
+        if lead[0] == base:
+            break
+        i = grid.index(lead[1])
+        new = [(lead[0], grid[j]) for j in (i - 1, i + 1) if 0 <= j < len(grid) and (lead[0], grid[j]) not in tried]
+        if not new:
+            break
+        for k in new:
+            tried[k] = final_loss(k[0], k[1], 0)
+    expect |= {(c, lr, 0) for c, lr in tried}
+    expect.add((lead[0], lead[1], 1))
+    choice[base] = lead
+expect |= {("mu", 0.02, 0), ("mu", 0.02, 1)}
+found = set()
+for cfg in os.listdir(os.path.join(tune_out, "runs")):
+    for lr in os.listdir(os.path.join(tune_out, "runs", cfg)):
+        for sd in os.listdir(os.path.join(tune_out, "runs", cfg, lr)):
+            found.add((cfg, float(lr[2:]), int(sd[4:])))
+check("tune runs exactly the planned runs", found == expect and all(final_loss(*x) is not None for x in expect),
+      (sorted(found - expect), sorted(expect - found)))
+check("the warm-up variant leads and walks the grid", choice["aw"][0] == "aw-warmup1" and
+      sum(1 for x in found if x[0] == "aw-warmup1") >= 2, (choice, sorted(found)))
+tune_rep = json.load(open(os.path.join(tune_out, "report.json")))
+rows = {c["group"]: c for c in tune_rep["configs"]}
+check("report: a row per group, at its choice", sorted(rows) == ["aw", "lx", "mu"] and
+      all((rows[g]["config"], rows[g]["lr"]) == choice[g] and rows[g]["seeds_done"] == 2 for g in choice), rows)
+for g, (cfg, lr) in choice.items():
+    m, s_ = mean_std([final_loss(cfg, lr, 0), final_loss(cfg, lr, 1)])
+    check(f"report: {g}'s choice over its seeds", close(rows[g]["metrics"]["final_val_loss"]["mean"], m), (rows[g]["metrics"]["final_val_loss"], m))
+tuned = {(t["config"], t["flag"]): t for t in tune_rep["tuned"]}
+lx_lr = 0.02
+check("report: tuned flags at the base's lr", set(tuned) == {("aw", "warmup"), ("aw-warmup1", "warmup"), ("lx", "beta"),
+      ("lx-beta0.5", "beta"), ("lx-beta0.9", "beta")} and tuned[("lx-beta0.9", "beta")]["value"] == 0.9 and
+      close(tuned[("lx-beta0.9", "beta")]["final_val_loss"]["mean"], final_loss("lx-beta0.9", lx_lr, 0)), tune_rep["tuned"])
+sel_rows = [x for x in tune_rep["sweep"] if x["selected"]]
+check("report: the sweep marks one choice per tuned group", sorted((x["config"], x["lr"]) for x in sel_rows) ==
+      sorted([choice["aw"], choice["lx"], ("mu", 0.02)]), sel_rows)
+tune_md = open(os.path.join(tune_out, "report.md")).read()
+check("report.md has the tuned-flags table and plots", "## Tuned flags" in tune_md and "| lx | lx-beta0.9 | beta | 0.9 | 0.02 | 1/1 |" in tune_md
+      and is_png(os.path.join(tune_out, "plots", "tune_beta.png")) and is_png(os.path.join(tune_out, "plots", "tune_warmup.png")),
+      tune_md[-4000:])
+r2 = run(["compare", "--spec", tune_path, "--out", tune_out])
+check("a finished tuning reruns nothing", r2.returncode == 0 and "0 runs executed" in r2.stdout, r2.stdout[-2000:] + r2.stderr)
+for bad, needle in (({"lr": [0.1, 0.2]}, "cannot vary 'lr'"), ({"beta": [0.1]}, "the config's own value"),
+                    ({"rank": [4]}, "needs the config's own value of 'rank'"), ({"beta": []}, "non-empty list"),
+                    ({"beta": [0.5, 0.5]}, "twice"), ("beta", "must be an object")):
+    bs = json.loads(json.dumps(tune_spec))
+    bs["configs"][1]["tune"] = bad
+    r = run(["compare", "--spec", write(os.path.join(TMP, "bad_tune.json"), bs), "--out", os.path.join(TMP, "bad-tune"), "--dry-run"])
+    check(f"bad tune refused ({needle})", r.returncode == 2 and needle in r.stderr, r.stderr)
+bs = json.loads(json.dumps(tune_spec))
+bs["configs"].append({"name": "lx-beta0.5", "optimizer": "muon", "lr": 0.01})
+r = run(["compare", "--spec", write(os.path.join(TMP, "bad_tune.json"), bs), "--out", os.path.join(TMP, "bad-tune"), "--dry-run"])
+check("a variant named like another config is refused", r.returncode == 2 and "has the name of another config" in r.stderr, r.stderr)
+
 # ---- 3. bad specs: a clear message, exit 2, nothing run
 bad_cases = [
     ("{not json", "not valid JSON"),

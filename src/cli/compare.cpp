@@ -54,7 +54,7 @@ const char* kSpecHelp =
     "a JSON object: {\"train\": {common train flags}, \"budget\": {\"steps\"|\"samples\"|\"grad_evals\"|\"seconds\": N}, "
     "\"seeds\": [0, 1] or a count, \"configs\": [{\"name\": \"muon\", \"optimizer\": \"muon\", \"lr\": [0.01, 0.02]}, ...]} "
     "(optional: \"description\", \"select\": \"final\"|\"best\", \"sweep_seeds\": N, \"keep_checkpoints\": false, "
-    "\"compress_metrics\": false); "
+    "\"compress_metrics\": false; per config \"tune\": {\"beta\": [0.03, 0.3]}); "
     "see docs/compare.md";
 
 // Flags that compare sets itself for every run, so neither "train" nor a config may.
@@ -66,6 +66,13 @@ struct ConfigSpec {
   std::string name;
   std::vector<double> lrs;
   json flags = json::object();  // train flags (kebab-case keys) besides lr
+  // Tuning groups ("tune": {"beta": [0.03, 0.3]}): each extra value of a tuned flag is a variant,
+  // a config of its own named BASE-FLAGVALUE that shares the base's lr grid. `group` is the index
+  // of the base in Spec::configs (its own index for a base); `tuned` names the flag a variant
+  // changes ("" for a base).
+  size_t group = 0;
+  std::string tuned;
+  bool is_variant() const { return !tuned.empty(); }
 };
 
 struct Spec {
@@ -203,6 +210,49 @@ std::vector<int64_t> parse_seed_list(const std::string& text) {
   return parse_seeds(arr, "--seeds");
 }
 
+// A config's "tune": {"FLAG": [values]}: one variant per value, each changing only that flag
+// (several flags are tuned one at a time, not crossed), named BASE-FLAGVALUE (lr-style numbers:
+// "beta": 0.3 → BASE-beta0.3).
+void add_variants(Spec& s, size_t base, const json& tune, std::set<std::string>& names) {
+  const std::string cw = "spec '" + s.path + "' config '" + s.configs[base].name + "'";
+  if (!tune.is_object() || tune.empty())
+    throw UsageError(cw + ": 'tune' must be an object of FLAG: [values], e.g. {\"beta\": [0.03, 0.3]}, got " + tune.dump());
+  for (auto it = tune.begin(); it != tune.end(); ++it) {
+    const std::string key = kebab(it.key());
+    if (key == "lr" || key == "name" || key == "tune")
+      throw UsageError(cw + ": 'tune' cannot vary '" + it.key() + "'" + (key == "lr" ? " (the lr list is swept already)" : ""));
+    if (kReserved.count(key) || key == "task" || key == "steps")
+      throw UsageError(cw + ": 'tune' cannot vary '" + it.key() + "' (compare sets it, or every config shares it)");
+    if (!it.value().is_array() || it.value().empty())
+      throw UsageError(cw + ": 'tune' '" + it.key() + "' must be a non-empty list of values, got " + it.value().dump());
+    std::set<std::string> seen;
+    for (const auto& v : it.value()) {
+      if (!v.is_string() && !v.is_number() && !v.is_boolean())
+        throw UsageError(cw + ": 'tune' '" + it.key() + "' values must be strings, numbers or bools, got " + v.dump());
+      const std::string text = v.is_string() ? v.get<std::string>() : v.is_number() ? lr_text(v.get<double>()) : v.dump();
+      if (!seen.insert(text).second) throw UsageError(cw + ": 'tune' '" + it.key() + "' lists " + text + " twice");
+      const json& base_flags = s.configs[base].flags;
+      const json own = base_flags.contains(key) ? base_flags[key] : s.train.contains(key) ? s.train[key] : json();
+      if (!own.is_null() && (own == v || (own.is_number() && v.is_number() && own.get<double>() == v.get<double>())))
+        throw UsageError(cw + ": 'tune' '" + it.key() + "' lists " + text + ", the config's own value (the base run is that one)");
+      if (own.is_null())
+        throw UsageError(cw + ": 'tune' '" + it.key() + "' needs the config's own value of '" + it.key() +
+                         "' given (here or in \"train\"): the base run is compared at it");
+      ConfigSpec cs = s.configs[base];
+      cs.name += "-" + key + text;
+      cs.tuned = key;
+      cs.group = base;
+      cs.flags[key] = v;
+      if (cs.name.size() > 64 || cs.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-") !=
+                                     std::string::npos)
+        throw UsageError(cw + ": the variant name '" + cs.name + "' is not 1-64 of A-Z a-z 0-9 . _ + - (it names a directory)");
+      if (!names.insert(cs.name).second)
+        throw UsageError(cw + ": its 'tune' variant '" + cs.name + "' has the name of another config");
+      s.configs.push_back(std::move(cs));
+    }
+  }
+}
+
 Spec load_spec(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw UsageError("--spec: cannot read '" + path + "'");
@@ -269,6 +319,7 @@ Spec load_spec(const std::string& path) {
   if (!j.contains("configs") || !j["configs"].is_array() || j["configs"].empty())
     throw UsageError(where + ": 'configs' must be a non-empty list of {\"name\": ..., train flags..., \"lr\": ...}");
   std::set<std::string> names;
+  std::vector<std::pair<size_t, json>> tunes;
   for (const auto& c : j["configs"]) {
     if (!c.is_object() || !c.contains("name") || !c["name"].is_string())
       throw UsageError(where + ": every entry of 'configs' must be an object with a \"name\", got " + c.dump());
@@ -279,14 +330,18 @@ Spec load_spec(const std::string& path) {
         cs.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-") != std::string::npos)
       throw UsageError(cw + ": a name is 1-64 of the characters A-Z a-z 0-9 . _ + - (it names a directory)");
     if (!names.insert(cs.name).second) throw UsageError(cw + ": two configs are named '" + cs.name + "'");
-    cs.flags = train_flags(c, cw, {"name", "lr"});
+    cs.flags = train_flags(c, cw, {"name", "lr", "tune"});
     if (cs.flags.contains("task")) throw UsageError(cw + ": 'task' belongs in \"train\" (all configs share the task)");
     if (cs.flags.contains("steps")) throw UsageError(cw + ": 'steps' belongs in \"train\" (all configs share the budget)");
     if (c.contains("lr")) cs.lrs = parse_lrs(c["lr"], cw);
     else if (s.train.contains("lr")) cs.lrs = parse_lrs(s.train["lr"], cw + " (lr from \"train\")");
     else throw UsageError(cw + ": no learning rate: give \"lr\" (a number or a list to sweep) here or in \"train\"");
+    cs.group = s.configs.size();
     s.configs.push_back(std::move(cs));
+    if (c.contains("tune")) tunes.emplace_back(s.configs.size() - 1, c["tune"]);
   }
+  // Variants after every base config: the bases' sweeps run first.
+  for (const auto& [base, tune] : tunes) add_variants(s, base, tune, names);
   s.train.erase("lr");
   return s;
 }
@@ -552,6 +607,24 @@ RunResult read_run(const Run& r, const Spec& spec) {
   return res;
 }
 
+// A run's state for planning: read_run without the metrics (which only "select": "best" needs).
+RunResult peek_run(const Run& r, const Spec& spec) {
+  if (spec.select == "best") return read_run(r, spec);
+  RunResult res;
+  if (!fs::exists(r.dir / "run.json")) return res;
+  if (!fs::exists(r.dir / "summary.json")) {
+    res.status = fs::exists(r.dir / "failed") ? "failed" : "incomplete";
+    return res;
+  }
+  try {
+    res.m["final_val_loss"] = num(json::parse(read_file(r.dir / "summary.json")), "final_val_loss");
+    res.status = "done";
+  } catch (const json::exception&) {
+    res.status = "failed";
+  }
+  return res;
+}
+
 struct Stat {
   double mean = NAN, std = NAN;
   double ci95 = NAN;  // half-width of the 95 % confidence interval of the mean (Student t), n >= 2
@@ -649,6 +722,16 @@ std::string gp_quote(const std::string& s) {
   return o + "'";
 }
 
+// One point of a tuned flag: a group's base or variant at the base's chosen lr.
+struct TuneRow {
+  const ConfigSpec* base;
+  const ConfigSpec* member;
+  std::string flag;
+  json value;
+  double lr;
+  Stat loss;  // over the sweep seeds (the selecting loss)
+};
+
 struct Selected {
   const ConfigSpec* config;
   double lr;
@@ -689,9 +772,12 @@ std::vector<CurvePoint> mean_curve(const Selected& sel) {
   return out;
 }
 
+size_t sweep_count(const Spec& s);
+
 // Writes plots/*.dat, plots/plots.gp and runs gnuplot; returns the PNGs written, or sets `skipped`.
 std::vector<std::string> draw_plots(const fs::path& out, const Spec& spec, const std::vector<Selected>& selected,
-                                    const std::map<std::string, std::map<double, Stat>>& sweep, std::string& skipped) {
+                                    const std::map<std::string, std::map<double, Stat>>& sweep,
+                                    const std::vector<TuneRow>& tuned, std::string& skipped) {
   const fs::path dir = out / "plots";
   fs::create_directories(dir);
   const std::string gnuplot = find_on_path("gnuplot");
@@ -724,9 +810,13 @@ std::vector<std::string> draw_plots(const fs::path& out, const Spec& spec, const
     }
   }
   int nsweep = 0;
+  std::vector<std::string> swept;  // configs with 2+ lrs that finished, in lr_sweep.dat's order
   for (const auto& c : spec.configs) {
     auto it = sweep.find(c.name);
-    if (c.lrs.size() < 2 || it == sweep.end()) continue;
+    if (it == sweep.end() ||
+        std::count_if(it->second.begin(), it->second.end(), [](const auto& kv) { return kv.second.n > 0; }) < 2)
+      continue;
+    swept.push_back(c.name);
     lrs << "# " << c.name << "\n# lr final_val_loss std\n";
     for (const auto& kv : it->second)
       if (kv.second.n > 0) lrs << fmt("%.17g", kv.first) << ' ' << fmt("%.17g", kv.second.mean) << ' ' << fmt("%.17g", kv.second.std) << '\n';
@@ -823,15 +913,52 @@ std::vector<std::string> draw_plots(const fs::path& out, const Spec& spec, const
                    sweep_over + ")")
        << "\nset logscale x\nset xlabel 'learning rate'\nset ylabel 'validation loss'\nset yrange [*:*]\nset xrange [*:*]\n"
        << "set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05\nset key outside right top Left reverse box width 2\nplot ";
-    int i = 0;
-    for (const auto& c : spec.configs) {
-      if (c.lrs.size() < 2 || !sweep.count(c.name)) continue;
+    for (size_t i = 0; i < swept.size(); ++i)
       gp << (i ? ", \\\n     " : "") << "'lr_sweep.dat' index " << i << " using 1:2:3 with yerrorlines lw 2 pt 7 title "
-         << gp_quote(c.name);
-      ++i;
-    }
+         << gp_quote(swept[i]);
     gp << "\nunset output\nunset logscale x\n";
     pngs.push_back("lr_sweep.png");
+  }
+  // Tuned flags: per flag, one line per group, the selecting loss against the flag's value at the
+  // base's chosen lr (numeric flags; log x when every value is positive).
+  std::vector<std::string> flags;
+  for (const auto& t : tuned)
+    if (t.value.is_number() && std::find(flags.begin(), flags.end(), t.flag) == flags.end()) flags.push_back(t.flag);
+  for (const auto& flag : flags) {
+    std::ostringstream dat;
+    std::vector<std::string> titles;
+    std::set<const ConfigSpec*> bases;
+    bool positive = true;
+    for (const auto& t : tuned) {
+      if (t.flag != flag || !bases.insert(t.base).second) continue;
+      std::vector<std::pair<double, Stat>> pts;
+      for (const auto& u : tuned)
+        if (u.flag == flag && u.base == t.base && u.value.is_number() && u.loss.n > 0) pts.emplace_back(u.value.get<double>(), u.loss);
+      if (pts.size() < 2) continue;
+      std::sort(pts.begin(), pts.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+      dat << "# " << t.base->name << " at lr " << lr_text(t.lr) << "\n# " << flag << " loss std\n";
+      for (const auto& [x, st] : pts) {
+        positive = positive && x > 0;
+        dat << fmt("%.17g", x) << ' ' << fmt("%.17g", st.mean) << ' ' << fmt("%.17g", st.std) << '\n';
+      }
+      dat << "\n\n";
+      titles.push_back(t.base->name + " (lr " + lr_text(t.lr) + ")");
+    }
+    if (titles.empty()) continue;
+    const std::string name = "tune_" + flag;
+    std::ofstream(dir / (name + ".dat")) << dat.str();
+    const size_t sweep_n = sweep_count(spec);
+    gp << "\nset output '" << name << ".png'\nset title "
+       << gp_quote("Tuning " + flag + " at each config's chosen lr: " + std::string(spec.select == "best" ? "best" : "final") +
+                   " validation loss (" + (sweep_n > 1 ? "mean ± std over " + std::to_string(sweep_n) + " seeds" : "1 seed") + ")")
+       << (positive ? "\nset logscale x" : "") << "\nset xlabel " << gp_quote(flag)
+       << "\nset ylabel 'validation loss'\nset yrange [*:*]\nset xrange [*:*]\n"
+       << "set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05\nset key outside right top Left reverse box width 2\nplot ";
+    for (size_t i = 0; i < titles.size(); ++i)
+      gp << (i ? ", \\\n     " : "") << "'" << name << ".dat' index " << i << " using 1:2:3 with yerrorlines lw 2 pt 7 title "
+         << gp_quote(titles[i]);
+    gp << "\nunset output\nunset logscale x\n";
+    pngs.push_back(name + ".png");
   }
   std::ofstream(dir / "plots.gp") << gp.str();
   if (pngs.empty()) {
@@ -869,62 +996,161 @@ size_t seed_index(const Spec& s, int64_t seed) {
   return static_cast<size_t>(std::find(s.seeds.begin(), s.seeds.end(), seed) - s.seeds.begin());
 }
 
-// Whether a run takes part in its config's lr comparison: all runs of a config without a sweep,
-// else those of the first sweep_seeds seeds.
-bool in_sweep(const Spec& s, const Run& r) {
-  return r.config->lrs.size() == 1 || s.sweep_seeds == 0 || seed_index(s, r.seed) < static_cast<size_t>(s.sweep_seeds);
+size_t sweep_count(const Spec& s) {
+  return s.sweep_seeds > 0 ? std::min(static_cast<size_t>(s.sweep_seeds), s.seeds.size()) : s.seeds.size();
 }
 
-// Each config's lr: the lowest mean validation loss (final, or best with "select": "best") over
-// its sweep runs, preferring lrs whose sweep runs all finished with a finite loss; NaN when none
-// finished. `stats` receives the statistics per config and lr.
-std::map<const ConfigSpec*, double> choose_lrs(const Spec& spec, const std::vector<Run>& runs, const std::vector<RunResult>& results,
-                                               std::map<std::string, std::map<double, Stat>>* stats = nullptr) {
+// Whether a config's group has anything to tune: an lr list, or variants.
+bool group_tuned(const Spec& s, const ConfigSpec& c) {
+  if (s.configs[c.group].lrs.size() > 1) return true;
+  return std::any_of(s.configs.begin(), s.configs.end(), [&](const ConfigSpec& x) { return x.is_variant() && x.group == c.group; });
+}
+
+// Whether a run takes part in its group's tuning: every run of a group with nothing to tune, else
+// those of the first sweep_seeds seeds.
+bool in_sweep(const Spec& s, const Run& r) {
+  return !group_tuned(s, *r.config) || s.sweep_seeds == 0 || seed_index(s, r.seed) < static_cast<size_t>(s.sweep_seeds);
+}
+
+struct Choice {
+  const ConfigSpec* config = nullptr;
+  double lr = NAN;       // NaN: no sweep run finished
+  double loss = INFINITY;
+  bool complete = false;  // every planned sweep run at that lr finished with a finite loss
+};
+
+// Whether `a` beats `b`: complete lrs (all their sweep runs finished with a finite loss) first,
+// then the lower mean loss.
+bool better(const Choice& a, const Choice& b) {
+  if (std::isnan(a.lr)) return false;
+  if (std::isnan(b.lr)) return true;
+  return (a.complete && !b.complete) || (a.complete == b.complete && a.loss < b.loss);
+}
+
+// The state of a comparison: which runs it makes (in order), each config's lr, each group's choice.
+struct Plan {
+  std::vector<size_t> wanted;                     // the runs to make, in order: bases' sweeps, variants, other seeds
+  std::vector<char> want;                         // by run index
+  std::map<const ConfigSpec*, Choice> per_config;  // each config's best lr over its sweep runs
+  std::map<size_t, Choice> per_group;             // each group's (base index) best config and lr
+  std::map<std::string, std::map<double, Stat>> sweep;  // per config and lr: the statistics picking them
+};
+
+// What a comparison runs, given the runs' states (`attempted`: runs tried in this invocation, which
+// count as settled even when they failed).
+//  1. every base config's sweep runs (each lr, sweep seeds);
+//  2. once a base's sweep is settled, its variants at the base's chosen lr; where a variant then
+//     leads the group, it also runs at the neighbouring lrs of the grid around its best, until its
+//     best lr has both neighbours run (or is at the end of the grid);
+//  3. once a group's tuning is settled, the other seeds at its choice (config and lr).
+// The choice picks the lowest mean validation loss (final, or best with "select": "best") over the
+// sweep seeds, preferring lrs whose sweep runs all finished with a finite loss.
+Plan plan_state(const Spec& spec, const std::vector<Run>& runs, const std::vector<RunResult>& results,
+                const std::set<size_t>& attempted = {}) {
   const std::string key = spec.select == "best" ? "best_val_loss" : "final_val_loss";
-  std::map<const ConfigSpec*, double> chosen;
-  for (const auto& c : spec.configs) {
-    double best_lr = NAN, best = INFINITY;
-    bool best_complete = false;
+  Plan p;
+  p.want.assign(runs.size(), 0);
+  auto add = [&](size_t i) {
+    if (p.want[i]) return false;
+    p.want[i] = 1;
+    p.wanted.push_back(i);
+    return true;
+  };
+  auto pending = [&](size_t i) { return p.want[i] && results[i].status != "done" && !attempted.count(i); };
+  auto choose = [&](const ConfigSpec& c, std::map<double, Stat>* stats) {
+    Choice best;
+    best.config = &c;
     for (double lr : c.lrs) {
       std::vector<double> v;
       size_t planned = 0, done = 0;
+      bool considered = false;
       for (size_t i = 0; i < runs.size(); ++i) {
         if (runs[i].config != &c || runs[i].lr != lr || !in_sweep(spec, runs[i])) continue;
         ++planned;
+        considered = considered || p.want[i] || results[i].status != "missing";
         if (results[i].status != "done") continue;
         ++done;
         auto it = results[i].m.find(key);
         v.push_back(it == results[i].m.end() ? NAN : it->second);
       }
+      if (!considered) continue;  // a variant's lr it never ran at
       const Stat st = stat(v);
-      if (stats) (*stats)[c.name][lr] = st;
-      const bool complete = done == planned && static_cast<size_t>(st.n) == done;
-      if (st.n > 0 && ((complete && !best_complete) || (complete == best_complete && st.mean < best))) {
-        best = st.mean;
-        best_lr = lr;
-        best_complete = complete;
-      }
+      if (stats) (*stats)[lr] = st;
+      if (st.n == 0) continue;
+      Choice here{&c, lr, st.mean, done == planned && static_cast<size_t>(st.n) == done};
+      if (better(here, best)) best = here;
     }
-    chosen[&c] = best_lr;
+    return best;
+  };
+  auto group_choice = [&](size_t g) {
+    Choice best = choose(spec.configs[g], nullptr);
+    for (const auto& c : spec.configs)
+      if (c.is_variant() && c.group == g) {
+        const Choice v = choose(c, nullptr);
+        if (better(v, best)) best = v;
+      }
+    return best;
+  };
+  auto settled = [&](size_t g, bool variants_too) {
+    for (size_t i = 0; i < runs.size(); ++i)
+      if (runs[i].config->group == g && (variants_too || !runs[i].config->is_variant()) && pending(i)) return false;
+    return true;
+  };
+  auto sweep_runs = [&](const ConfigSpec* c, double lr, auto&& f) {
+    for (size_t i = 0; i < runs.size(); ++i)
+      if (runs[i].config == c && runs[i].lr == lr && in_sweep(spec, runs[i])) f(i);
+  };
+
+  for (size_t i = 0; i < runs.size(); ++i)
+    if (!runs[i].config->is_variant() && in_sweep(spec, runs[i])) add(i);
+  for (size_t g = 0; g < spec.configs.size(); ++g) {
+    if (spec.configs[g].is_variant() || !settled(g, false)) continue;
+    const Choice base = choose(spec.configs[g], nullptr);
+    if (std::isnan(base.lr)) continue;
+    for (const auto& c : spec.configs)
+      if (c.is_variant() && c.group == g) sweep_runs(&c, base.lr, add);
+    // Local search around a leading variant's best lr.
+    for (;;) {
+      const Choice lead = group_choice(g);
+      if (lead.config == nullptr || !lead.config->is_variant() || std::isnan(lead.lr)) break;
+      std::vector<double> grid = lead.config->lrs;
+      std::sort(grid.begin(), grid.end());
+      const size_t at = static_cast<size_t>(std::find(grid.begin(), grid.end(), lead.lr) - grid.begin());
+      bool added = false, waiting = false;
+      for (size_t nb : {at - 1, at + 1})
+        if (nb < grid.size())
+          sweep_runs(lead.config, grid[nb], [&](size_t i) {
+            added = add(i) || added;
+            waiting = waiting || pending(i);
+          });
+      if (!added || waiting) break;
+    }
   }
-  return chosen;
+  for (size_t g = 0; g < spec.configs.size(); ++g) {
+    if (spec.configs[g].is_variant() || !group_tuned(spec, spec.configs[g]) || !settled(g, true)) continue;
+    const Choice c = group_choice(g);
+    if (std::isnan(c.lr)) continue;
+    for (size_t i = 0; i < runs.size(); ++i)
+      if (runs[i].config == c.config && runs[i].lr == c.lr && !in_sweep(spec, runs[i])) add(i);
+  }
+  for (const auto& c : spec.configs) p.per_config[&c] = choose(c, &p.sweep[c.name]);
+  for (size_t g = 0; g < spec.configs.size(); ++g)
+    if (!spec.configs[g].is_variant()) p.per_group[g] = group_choice(g);
+  return p;
 }
 
 int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& all_runs) {
-  // Runs outside the sweep at an lr that was not chosen are never run: leave them out.
+  // The runs the comparison makes or has started; variants' lrs and seeds it never ran are left out.
   std::vector<RunResult> all_results;
   for (const auto& r : all_runs) all_results.push_back(read_run(r, spec));
-  std::map<std::string, std::map<double, Stat>> sweep_sel;
-  const auto chosen = choose_lrs(spec, all_runs, all_results, &sweep_sel);
+  const Plan plan = plan_state(spec, all_runs, all_results);
   std::vector<Run> runs;
   std::vector<RunResult> results;
-  for (size_t i = 0; i < all_runs.size(); ++i) {
-    const double lr = chosen.at(all_runs[i].config);
-    if (in_sweep(spec, all_runs[i]) || all_runs[i].lr == lr || std::isnan(lr)) {
+  for (size_t i = 0; i < all_runs.size(); ++i)
+    if (plan.want[i] || all_results[i].status != "missing") {
       runs.push_back(all_runs[i]);
       results.push_back(all_results[i]);
     }
-  }
   json jr = json::object();
   jr["spec"] = json{{"path", spec.path},         {"description", spec.description}, {"train", spec.train},
                     {"budget", {{spec.budget_kind, spec.budget}}}, {"seeds", spec.seeds}, {"select", spec.select},
@@ -940,16 +1166,17 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
     jr["runs"].push_back(j);
   }
 
-  // Per (config, lr): the sweep's statistics (over the sweep seeds), and the chosen lr.
+  // Per (config, lr): the sweep's statistics (over the sweep seeds); the group's choice is selected.
   std::vector<Selected> selected;
   jr["sweep"] = json::array();
   for (const auto& c : spec.configs) {
-    const double best_lr = chosen.at(&c);
+    const Choice& g = plan.per_group.at(c.group);
     for (double lr : c.lrs) {
-      json j{{"config", c.name}, {"lr", lr}, {"selected", lr == best_lr}};
+      json j{{"config", c.name}, {"group", spec.configs[c.group].name}, {"lr", lr}, {"selected", g.config == &c && lr == g.lr}};
+      size_t done = 0, planned = 0;
       for (const char* k : {"final_val_loss", "best_val_loss"}) {
         std::vector<double> v;
-        size_t done = 0, planned = 0;
+        done = planned = 0;
         for (size_t i = 0; i < runs.size(); ++i)
           if (runs[i].config == &c && runs[i].lr == lr && in_sweep(spec, runs[i])) {
             ++planned;
@@ -958,19 +1185,50 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
             ++done;
           }
         j[k] = stat_json(stat(v));
-        j["seeds_done"] = done;
-        j["seeds_planned"] = planned;
       }
+      if (planned == 0) continue;  // a variant's lr it never ran at
+      j["seeds_done"] = done;
+      j["seeds_planned"] = planned;
       jr["sweep"].push_back(j);
     }
-    Selected s{&c, std::isnan(best_lr) ? c.lrs[0] : best_lr, {}, {}};
+  }
+  for (size_t g = 0; g < spec.configs.size(); ++g) {
+    if (spec.configs[g].is_variant()) continue;
+    const Choice& ch = plan.per_group.at(g);
+    Selected s{ch.config, std::isnan(ch.lr) ? spec.configs[g].lrs[0] : ch.lr, {}, {}};
+    if (std::isnan(ch.lr)) s.config = &spec.configs[g];
     for (size_t i = 0; i < runs.size(); ++i)
-      if (runs[i].config == &c && runs[i].lr == s.lr) {
+      if (runs[i].config == s.config && runs[i].lr == s.lr) {
         s.runs.push_back(&runs[i]);
         s.results.push_back(&results[i]);
       }
     selected.push_back(s);
   }
+
+  // Tuned flags: each group's base and variants at the base's chosen lr.
+  std::vector<TuneRow> tune_rows;
+  for (size_t g = 0; g < spec.configs.size(); ++g) {
+    const ConfigSpec& base = spec.configs[g];
+    if (base.is_variant()) continue;
+    const double lr = plan.per_config.at(&base).lr;
+    for (const auto& c : spec.configs) {
+      if (!c.is_variant() || c.group != g) continue;
+      for (const ConfigSpec* member : {&base, &c}) {
+        TuneRow t{&base, member, c.tuned, member->flags.contains(c.tuned) ? member->flags.at(c.tuned) : spec.train.at(c.tuned), lr, {}};
+        const auto it = plan.sweep.find(member->name);
+        if (!std::isnan(lr) && it != plan.sweep.end() && it->second.count(lr)) t.loss = it->second.at(lr);
+        const bool seen = std::any_of(tune_rows.begin(), tune_rows.end(), [&](const TuneRow& x) {
+          return x.member == member && x.flag == t.flag;
+        });
+        if (!seen) tune_rows.push_back(t);
+      }
+    }
+  }
+  jr["tuned"] = json::array();
+  for (const auto& t : tune_rows)
+    jr["tuned"].push_back(json{{"group", t.base->name}, {"config", t.member->name}, {"flag", t.flag}, {"value", t.value},
+                               {"lr", std::isnan(t.lr) ? json() : json(t.lr)},
+                               {spec.select == "best" ? "best_val_loss" : "final_val_loss", stat_json(t.loss)}});
 
   // Equal gradient evaluations: the smallest total any selected run spent (a samples budget gives
   // LiMuon storm=exact about twice the others'); every run's validation loss is read there,
@@ -989,7 +1247,7 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
   jr["configs"] = json::array();
   std::map<std::string, std::map<std::string, Stat>> table;
   for (const auto& s : selected) {
-    json j{{"config", s.config->name}, {"lr", s.lr}, {"lr_candidates", s.config->lrs}};
+    json j{{"config", s.config->name}, {"group", spec.configs[s.config->group].name}, {"lr", s.lr}, {"lr_candidates", s.config->lrs}};
     size_t done = 0;
     for (auto* r : s.results) done += r->status == "done";
     j["seeds_done"] = done;
@@ -1008,7 +1266,7 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
   std::string skipped;
   std::vector<std::string> pngs;
   try {
-    pngs = draw_plots(out, spec, selected, sweep_sel, skipped);
+    pngs = draw_plots(out, spec, selected, plan.sweep, tune_rows, skipped);
   } catch (const std::exception& e) {
     skipped = std::string("plotting failed: ") + e.what();
   }
@@ -1031,7 +1289,7 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
      << (spec.sweep_seeds > 0 && static_cast<size_t>(spec.sweep_seeds) < spec.seeds.size()
              ? "the first " + std::to_string(spec.sweep_seeds) + " seed(s); the other seeds run at that lr only"
              : std::string("the seeds"))
-     << " (see the sweep below).\n\n";
+     << " (see the sweep below)" << (tune_rows.empty() ? "" : "; a config with tuned flags is shown as its best variant (a row per group: the base config and its variants, see \"Tuned flags\")") << ".\n\n";
   md << "## Results (mean ± std over seeds; the final loss also with its 95 % confidence interval)\n\n"
         "| config | flags | lr | seeds |";
   for (const auto& c : cols) {
@@ -1085,6 +1343,18 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
     md << "| " << j["config"].get<std::string>() << " | " << lr_text(j["lr"].get<double>()) << " | "
        << j["seeds_done"].get<size_t>() << "/" << j["seeds_planned"].get<size_t>() << " | " << cell(st("final_val_loss"), loss_col) << " | "
        << cell(st("best_val_loss"), loss_col) << " | " << (j["selected"].get<bool>() ? "✔" : "") << " |\n";
+  }
+  if (!tune_rows.empty()) {
+    md << "\n## Tuned flags (each variant at its base config's chosen lr; a variant leading its group also runs at the "
+          "neighbouring lrs, in the sweep above)\n\n| group | config | flag | value | lr | seeds done | "
+       << (spec.select == "best" ? "best" : "final") << " val loss | chosen |\n|---|---|---|---|---|---|---|---|\n";
+    for (const auto& t : tune_rows) {
+      const Choice& g = plan.per_group.at(t.base->group);
+      md << "| " << t.base->name << " | " << t.member->name << " | " << t.flag << " | "
+         << (t.value.is_string() ? t.value.get<std::string>() : t.value.is_number() ? lr_text(t.value.get<double>()) : t.value.dump())
+         << " | " << (std::isnan(t.lr) ? std::string("–") : lr_text(t.lr)) << " | " << t.loss.n << "/" << sweep_count(spec) << " | "
+         << cell(t.loss, Column{"", "", "%.4f"}) << " | " << (g.config == t.member && !std::isnan(g.lr) ? "✔ (lr " + lr_text(g.lr) + ")" : "") << " |\n";
+    }
   }
   md << "\n## Plots\n\n";
   for (const auto& p : pngs) md << "![" << p << "](plots/" << p << ")\n\n";
@@ -1185,25 +1455,28 @@ int cmd_compare(Args& args) {
                      std::to_string(spec.seeds.size()) + " seeds");
   const std::vector<Run> runs = plan_runs(spec, out);
   load_quiet_timing(out / "timing.json", spec);
-  // Sweep runs first; a run outside the sweep waits for its config's lr to be chosen.
-  std::vector<size_t> order;
+  // What the tuning will run at least: the bases' sweeps, each variant at one lr, each tuned
+  // group's other seeds at its choice (a variant leading its group adds neighbouring lrs).
+  const size_t sweep_n = sweep_count(spec);
   size_t planned = 0;
-  for (size_t i = 0; i < runs.size(); ++i)
-    if (in_sweep(spec, runs[i])) order.push_back(i);
-  planned = order.size();
-  for (size_t i = 0; i < runs.size(); ++i)
-    if (!in_sweep(spec, runs[i])) {
-      order.push_back(i);
-      if (runs[i].lr == runs[i].config->lrs[0]) ++planned;  // one lr of each config will run
-    }
+  for (const auto& r : runs)
+    if (!r.config->is_variant() && in_sweep(spec, r)) ++planned;
+  for (const auto& c : spec.configs)
+    if (c.is_variant()) planned += sweep_n;
+    else if (group_tuned(spec, c)) planned += spec.seeds.size() - sweep_n;
 
   if (dry_run) {
     std::cout << "limuon compare: " << planned << " runs (" << spec.configs.size() << " configs, " << spec.seeds.size()
               << " seeds); budget: " << budget_text(spec) << "\n";
-    for (size_t idx : order) {
-      const Run& r = runs[idx];
-      if (!in_sweep(spec, r) && r.lr != r.config->lrs[0]) continue;
-      std::cout << "  " << (in_sweep(spec, r) ? "" : "(at the chosen lr) ") << r.dir.string() << ": limuon train";
+    std::set<const ConfigSpec*> shown;
+    for (const Run& r : runs) {
+      const bool sweep = in_sweep(spec, r);
+      if (r.config->is_variant() ? !sweep || !shown.insert(r.config).second : !sweep && r.lr != r.config->lrs[0]) continue;
+      std::cout << "  "
+                << (r.config->is_variant() ? "(at " + spec.configs[r.config->group].name + "'s chosen lr) "
+                    : sweep                ? std::string()
+                                           : std::string("(at the chosen lr) "))
+                << r.dir.string() << ": limuon train";
       for (auto it = r.options.begin(); it != r.options.end(); ++it)
         std::cout << " --" << it.key() << ' ' << (it.value().is_string() ? it.value().get<std::string>() : it.value().dump());
       std::cout << "\n";
@@ -1252,30 +1525,43 @@ int cmd_compare(Args& args) {
     int64_t executed = 0, skipped = 0;
     std::cout << "limuon compare: " << planned << " runs (" << spec.configs.size() << " configs × lrs × " << spec.seeds.size()
               << " seeds) in " << out.string() << "\nbudget: " << budget_text(spec) << std::endl;
-    std::map<const ConfigSpec*, double> chosen;
+    std::set<size_t> attempted, announced;
+    std::set<size_t> groups_chosen;
     size_t k = 0;
-    for (size_t idx : order) {
-      const Run& r = runs[idx];
-      if (!in_sweep(spec, r)) {
-        if (chosen.empty()) {
-          std::vector<RunResult> results;
-          for (const auto& x : runs) results.push_back(read_run(x, spec));
-          chosen = choose_lrs(spec, runs, results);
-          for (const auto& c : spec.configs)
-            if (c.lrs.size() > 1)
-              std::cout << c.name << ": lr " << (std::isnan(chosen[&c]) ? std::string("none (no sweep run finished)") : lr_text(chosen[&c]))
-                        << " chosen for the remaining seeds" << std::endl;
+    for (;;) {
+      // The next run: the first the plan wants that is neither done nor tried in this invocation
+      // (the plan grows as the tuning's results come in).
+      std::vector<RunResult> states;
+      for (const auto& x : runs) states.push_back(peek_run(x, spec));
+      const Plan plan = plan_state(spec, runs, states, attempted);
+      planned = std::max(planned, plan.wanted.size());
+      size_t idx = SIZE_MAX;
+      for (size_t i : plan.wanted) {
+        const Run& r = runs[i];
+        if (!in_sweep(spec, r) && groups_chosen.insert(r.config->group).second) {
+          const Choice& g = plan.per_group.at(r.config->group);
+          std::cout << spec.configs[r.config->group].name << ": " << g.config->name << " at lr " << lr_text(g.lr)
+                    << " chosen for the remaining seeds" << std::endl;
         }
-        if (r.lr != chosen[r.config]) continue;
+        if (states[i].status == "done") {
+          if (!announced.insert(i).second) continue;
+          ++skipped;
+          if (spec.compress_metrics) compress_metrics(r.dir);
+          std::cout << "[" << ++k << "/" << planned << "] " << r.config->name << " lr " << lr_text(r.lr) << " seed " << r.seed
+                    << ": done already, skipped" << std::endl;
+          continue;
+        }
+        if (!attempted.count(i)) {
+          idx = i;
+          break;
+        }
       }
+      if (idx == SIZE_MAX) break;
+      attempted.insert(idx);
+      announced.insert(idx);
+      const Run& r = runs[idx];
       std::ostringstream head;
       head << "[" << ++k << "/" << planned << "] " << r.config->name << " lr " << lr_text(r.lr) << " seed " << r.seed << ": ";
-      if (fs::exists(r.dir / "summary.json")) {
-        ++skipped;
-        if (spec.compress_metrics) compress_metrics(r.dir);
-        std::cout << head.str() << "done already, skipped" << std::endl;
-        continue;
-      }
       const bool interrupt = stop_after_steps > 0 && executed == stop_after_runs;
       if (stop_after_runs > 0 && executed >= stop_after_runs && !interrupt) {
         std::cout << "stopped after " << executed << " runs (--stop-after-runs); run the same command again to continue"
