@@ -21,16 +21,21 @@
 #                      seed 0 + seed 1 at the chosen lr = 51 runs                          ~55 min
 #   vit_family         vit's task for the same 9 configs, 4-6-lr sweep + seed 1 = 49 runs ~35 min
 #   study_lm           issue 19's LM study: gpt2-byte-small, dropout 0.1, 2,000 steps of 8 x 128
-#                      bytes, 20 configs, 4-lr sweeps on seed 0 + seeds 1-3 = 140 runs, many
-#                      hours; its results are committed: run it as
+#                      bytes, 10 configs, 4-6-lr sweeps on seed 0, beta tuned at the chosen lr
+#                      for the 5 exact-STORM ones ("tune"), then seeds 1-3 at each group's
+#                      choice = 84 runs or a few more, about 15 hours of this 2-core machine
+#                      (13.8 h of training steps at timing.json's quiet ms/step); its results are
+#                      committed: run it as
 #                      OUT=docs/results scripts/experiments.sh study_lm   (resumable; the weights
 #                      and checkpoints stay out of git, docs/results/study_lm/.gitignore)
 #   study_vit          issue 19's vision study: vit-mini, Fashion-MNIST, 3 epochs, full test set, the
-#                      same 20 configs (80 sweep runs + 60 seed runs); committed like study_lm
+#                      same configs and tuning = 80 runs or a few more; committed like study_lm
 #   study_noise        issue 19's batch-size sweep (4, 16, 64 sequences at 16,000 sequences) for Muon,
 #                      LiMuon exact, LiMuon light r32 exact: 3-lr sweeps + 2 seeds = 45 runs
 #   study_memory       issue 19's memory reading: the LM study's configs at DistilGPT2 size, 3 steps
 # Use `limuon compare --spec experiments/NAME.json --out DIR --dry-run` to see every run.
+# Tables and plots again from the committed runs, without training (each study stopped first):
+#   OUT=docs/results scripts/experiments.sh study_lm study_vit study_noise study_memory -- --report-only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LIMUON=${LIMUON:-build/limuon}
