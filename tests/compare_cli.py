@@ -238,8 +238,8 @@ G = min(nums[(c, lr, sd)]["grad_evals"] for c, lr in (("adamw", best_lr), ("limu
 check("equal gradient evaluations", rep.get("equal_grad_evals") == G == 32, (rep.get("equal_grad_evals"), G))
 
 
-def loss_at(x, g):
-    pts = sorted((m["grad_evals"], m["val_loss"]) for m in metrics[x] if "val_loss" in m)
+def loss_at(x, g, axis="grad_evals"):
+    pts = sorted((m[axis], m["val_loss"]) for m in metrics[x] if "val_loss" in m)
     for (e0, l0), (e1, l1) in zip(pts, pts[1:]):
         if e0 <= g <= e1:
             return l0 + (g - e0) / (e1 - e0) * (l1 - l0)
@@ -252,18 +252,33 @@ check("LiMuon exact is read between two evaluations", all(
     any(m["grad_evals"] < G for m in metrics[x] if "val_loss" in m) and nums[x]["val_loss_at_equal_grad_evals"] != summaries[x]["final_val_loss"]
     for x in RUNS if x[0] == "limuon-exact"))
 check("report.md names the equal-evaluations column", f"val loss at {G} grad evals" in md, md[:2000])
+# equal seconds likewise: the shortest training time of a selected run (its last evaluation's clock)
+S = min(max(m["wall_s"] for m in metrics[(c, lr, sd)] if "val_loss" in m)
+        for c, lr in (("adamw", best_lr), ("limuon-exact", "0.02")) for sd in (0, 1))
+check("equal seconds", close(rep.get("equal_seconds"), S), (rep.get("equal_seconds"), S))
+for x in RUNS:
+    nums[x]["val_loss_at_equal_seconds"] = loss_at(x, S, "wall_s")
+check("report.md names the equal-seconds column", f"val loss at {S:.1f} s" in md, md[:2000])
 
 FORMATS = [("final_val_loss", "%.4f", 1), ("best_val_loss", "%.4f", 1), ("val_loss_at_equal_grad_evals", "%.4f", 1),
+           ("val_loss_at_equal_seconds", "%.4f", 1),
            ("final_val_ppl", "%.2f", 1), ("steps", "%.0f", 1),
            ("samples", "%.0f", 1), ("grad_evals", "%.0f", 1), ("wall_s", "%.1f", 1), ("ms_per_step", "%.1f", 1),
            ("throughput", "%.0f", 1), ("optimizer_state_bytes", "%.3f", 1 / 2**20), ("peak_rss_mb", "%.0f", 1)]
 for cfg, lr in (("adamw", best_lr), ("limuon-exact", "0.02")):
     cells = []
     for key, f, scale in FORMATS:
-        m, s = mean_std([nums[(cfg, lr, sd)][key] for sd in (0, 1)])
+        # the readings at equal seconds are missing for a seed whose first evaluation came after
+        # the shortest run ended (these runs take a fraction of a second): the report skips them
+        fin = [v for v in (nums[(cfg, lr, sd)][key] for sd in (0, 1)) if math.isfinite(v)]
+        if not fin:
+            check(f"report.json {cfg} {key} (no finite value)", sel[cfg]["metrics"][key]["n"] == 0, sel[cfg]["metrics"][key])
+            cells.append("–")
+            continue
+        m, s = mean_std(fin)
         check(f"report.json {cfg} {key}", close(sel[cfg]["metrics"][key]["mean"], m) and close(sel[cfg]["metrics"][key]["std"], s),
               (sel[cfg]["metrics"][key], m, s))
-        cells.append(f % (m * scale) + " ± " + f % (s * scale))
+        cells.append(f % (m * scale) + (" ± " + f % (s * scale) if len(fin) > 1 else ""))
         if key == "final_val_loss":  # its 95 % confidence interval, t(0.975; 1) = 12.706
             h = 12.706 * s / math.sqrt(2)
             cells.append(f"[{f % (m - h)}, {f % (m + h)}]")
@@ -272,6 +287,31 @@ for cfg, lr in (("adamw", best_lr), ("limuon-exact", "0.02")):
     check(f"report.md results row {cfg}", got == cells, (got, cells))
 state = {c: sel[c]["metrics"]["optimizer_state_bytes"]["mean"] for c in sel}
 check("optimizer state bytes reported", all(v > 0 for v in state.values()), state)
+
+# "reference": every other config against it, paired by seed (difference per seed, mean and 95 % CI)
+r = run(["compare", "--spec", write(os.path.join(TMP, "spec_ref.json"), dict(spec, reference="adamw")), "--out", out, "--report-only"])
+rep_ref = json.load(open(os.path.join(out, "report.json")))
+md_ref = open(os.path.join(out, "report.md")).read()
+pairs = {p["metric"]: p for p in rep_ref.get("paired", []) if p["config"] == "limuon-exact" and p["reference"] == "adamw"}
+check("paired comparison written", r.returncode == 0 and set(pairs) == {"final_val_loss", "val_loss_at_equal_grad_evals",
+      "val_loss_at_equal_seconds"} and "## Against adamw (lr " + best_lr + "), paired by seed" in md_ref, (r.stderr, rep_ref.get("paired")))
+for key, p in pairs.items():
+    d = [nums[("limuon-exact", "0.02", sd)][key] - nums[("adamw", best_lr, sd)][key] for sd in (0, 1)]
+    d = [x for x in d if math.isfinite(x)]  # see the equal-seconds note above
+    if len(d) < 2:
+        check(f"paired {key} (fewer than 2 finite)", p["difference"]["n"] == len(d) and "ci95" not in p["difference"] and
+              p["verdict"] == ("1 seed: no interval" if d else "no paired seeds"), p)
+        continue
+    m, s_ = mean_std(d)
+    h = 12.706 * s_ / math.sqrt(2)
+    check(f"paired {key}", p["difference"]["n"] == 2 and close(p["difference"]["mean"], m) and close(p["difference"]["ci95"], h) and
+          p["verdict"] == ("lower" if m + h < 0 else "higher" if m - h > 0 else "not distinguishable"), (p, m, h))
+    check(f"paired {key} in report.md", f"[{m - h:+.4f}, {m + h:+.4f}]" in md_ref, md_ref[:4000])
+for bad, needle in (("nope", "names no config: 'nope'"), (3, "must be the name of a config")):
+    r = run(["compare", "--spec", write(os.path.join(TMP, "spec_badref.json"), dict(spec, reference=bad)), "--out", out, "--dry-run"])
+    check(f"bad reference refused ({needle})", r.returncode == 2 and needle in r.stderr, r.stderr)
+r = run(["compare", "--spec", spec_path, "--out", out, "--report-only"])
+check("report without reference again", r.returncode == 0 and "paired by seed" not in open(os.path.join(out, "report.md")).read())
 
 # plots
 for name in ("val_loss_vs_samples.png", "val_loss_vs_grad_evals.png", "val_loss_vs_seconds.png", "val_loss_overview.png",
@@ -473,6 +513,9 @@ bs = json.loads(json.dumps(tune_spec))
 bs["configs"].append({"name": "lx-beta0.5", "optimizer": "muon", "lr": 0.01})
 r = run(["compare", "--spec", write(os.path.join(TMP, "bad_tune.json"), bs), "--out", os.path.join(TMP, "bad-tune"), "--dry-run"])
 check("a variant named like another config is refused", r.returncode == 2 and "has the name of another config" in r.stderr, r.stderr)
+r = run(["compare", "--spec", write(os.path.join(TMP, "bad_tune.json"), dict(tune_spec, reference="lx-beta0.5")), "--out",
+         os.path.join(TMP, "bad-tune"), "--dry-run"])
+check("a variant as the reference is refused", r.returncode == 2 and "not the 'tune' variant 'lx-beta0.5'" in r.stderr, r.stderr)
 
 # ---- 3. bad specs: a clear message, exit 2, nothing run
 bad_cases = [

@@ -54,7 +54,7 @@ const char* kSpecHelp =
     "a JSON object: {\"train\": {common train flags}, \"budget\": {\"steps\"|\"samples\"|\"grad_evals\"|\"seconds\": N}, "
     "\"seeds\": [0, 1] or a count, \"configs\": [{\"name\": \"muon\", \"optimizer\": \"muon\", \"lr\": [0.01, 0.02]}, ...]} "
     "(optional: \"description\", \"select\": \"final\"|\"best\", \"sweep_seeds\": N, \"keep_checkpoints\": false, "
-    "\"compress_metrics\": false; per config \"tune\": {\"beta\": [0.03, 0.3]}); "
+    "\"compress_metrics\": false, \"reference\": \"NAME\"; per config \"tune\": {\"beta\": [0.03, 0.3]}); "
     "see docs/compare.md";
 
 // Flags that compare sets itself for every run, so neither "train" nor a config may.
@@ -88,6 +88,8 @@ struct Spec {
   // gzip each finished run's metrics.jsonl to metrics.jsonl.gz (studies whose results are committed:
   // a 2,000-step run's metrics are ~575 KB, ~110 KB compressed); the report reads either.
   bool compress_metrics = false;
+  // "reference": a config (a base) every other group is compared with, paired by seed.
+  std::string reference;
   std::string task = "lm";
   // OUT/timing.json (optional): each config's ms per training step measured on a quiet machine
   // (bench/study_timing.py). When present, seconds are steps × that figure for every config (a
@@ -268,12 +270,13 @@ Spec load_spec(const std::string& path) {
   if (!j.is_object()) throw UsageError(where + ": expected " + std::string(kSpecHelp));
   Spec s;
   s.path = path;
-  const std::set<std::string> known = {"description", "train",       "budget",           "seeds",           "configs",
-                                       "select",      "sweep_seeds", "keep_checkpoints", "compress_metrics"};
+  const std::set<std::string> known = {"description", "train",       "budget",           "seeds",            "configs",
+                                       "select",      "sweep_seeds", "keep_checkpoints", "compress_metrics", "reference"};
   for (auto it = j.begin(); it != j.end(); ++it)
     if (!known.count(it.key()))
       throw UsageError(where + ": unknown key '" + it.key() +
-                       "' (valid: description, train, budget, seeds, configs, select, sweep_seeds, keep_checkpoints, compress_metrics; "
+                       "' (valid: description, train, budget, seeds, configs, select, sweep_seeds, keep_checkpoints, compress_metrics, "
+                       "reference; "
                        "train flags go in "
                        "\"train\")");
   if (j.contains("description")) {
@@ -342,6 +345,14 @@ Spec load_spec(const std::string& path) {
   }
   // Variants after every base config: the bases' sweeps run first.
   for (const auto& [base, tune] : tunes) add_variants(s, base, tune, names);
+  if (j.contains("reference")) {
+    if (!j["reference"].is_string()) throw UsageError(where + ": 'reference' must be the name of a config");
+    s.reference = j["reference"].get<std::string>();
+    const auto it = std::find_if(s.configs.begin(), s.configs.end(), [&](const ConfigSpec& c) { return c.name == s.reference; });
+    if (it == s.configs.end()) throw UsageError(where + ": 'reference' names no config: '" + s.reference + "'");
+    if (it->is_variant())
+      throw UsageError(where + ": 'reference' must name a base config, not the 'tune' variant '" + s.reference + "'");
+  }
   s.train.erase("lr");
   return s;
 }
@@ -673,25 +684,28 @@ struct Column {
   double scale = 1;
 };
 
-// The validation loss a run had after `evals` gradient evaluations, interpolated linearly between
-// its two evaluations around that point (exact at an evaluation); NaN outside its evaluations.
-double loss_at_grad_evals(const std::vector<EvalPoint>& evals, double at) {
+// The validation loss a run had when its `axis` (gradient evaluations, seconds) reached `at`,
+// interpolated linearly between its two evaluations around that point (exact at an evaluation);
+// NaN outside its evaluations.
+double loss_at(const std::vector<EvalPoint>& evals, double EvalPoint::*axis, double at) {
   if (!std::isfinite(at)) return NAN;
   for (size_t i = 0; i < evals.size(); ++i) {
-    const auto& e = evals[i];
-    if (e.grad_evals == at) return e.loss;
-    if (i > 0 && evals[i - 1].grad_evals < at && at < e.grad_evals) {
-      const double w = (at - evals[i - 1].grad_evals) / (e.grad_evals - evals[i - 1].grad_evals);
-      return evals[i - 1].loss + w * (e.loss - evals[i - 1].loss);
+    const double x = evals[i].*axis;
+    if (x == at) return evals[i].loss;
+    if (i > 0 && evals[i - 1].*axis < at && at < x) {
+      const double w = (at - evals[i - 1].*axis) / (x - evals[i - 1].*axis);
+      return evals[i - 1].loss + w * (evals[i].loss - evals[i - 1].loss);
     }
   }
   return NAN;
 }
 
-std::vector<Column> columns(const std::string& task, double equal_grad_evals) {
+std::vector<Column> columns(const std::string& task, double equal_grad_evals, double equal_seconds) {
   std::vector<Column> c = {{"final_val_loss", "final val loss", "%.4f"}, {"best_val_loss", "best val loss", "%.4f"}};
   if (std::isfinite(equal_grad_evals))
     c.push_back({"val_loss_at_equal_grad_evals", "val loss at " + fmt("%.0f", equal_grad_evals) + " grad evals", "%.4f"});
+  if (std::isfinite(equal_seconds))
+    c.push_back({"val_loss_at_equal_seconds", "val loss at " + fmt("%.1f", equal_seconds) + " s", "%.4f"});
   if (task == "lm") c.push_back({"final_val_ppl", "final val ppl", "%.2f"});
   else {
     c.push_back({"final_val_accuracy", "final val acc", "%.4f"});
@@ -737,6 +751,20 @@ struct Selected {
   double lr;
   std::vector<const Run*> runs;
   std::vector<const RunResult*> results;
+};
+
+// A group's difference from the reference in one metric, paired by seed.
+struct Paired {
+  const Selected* sel;
+  std::string key, title;
+  Stat diff;  // this group's run minus the reference's, per seed both finished
+  // "lower"/"higher" when the 95 % CI excludes 0, else "not distinguishable"
+  std::string verdict() const {
+    if (diff.n < 2 || !std::isfinite(diff.ci95)) return diff.n == 0 ? "no paired seeds" : "1 seed: no interval";
+    if (diff.mean - diff.ci95 > 0) return "higher";
+    if (diff.mean + diff.ci95 < 0) return "lower";
+    return "not distinguishable";
+  }
 };
 
 // Mean curve over the seeds of one config at one lr: steps evaluated in every finished seed.
@@ -1240,9 +1268,20 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
       if (r->status == "done" && it != r->m.end() && std::isfinite(it->second))
         equal_evals = std::isfinite(equal_evals) ? std::min(equal_evals, it->second) : it->second;
     }
-  for (auto& r : results) r.m["val_loss_at_equal_grad_evals"] = loss_at_grad_evals(r.evals, equal_evals);
+  // Equal seconds, likewise: the shortest training time of any selected run (its last evaluation),
+  // each run's loss read there, interpolated in seconds.
+  double equal_seconds = NAN;
+  for (const auto& s : selected)
+    for (const auto* r : s.results)
+      if (r->status == "done" && !r->evals.empty() && std::isfinite(r->evals.back().seconds))
+        equal_seconds = std::isfinite(equal_seconds) ? std::min(equal_seconds, r->evals.back().seconds) : r->evals.back().seconds;
+  for (auto& r : results) {
+    r.m["val_loss_at_equal_grad_evals"] = loss_at(r.evals, &EvalPoint::grad_evals, equal_evals);
+    r.m["val_loss_at_equal_seconds"] = loss_at(r.evals, &EvalPoint::seconds, equal_seconds);
+  }
   jr["equal_grad_evals"] = equal_evals;
-  const auto cols = columns(spec.task, equal_evals);
+  jr["equal_seconds"] = equal_seconds;
+  const auto cols = columns(spec.task, equal_evals, equal_seconds);
 
   jr["configs"] = json::array();
   std::map<std::string, std::map<std::string, Stat>> table;
@@ -1261,6 +1300,37 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
     }
     j["metrics"] = m;
     jr["configs"].push_back(j);
+  }
+
+  // Against the reference, paired by seed (a seed fixes the initialisation and the data order for
+  // every config, so the difference of two runs with one seed holds less noise than either run):
+  // per group and metric, the mean difference over the seeds both finished, with its 95 % CI.
+  std::vector<Paired> paired;
+  const Selected* ref = nullptr;
+  for (const auto& s : selected)
+    if (!spec.reference.empty() && spec.configs[s.config->group].name == spec.reference) ref = &s;
+  jr["paired"] = json::array();
+  if (ref != nullptr) {
+    std::vector<std::pair<std::string, std::string>> keys;  // key, title
+    for (const auto& c : cols)
+      if (c.key == "final_val_loss" || c.key == "val_loss_at_equal_grad_evals" || c.key == "val_loss_at_equal_seconds" ||
+          c.key == "final_val_accuracy")
+        keys.emplace_back(c.key, c.title);
+    for (const auto& s : selected) {
+      if (&s == ref) continue;
+      for (const auto& [key, title] : keys) {
+        std::vector<double> d;
+        for (size_t i = 0; i < s.runs.size(); ++i)
+          for (size_t k = 0; k < ref->runs.size(); ++k)
+            if (s.runs[i]->seed == ref->runs[k]->seed && s.results[i]->status == "done" && ref->results[k]->status == "done")
+              d.push_back(s.results[i]->m.at(key) - ref->results[k]->m.at(key));
+        Paired p{&s, key, title, stat(d)};
+        paired.push_back(p);
+        json j{{"config", s.config->name}, {"reference", ref->config->name}, {"metric", key}, {"difference", stat_json(p.diff)},
+               {"verdict", p.verdict()}};
+        jr["paired"].push_back(j);
+      }
+    }
   }
 
   std::string skipped;
@@ -1329,6 +1399,22 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
      << "; optimizer state is the persistent state the optimizers keep between steps "
         "(AdamW moments for the parameters routed to AdamW included); peak RSS is the training process's peak resident "
         "memory.\n";
+  if (ref != nullptr) {
+    md << "\n## Against " << ref->config->name << " (lr " << lr_text(ref->lr)
+       << "), paired by seed\n\nEach group's run minus " << ref->config->name
+       << "'s run with the same seed (the same initialisation and data order), averaged over the seeds both finished, with "
+          "the 95 % confidence interval of that mean (Student t). Negative is a lower value than "
+       << ref->config->name << "'s (for losses: better). \"not distinguishable\": the interval holds 0.\n\n"
+       << "| config | metric | difference | 95 % CI | seeds | reading |\n|---|---|---|---|---|---|\n";
+    for (const auto& p : paired) {
+      const std::string f = "%+.4f";
+      md << "| " << p.sel->config->name << " | " << p.title << " | " << (p.diff.n > 0 ? fmt(f.c_str(), p.diff.mean) : "–") << " | "
+         << (std::isfinite(p.diff.ci95)
+                 ? "[" + fmt(f.c_str(), p.diff.mean - p.diff.ci95) + ", " + fmt(f.c_str(), p.diff.mean + p.diff.ci95) + "]"
+                 : std::string("–"))
+         << " | " << p.diff.n << " | " << p.verdict() << " |\n";
+    }
+  }
   md << "\n## Learning-rate sweep (" << (spec.select == "best" ? "best" : "final") << " validation loss picks the lr)\n\n"
      << "| config | lr | seeds done | final val loss | best val loss | selected |\n|---|---|---|---|---|---|\n";
   for (const auto& j : jr["sweep"]) {
