@@ -444,6 +444,9 @@ check("tune dry-run lists each variant once at its base's lr", r.returncode == 0
       sum("(at lx's chosen lr) " in l for l in r.stdout.splitlines()) == 2, r.stdout + r.stderr)
 r = run(["compare", "--spec", tune_path, "--out", tune_out])
 check("tune comparison runs", r.returncode == 0, r.stdout[-3000:] + r.stderr)
+order = [l.split("] ", 1)[1].split(" ", 1)[0] for l in r.stdout.splitlines() if l.startswith("[") and "] " in l]
+groups = [{"aw": 0, "aw-warmup1": 0, "lx": 1, "lx-beta0.5": 1, "lx-beta0.9": 1, "mu": 2}.get(c, -1) for c in order]
+check("runs go group by group in the spec's order", len(order) >= 11 and groups == sorted(groups) and -1 not in groups, order)
 
 
 def final_loss(cfg, lr, seed):

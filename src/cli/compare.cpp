@@ -1065,7 +1065,7 @@ struct Plan {
 };
 
 // What a comparison runs, given the runs' states (`attempted`: runs tried in this invocation, which
-// count as settled even when they failed).
+// count as settled even when they failed), group by group in the spec's order:
 //  1. every base config's sweep runs (each lr, sweep seeds);
 //  2. once a base's sweep is settled, its variants at the base's chosen lr; where a variant then
 //     leads the group, it also runs at the neighbouring lrs of the grid around its best, until its
@@ -1161,6 +1161,9 @@ Plan plan_state(const Spec& spec, const std::vector<Run>& runs, const std::vecto
     for (size_t i = 0; i < runs.size(); ++i)
       if (runs[i].config == c.config && runs[i].lr == c.lr && !in_sweep(spec, runs[i])) add(i);
   }
+  // Group by group in the spec's order (each one's sweep, variants, other seeds): a study stopped
+  // part-way holds whole groups rather than many half-tuned ones.
+  std::stable_sort(p.wanted.begin(), p.wanted.end(), [&](size_t a, size_t b) { return runs[a].config->group < runs[b].config->group; });
   for (const auto& c : spec.configs) p.per_config[&c] = choose(c, &p.sweep[c.name]);
   for (size_t g = 0; g < spec.configs.size(); ++g)
     if (!spec.configs[g].is_variant()) p.per_group[g] = group_choice(g);
