@@ -31,7 +31,8 @@
 #   study_vit          issue 19's vision study: vit-mini, Fashion-MNIST, 3 epochs, full test set, the
 #                      same configs and tuning = 80 runs or a few more; committed like study_lm
 #   study_noise        issue 19's batch-size sweep (4, 16, 64 sequences at 16,000 sequences) for Muon,
-#                      LiMuon exact, LiMuon light r32 exact: 3-lr sweeps + 2 seeds = 45 runs
+#                      LiMuon exact, LiMuon light r32 exact: 3-lr sweeps + 2 seeds = 45 runs;
+#                      then experiments/study_noise_report.py: loss vs batch, paired vs Muon, crossings
 #   study_memory       issue 19's memory reading: the LM study's configs at DistilGPT2 size, 3 steps
 # Use `limuon compare --spec experiments/NAME.json --out DIR --dry-run` to see every run.
 # Tables and plots again from the committed runs, without training (each study stopped first):
@@ -57,6 +58,10 @@ for name in "${names[@]}"; do
   echo "== $name: $spec -> $OUT/$name"
   start=$(date +%s)
   "$LIMUON" compare --spec "$spec" --out "$OUT/$name" "${threads[@]}" "${extra[@]}" || status=$?
+  # A study's own reading on top of compare's report (study_noise: loss against batch size).
+  if [ -f "experiments/${name}_report.py" ] && [ -f "$OUT/$name/report.json" ]; then
+    python3 "experiments/${name}_report.py" "$OUT/$name" || status=$?
+  fi
   echo "== $name: $(( $(date +%s) - start )) s; report $OUT/$name/report.md"
 done
 exit $status

@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Issue 19's noise question, read from a finished (or part-finished) `limuon compare` of
+experiments/study_noise.json: the final validation loss of each optimizer against the batch size
+at a fixed sample budget, and where, if anywhere, LiMuon's curves cross Muon's.
+
+Reads OUT/spec.json (the spec compare saved) and OUT/report.json (every number there comes from
+the runs' summaries); trains nothing. Config names are FAMILY-bN (N the batch size), e.g.
+"limuon-exact-b16"; the batch size itself is taken from the config's "batch-size" flag.
+Writes OUT/noise.md, OUT/noise.json and OUT/plots/noise_vs_batch.png (gnuplot; the .dat and .gp
+beside it).
+
+Per family and batch: the selected config's runs (its chosen lr, every seed that finished), mean
+final validation loss with its 95 % confidence interval (Student t). Against the reference family
+(default muon), per batch: the difference of runs paired by seed (same seed = same initialisation
+and data order), mean and 95 % CI. "Crossing" between two batch sizes: the mean paired difference
+changes sign.
+
+Usage: experiments/study_noise_report.py OUT [--reference muon]
+"""
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+# Two-sided 95 % quantiles of Student's t, t(0.975; df) for df = 1..30 (standard tables); 1.96 above.
+T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def stats(values):
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    n = len(v)
+    if n == 0:
+        return {"n": 0, "mean": None, "std": None, "ci95": None}
+    mean = sum(v) / n
+    std = math.sqrt(sum((x - mean) ** 2 for x in v) / (n - 1)) if n > 1 else 0.0
+    ci = (T975[n - 2] if n - 1 <= 30 else 1.96) * std / math.sqrt(n) if n > 1 else None
+    return {"n": n, "mean": mean, "std": std, "ci95": ci}
+
+
+def cell(s, signed=False):
+    if s["n"] == 0:
+        return "–"
+    f = "%+.4f" if signed else "%.4f"
+    text = f % s["mean"]
+    if s["ci95"] is not None:
+        text += " [" + f % (s["mean"] - s["ci95"]) + ", " + f % (s["mean"] + s["ci95"]) + "]"
+    return text + f" (n={s['n']})"
+
+
+def reading(s):
+    if s["n"] == 0:
+        return "no paired seeds"
+    if s["ci95"] is None:
+        return "1 seed: no interval"
+    if s["mean"] - s["ci95"] > 0:
+        return "higher"
+    if s["mean"] + s["ci95"] < 0:
+        return "lower"
+    return "not distinguishable"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("out", help="the comparison's directory (docs/results/study_noise)")
+    ap.add_argument("--reference", default="muon", help="the family every other is paired with (default muon)")
+    a = ap.parse_args()
+    try:
+        spec = json.load(open(os.path.join(a.out, "spec.json")))["spec"]
+        report = json.load(open(os.path.join(a.out, "report.json")))
+    except (OSError, ValueError, KeyError) as e:
+        sys.exit(f"study_noise_report: cannot read {a.out}/spec.json and report.json ({e}); run limuon compare first")
+
+    default_batch = spec.get("train", {}).get("batch-size", spec.get("train", {}).get("batch_size"))
+    batch_of, family_of = {}, {}
+    for c in spec["configs"]:
+        m = re.fullmatch(r"(.+)-b(\d+)", c["name"])
+        batch = c.get("batch-size", c.get("batch_size", default_batch))
+        if not m or batch is None or int(m.group(2)) != int(batch):
+            sys.exit(f"study_noise_report: config '{c['name']}' is not named FAMILY-bN with N its batch size ({batch})")
+        family_of[c["name"]], batch_of[c["name"]] = m.group(1), int(batch)
+    families = list(dict.fromkeys(family_of.values()))
+    batches = sorted(set(batch_of.values()))
+    if a.reference not in families:
+        sys.exit(f"study_noise_report: no family '{a.reference}' (families: {', '.join(families)})")
+
+    # The selected config of each group and its finished runs' final losses, by seed.
+    chosen = {}  # (family, batch) -> {"config", "lr", "loss": {seed: final_val_loss}}
+    for c in report["configs"]:
+        name = c["config"]
+        group = c.get("group", name)
+        if group not in family_of:
+            sys.exit(f"study_noise_report: report.json's config '{name}' is not in spec.json (a report of another spec?)")
+        losses = {r["seed"]: r.get("final_val_loss") for r in report["runs"]
+                  if r["config"] == name and r["lr"] == c["lr"] and r["status"] == "done"}
+        chosen[(family_of[group], batch_of[group])] = {"config": name, "lr": c["lr"], "loss": losses}
+
+    rows, pairs = [], []
+    for fam in families:
+        for b in batches:
+            ch = chosen.get((fam, b))
+            st = stats(list(ch["loss"].values())) if ch else stats([])
+            rows.append({"family": fam, "batch": b, "config": ch["config"] if ch else None, "lr": ch["lr"] if ch else None,
+                         "final_val_loss": st})
+            if fam == a.reference:
+                continue
+            ref = chosen.get((a.reference, b))
+            diffs = []
+            if ch and ref:
+                for seed, x in ch["loss"].items():
+                    y = ref["loss"].get(seed)
+                    if x is not None and y is not None and math.isfinite(x) and math.isfinite(y):
+                        diffs.append(x - y)
+            d = stats(diffs)
+            pairs.append({"family": fam, "batch": b, "difference": d, "reading": reading(d)})
+
+    crossings = []
+    for fam in families:
+        if fam == a.reference:
+            continue
+        pts = [(p["batch"], p["difference"]) for p in pairs if p["family"] == fam and p["difference"]["n"] > 0]
+        for (b0, d0), (b1, d1) in zip(pts, pts[1:]):
+            if (d0["mean"] < 0) != (d1["mean"] < 0):
+                crossings.append({"family": fam, "between": [b0, b1], "difference": [d0["mean"], d1["mean"]],
+                                  "readings": [reading(d0), reading(d1)]})
+
+    budget = spec.get("budget")
+    md = ["# The noise question: final validation loss against batch size", "",
+          f"Generated by `experiments/study_noise_report.py {a.out}` from `report.json` and `spec.json` there "
+          f"(budget {json.dumps(budget)}; each (optimizer, batch) at its chosen lr; 95 % confidence intervals, Student t). "
+          "A smaller batch means noisier gradients and more steps for the same samples.", "",
+          "| optimizer | " + " | ".join(f"batch {b}" for b in batches) + " |", "|---|" + "---|" * len(batches)]
+    for fam in families:
+        cells = []
+        for b in batches:
+            r = next(x for x in rows if x["family"] == fam and x["batch"] == b)
+            cells.append(cell(r["final_val_loss"]) + (f", lr {r['lr']:g}" if r["lr"] is not None else ""))
+        md.append(f"| {fam} | " + " | ".join(cells) + " |")
+    md += ["", f"## Against {a.reference} at the same batch, paired by seed", "",
+           f"Each run minus {a.reference}'s run with the same seed and batch; negative = lower loss than {a.reference}.", "",
+           "| optimizer | " + " | ".join(f"batch {b}" for b in batches) + " |", "|---|" + "---|" * len(batches)]
+    for fam in families:
+        if fam == a.reference:
+            continue
+        cells = []
+        for b in batches:
+            p = next(x for x in pairs if x["family"] == fam and x["batch"] == b)
+            cells.append(cell(p["difference"], signed=True) + ("" if p["difference"]["n"] == 0 else f": {p['reading']}"))
+        md.append(f"| {fam} | " + " | ".join(cells) + " |")
+    md += ["", "## Crossings", ""]
+    if crossings:
+        for c in crossings:
+            md.append(f"- {c['family']} crosses {a.reference} between batch {c['between'][0]} and {c['between'][1]} "
+                      f"(mean paired difference {c['difference'][0]:+.4f} → {c['difference'][1]:+.4f}; "
+                      f"{c['readings'][0]} → {c['readings'][1]})")
+    else:
+        md.append(f"No optimizer's mean paired difference from {a.reference} changes sign across the batch sizes that finished.")
+
+    plots = os.path.join(a.out, "plots")
+    os.makedirs(plots, exist_ok=True)
+    with open(os.path.join(plots, "noise_vs_batch.dat"), "w") as f:
+        for fam in families:
+            f.write(f"# {fam}\n# batch mean ci95\n")
+            for r in rows:
+                s = r["final_val_loss"]
+                if r["family"] == fam and s["n"] > 0:
+                    f.write(f"{r['batch']} {s['mean']:.17g} {(s['ci95'] or 0):.17g}\n")
+            f.write("\n\n")
+    gp = ["if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {", "  set terminal pngcairo size 1000,640 font 'Sans,11' noenhanced",
+          "} else {", "  set terminal png size 1000,640 noenhanced", "}", "set output 'noise_vs_batch.png'",
+          "set title 'Final validation loss vs batch size at an equal sample budget (mean, 95 % CI over seeds; each at its chosen lr)'",
+          "set xlabel 'batch size (sequences per step; smaller = noisier gradients, more steps)'",
+          "set ylabel 'final validation loss'", "set logscale x 2", "set grid", "set key top left box opaque",
+          "set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05",
+          "set xtics (" + ", ".join(f"'{b}' {b}" for b in batches) + ")",
+          "plot " + ", \\\n     ".join(f"'noise_vs_batch.dat' index {i} using 1:2:3 with yerrorlines lw 2 pt 7 title '{fam}'"
+                                         for i, fam in enumerate(families)),
+          "unset output"]
+    with open(os.path.join(plots, "noise_vs_batch.gp"), "w") as f:
+        f.write("\n".join(gp) + "\n")
+    gnuplot = shutil.which("gnuplot")
+    plotted = False
+    if gnuplot and any(r["final_val_loss"]["n"] > 0 for r in rows):
+        res = subprocess.run([gnuplot, "noise_vs_batch.gp"], cwd=plots, capture_output=True, text=True)
+        plotted = res.returncode == 0 and os.path.getsize(os.path.join(plots, "noise_vs_batch.png")) > 0
+        if not plotted:
+            print(f"study_noise_report: gnuplot failed: {res.stderr[-500:]}", file=sys.stderr)
+    md += ["", "![noise_vs_batch.png](plots/noise_vs_batch.png)" if plotted else
+           "Plot skipped: " + ("gnuplot is not installed" if not gnuplot else "nothing finished to plot" if not any(
+               r["final_val_loss"]["n"] > 0 for r in rows) else "gnuplot failed"), ""]
+    with open(os.path.join(a.out, "noise.md"), "w") as f:
+        f.write("\n".join(md))
+    with open(os.path.join(a.out, "noise.json"), "w") as f:
+        json.dump({"reference": a.reference, "batches": batches, "rows": rows, "paired": pairs, "crossings": crossings,
+                   "plot": "plots/noise_vs_batch.png" if plotted else None}, f, indent=1)
+    print(f"study_noise_report: {os.path.join(a.out, 'noise.md')}" + (" (with plot)" if plotted else ""))
+
+
+if __name__ == "__main__":
+    main()
