@@ -520,6 +520,48 @@ r = run(["compare", "--spec", write(os.path.join(TMP, "bad_tune.json"), dict(tun
          os.path.join(TMP, "bad-tune"), "--dry-run"])
 check("a variant as the reference is refused", r.returncode == 2 and "not the 'tune' variant 'lx-beta0.5'" in r.stderr, r.stderr)
 
+# ---- 2c. "extend_lrs": while a base's best lr is the lowest or highest tried, the next candidate
+# beyond (continuing the grid's end ratio) runs, up to K per side. AdamW warming up over 1000 steps
+# barely moves in 8, so the higher lrs should keep winning until the candidates run out.
+ext_spec = {
+    "train": {"task": "lm", "model": "gpt2-tiny", "data": corpus, "batch-size": 4, "block-size": 32,
+              "eval-interval": 4, "eval-batches": 2, "warmup": 1000},
+    "budget": {"steps": 8}, "seeds": [0, 1], "sweep_seeds": 1, "extend_lrs": 2,
+    "configs": [{"name": "aw", "optimizer": "adamw", "lr": [0.001, 0.002]}],
+}
+ext_out = os.path.join(TMP, "ext")
+ext_path = write(os.path.join(TMP, "ext.json"), ext_spec)
+r = run(["compare", "--spec", ext_path, "--out", ext_out, "--dry-run"])
+check("extend_lrs: dry-run lists the grid only", r.returncode == 0 and "/runs/aw/lr0.004/" not in r.stdout and
+      "/runs/aw/lr0.0005/" not in r.stdout and "/runs/aw/lr0.002/seed0" in r.stdout, r.stdout)
+r = run(["compare", "--spec", ext_path, "--out", ext_out])
+check("extend_lrs comparison runs", r.returncode == 0, r.stdout[-3000:] + r.stderr)
+ext_loss = lambda lr, sd: (json.load(open(p))["final_val_loss"] if os.path.exists(
+    p := os.path.join(ext_out, "runs", "aw", "lr%g" % lr, f"seed{sd}", "summary.json")) else None)
+below, above = [0.0005, 0.00025], [0.004, 0.008]  # the grid's end ratio (2) continued, twice per side
+tried = {lr: ext_loss(lr, 0) for lr in (0.001, 0.002)}
+while True:
+    best = min(tried, key=tried.get)
+    nxt = next((c for c in below if c < min(tried) and c not in tried), None) if best == min(tried) else \
+        next((c for c in above if c > max(tried) and c not in tried), None) if best == max(tried) else None
+    if nxt is None:
+        break
+    tried[nxt] = ext_loss(nxt, 0)
+found = {(float(d[2:]), int(sd[4:])) for d in os.listdir(os.path.join(ext_out, "runs", "aw"))
+         for sd in os.listdir(os.path.join(ext_out, "runs", "aw", d))}
+check("extend_lrs runs the candidates the rule asks for, then the seeds at the best",
+      found == {(lr, 0) for lr in tried} | {(best, 1)} and None not in tried.values(), (sorted(found), tried))
+check("extend_lrs went beyond the grid", len(tried) > 2, tried)
+ext_rep = json.load(open(os.path.join(ext_out, "report.json")))
+edge = best in (min(tried), max(tried))
+sel_row = [x for x in ext_rep["sweep"] if x["selected"]]
+check("the choice is flagged when at an end of the lrs tried", len(sel_row) == 1 and sel_row[0]["lr"] == best and
+      sel_row[0]["at_edge"] == edge and ("✔ (at an end of the lrs tried)" in open(os.path.join(ext_out, "report.md")).read()) == edge,
+      (sel_row, tried))
+check("report lists the lrs tried", ext_rep["configs"][0]["lrs_tried"] == sorted(tried), ext_rep["configs"][0])
+r = run(["compare", "--spec", write(os.path.join(TMP, "bad_ext.json"), dict(ext_spec, extend_lrs=-1)), "--out", ext_out, "--dry-run"])
+check("bad extend_lrs refused", r.returncode == 2 and "'extend_lrs' must be an integer in [0, 10]" in r.stderr, r.stderr)
+
 # ---- 3. bad specs: a clear message, exit 2, nothing run
 bad_cases = [
     ("{not json", "not valid JSON"),

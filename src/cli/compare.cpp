@@ -64,7 +64,11 @@ const std::set<std::string> kReserved = {"out",           "resume",     "seed", 
 
 struct ConfigSpec {
   std::string name;
+  // The spec's lrs first (`grid` of them), then, with "extend_lrs": K, the candidates that extend
+  // the grid geometrically, K below and K above, which run only while the best lr tried sits at
+  // an end of what was tried.
   std::vector<double> lrs;
+  size_t grid = 0;
   json flags = json::object();  // train flags (kebab-case keys) besides lr
   // Tuning groups ("tune": {"beta": [0.03, 0.3]}): each extra value of a tuned flag is a variant,
   // a config of its own named BASE-FLAGVALUE that shares the base's lr grid. `group` is the index
@@ -84,6 +88,7 @@ struct Spec {
   std::vector<ConfigSpec> configs;
   std::string select = "final";
   int64_t sweep_seeds = 0;  // lrs are compared on the first N seeds (0: all); the rest run at the chosen lr only
+  int64_t extend_lrs = 0;   // up to this many lrs added below and above a grid whose best is at an end
   bool keep_checkpoints = false;
   // gzip each finished run's metrics.jsonl to metrics.jsonl.gz (studies whose results are committed:
   // a 2,000-step run's metrics are ~575 KB, ~110 KB compressed); the report reads either.
@@ -212,6 +217,23 @@ std::vector<int64_t> parse_seed_list(const std::string& text) {
   return parse_seeds(arr, "--seeds");
 }
 
+// With "extend_lrs": K, a grid of 2+ lrs gets K candidates below its lowest and K above its
+// highest, continuing its end ratios (0.005, 0.01, 0.02 → 0.0025, 0.00125, ... and 0.04, 0.08,
+// ...), each rounded to 6 significant digits like the directory names.
+void extend_grid(ConfigSpec& c, int64_t k) {
+  if (c.lrs.size() < 2 || k <= 0) return;
+  std::vector<double> g = c.lrs;
+  std::sort(g.begin(), g.end());
+  const double down = g[1] / g[0], up = g[g.size() - 1] / g[g.size() - 2];
+  double lo = g.front(), hi = g.back();
+  for (int64_t i = 0; i < k; ++i) {
+    lo = std::stod(lr_text(lo / down));
+    hi = std::stod(lr_text(hi * up));
+    for (double lr : {lo, hi})
+      if (lr > 0 && std::isfinite(lr) && std::find(c.lrs.begin(), c.lrs.end(), lr) == c.lrs.end()) c.lrs.push_back(lr);
+  }
+}
+
 // A config's "tune": {"FLAG": [values]}: one variant per value, each changing only that flag
 // (several flags are tuned one at a time, not crossed), named BASE-FLAGVALUE (lr-style numbers:
 // "beta": 0.3 → BASE-beta0.3).
@@ -271,12 +293,13 @@ Spec load_spec(const std::string& path) {
   Spec s;
   s.path = path;
   const std::set<std::string> known = {"description", "train",       "budget",           "seeds",            "configs",
-                                       "select",      "sweep_seeds", "keep_checkpoints", "compress_metrics", "reference"};
+                                       "select",      "sweep_seeds", "keep_checkpoints", "compress_metrics", "reference",
+                                       "extend_lrs"};
   for (auto it = j.begin(); it != j.end(); ++it)
     if (!known.count(it.key()))
       throw UsageError(where + ": unknown key '" + it.key() +
                        "' (valid: description, train, budget, seeds, configs, select, sweep_seeds, keep_checkpoints, compress_metrics, "
-                       "reference; "
+                       "reference, extend_lrs; "
                        "train flags go in "
                        "\"train\")");
   if (j.contains("description")) {
@@ -311,6 +334,11 @@ Spec load_spec(const std::string& path) {
       throw UsageError(where + ": 'sweep_seeds' must be a positive integer (how many of the seeds compare the lrs)");
     s.sweep_seeds = j["sweep_seeds"].get<int64_t>();
   }
+  if (j.contains("extend_lrs")) {
+    if (!j["extend_lrs"].is_number_integer() || j["extend_lrs"].get<int64_t>() < 0 || j["extend_lrs"].get<int64_t>() > 10)
+      throw UsageError(where + ": 'extend_lrs' must be an integer in [0, 10] (lrs added on each side of a grid whose best is at an end)");
+    s.extend_lrs = j["extend_lrs"].get<int64_t>();
+  }
   if (j.contains("keep_checkpoints")) {
     if (!j["keep_checkpoints"].is_boolean()) throw UsageError(where + ": 'keep_checkpoints' must be true or false");
     s.keep_checkpoints = j["keep_checkpoints"].get<bool>();
@@ -340,6 +368,8 @@ Spec load_spec(const std::string& path) {
     else if (s.train.contains("lr")) cs.lrs = parse_lrs(s.train["lr"], cw + " (lr from \"train\")");
     else throw UsageError(cw + ": no learning rate: give \"lr\" (a number or a list to sweep) here or in \"train\"");
     cs.group = s.configs.size();
+    cs.grid = cs.lrs.size();
+    extend_grid(cs, s.extend_lrs);
     s.configs.push_back(std::move(cs));
     if (c.contains("tune")) tunes.emplace_back(s.configs.size() - 1, c["tune"]);
   }
@@ -1024,6 +1054,12 @@ size_t seed_index(const Spec& s, int64_t seed) {
   return static_cast<size_t>(std::find(s.seeds.begin(), s.seeds.end(), seed) - s.seeds.begin());
 }
 
+// Whether an lr is one of the spec's for the config (not an "extend_lrs" candidate).
+bool in_grid(const ConfigSpec& c, double lr) {
+  const auto it = std::find(c.lrs.begin(), c.lrs.end(), lr);
+  return static_cast<size_t>(it - c.lrs.begin()) < c.grid;
+}
+
 size_t sweep_count(const Spec& s) {
   return s.sweep_seeds > 0 ? std::min(static_cast<size_t>(s.sweep_seeds), s.seeds.size()) : s.seeds.size();
 }
@@ -1130,9 +1166,38 @@ Plan plan_state(const Spec& spec, const std::vector<Run>& runs, const std::vecto
   };
 
   for (size_t i = 0; i < runs.size(); ++i)
-    if (!runs[i].config->is_variant() && in_sweep(spec, runs[i])) add(i);
+    if (!runs[i].config->is_variant() && in_sweep(spec, runs[i]) && in_grid(*runs[i].config, runs[i].lr)) add(i);
   for (size_t g = 0; g < spec.configs.size(); ++g) {
     if (spec.configs[g].is_variant() || !settled(g, false)) continue;
+    // "extend_lrs": while the base's best lr is the lowest (highest) it tried, try the next
+    // candidate below (above), one at a time.
+    bool waiting = false;
+    for (;;) {
+      const ConfigSpec& b = spec.configs[g];
+      const Choice best = choose(b, nullptr);
+      if (std::isnan(best.lr)) break;
+      std::vector<double> tried, below, above;
+      for (double lr : b.lrs) {
+        bool considered = false;
+        sweep_runs(&b, lr, [&](size_t i) { considered = considered || p.want[i] || results[i].status != "missing"; });
+        if (considered) tried.push_back(lr);
+      }
+      const double lo = *std::min_element(tried.begin(), tried.end()), hi = *std::max_element(tried.begin(), tried.end());
+      double next = NAN;
+      for (size_t k = b.grid; k < b.lrs.size(); ++k) {
+        const double lr = b.lrs[k];
+        if (best.lr == lo && lr < lo && !(lr <= next)) next = lr;  // the nearest below
+        if (best.lr == hi && lr > hi && !(lr >= next)) next = lr;  // the nearest above
+      }
+      if (std::isnan(next) || tried.size() < 2) break;
+      bool added = false;
+      sweep_runs(&b, next, [&](size_t i) {
+        added = add(i) || added;
+        waiting = waiting || pending(i);
+      });
+      if (!added || waiting) break;
+    }
+    if (waiting) continue;
     const Choice base = choose(spec.configs[g], nullptr);
     if (std::isnan(base.lr)) continue;
     for (const auto& c : spec.configs)
@@ -1199,10 +1264,14 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
 
   // Per (config, lr): the sweep's statistics (over the sweep seeds); the group's choice is selected.
   std::vector<Selected> selected;
+  std::map<const ConfigSpec*, std::vector<double>> tried;  // per config, the lrs its sweep ran or plans, ascending
   jr["sweep"] = json::array();
   for (const auto& c : spec.configs) {
     const Choice& g = plan.per_group.at(c.group);
-    for (double lr : c.lrs) {
+    std::vector<double> lrs = c.lrs;
+    std::sort(lrs.begin(), lrs.end());
+    const size_t first = jr["sweep"].size();
+    for (double lr : lrs) {
       json j{{"config", c.name}, {"group", spec.configs[c.group].name}, {"lr", lr}, {"selected", g.config == &c && lr == g.lr}};
       size_t done = 0, planned = 0;
       for (const char* k : {"final_val_loss", "best_val_loss"}) {
@@ -1217,12 +1286,20 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
           }
         j[k] = stat_json(stat(v));
       }
-      if (planned == 0) continue;  // a variant's lr it never ran at
+      if (planned == 0) continue;  // a variant's lr it never ran at, an "extend_lrs" candidate not needed
       j["seeds_done"] = done;
       j["seeds_planned"] = planned;
       jr["sweep"].push_back(j);
+      tried[&c].push_back(lr);
+    }
+    // A choice at the lowest or highest lr tried may not be the best: say so.
+    for (size_t k = first; k < jr["sweep"].size(); ++k) {
+      auto& j = jr["sweep"][k];
+      const double lr = j["lr"].get<double>();
+      j["at_edge"] = j["selected"].get<bool>() && tried[&c].size() >= 2 && (lr == tried[&c].front() || lr == tried[&c].back());
     }
   }
+  auto tried_lrs = [&](const ConfigSpec& c) { return tried.count(&c) ? json(tried.at(&c)) : json::array(); };
   for (size_t g = 0; g < spec.configs.size(); ++g) {
     if (spec.configs[g].is_variant()) continue;
     const Choice& ch = plan.per_group.at(g);
@@ -1289,7 +1366,7 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
   jr["configs"] = json::array();
   std::map<std::string, std::map<std::string, Stat>> table;
   for (const auto& s : selected) {
-    json j{{"config", s.config->name}, {"group", spec.configs[s.config->group].name}, {"lr", s.lr}, {"lr_candidates", s.config->lrs}};
+    json j{{"config", s.config->name}, {"group", spec.configs[s.config->group].name}, {"lr", s.lr}, {"lrs_tried", tried_lrs(*s.config)}};
     size_t done = 0;
     for (auto* r : s.results) done += r->status == "done";
     j["seeds_done"] = done;
@@ -1431,7 +1508,8 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
     };
     md << "| " << j["config"].get<std::string>() << " | " << lr_text(j["lr"].get<double>()) << " | "
        << j["seeds_done"].get<size_t>() << "/" << j["seeds_planned"].get<size_t>() << " | " << cell(st("final_val_loss"), loss_col) << " | "
-       << cell(st("best_val_loss"), loss_col) << " | " << (j["selected"].get<bool>() ? "✔" : "") << " |\n";
+       << cell(st("best_val_loss"), loss_col) << " | "
+       << (j["selected"].get<bool>() ? (j["at_edge"].get<bool>() ? "✔ (at an end of the lrs tried)" : "✔") : "") << " |\n";
   }
   if (!tune_rows.empty()) {
     md << "\n## Tuned flags (each variant at its base config's chosen lr; a variant leading its group also runs at the "
@@ -1549,7 +1627,7 @@ int cmd_compare(Args& args) {
   const size_t sweep_n = sweep_count(spec);
   size_t planned = 0;
   for (const auto& r : runs)
-    if (!r.config->is_variant() && in_sweep(spec, r)) ++planned;
+    if (!r.config->is_variant() && in_sweep(spec, r) && in_grid(*r.config, r.lr)) ++planned;
   for (const auto& c : spec.configs)
     if (c.is_variant()) planned += sweep_n;
     else if (group_tuned(spec, c)) planned += spec.seeds.size() - sweep_n;
@@ -1560,7 +1638,9 @@ int cmd_compare(Args& args) {
     std::set<const ConfigSpec*> shown;
     for (const Run& r : runs) {
       const bool sweep = in_sweep(spec, r);
-      if (r.config->is_variant() ? !sweep || !shown.insert(r.config).second : !sweep && r.lr != r.config->lrs[0]) continue;
+      if (r.config->is_variant() ? !sweep || !shown.insert(r.config).second
+                                 : !in_grid(*r.config, r.lr) || (!sweep && r.lr != r.config->lrs[0]))
+        continue;
       std::cout << "  "
                 << (r.config->is_variant() ? "(at " + spec.configs[r.config->group].name + "'s chosen lr) "
                     : sweep                ? std::string()
