@@ -31,7 +31,7 @@
 #   study_vit          issue 19's vision study: vit-mini, Fashion-MNIST, 3 epochs, full test set, the
 #                      same configs and tuning = 80 runs or a few more; committed like study_lm
 #   study_noise        issue 19's batch-size sweep (4, 16, 64 sequences at 16,000 sequences) for Muon,
-#                      LiMuon exact, LiMuon light r32 exact: 3-lr sweeps + 2 seeds = 45 runs;
+#                      LiMuon exact, LiMuon light r32 exact: 3-lr sweeps + 3 seeds = 54 runs;
 #                      then experiments/study_noise_report.py: loss vs batch, paired vs Muon, crossings
 #   study_memory       issue 19's memory reading: the LM study's configs at DistilGPT2 size, 3 steps
 # Use `limuon compare --spec experiments/NAME.json --out DIR --dry-run` to see every run.
