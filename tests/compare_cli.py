@@ -19,9 +19,11 @@ import sys
 import tempfile
 import time
 
+import script_checks
+from script_checks import write
+
 BIN = os.path.abspath(sys.argv[1])
 TMP = tempfile.mkdtemp(prefix="limuon-compare-test-")
-failures, passed = [], 0
 T0 = time.time()
 
 
@@ -30,17 +32,9 @@ def run(args, timeout=600, env=None):
 
 
 def check(name, cond, detail=""):
-    global passed
-    if cond:
-        passed += 1
-    else:
-        failures.append(f"{name}: {str(detail)[-3000:]}")
+    script_checks.check(name, cond, detail, keep=3000)
 
 
-def write(path, data):
-    with open(path, "w") as f:
-        f.write(data if isinstance(data, str) else json.dumps(data, indent=1))
-    return path
 
 
 def is_png(path):
@@ -608,7 +602,4 @@ for name in specs:
 
 elapsed = time.time() - T0
 shutil.rmtree(TMP, ignore_errors=True)
-for f in failures:
-    print("FAIL", f)
-print(f"compare_cli: {passed} passed, {len(failures)} failed in {elapsed:.0f} s")
-sys.exit(1 if failures else 0)
+script_checks.finish(f"compare_cli ({elapsed:.0f} s): ")

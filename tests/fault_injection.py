@@ -30,9 +30,10 @@ import tempfile
 import time
 import zipfile
 
+from script_checks import check, finish
+
 BIN = sys.argv[1]
 TMP = tempfile.mkdtemp(prefix="limuon-fault-test-")
-failures, passed = [], 0
 counts = {"executions": 0, "faults injected": 0, "bad inputs": 0}
 T0 = time.time()
 
@@ -42,12 +43,6 @@ def run(args, timeout=600):
     return subprocess.run([BIN] + args, capture_output=True, text=True, errors="replace", timeout=timeout)
 
 
-def check(name, cond, detail=""):
-    global passed
-    if cond:
-        passed += 1
-    else:
-        failures.append(f"{name}: {str(detail)[-2000:]}")
     return cond
 
 
@@ -332,7 +327,4 @@ finally:
 shutil.rmtree(TMP, ignore_errors=True)
 print(f"{len(CONFIGS)} optimizer configurations; {counts['executions']} executions, {counts['faults injected']} faulty steps injected, "
       f"{counts['bad inputs']} bad inputs tried; {time.time() - T0:.0f}s")
-for f in failures:
-    print("FAIL", f)
-print(f"{passed} passed, {len(failures)} failed")
-sys.exit(1 if failures else 0)
+finish()

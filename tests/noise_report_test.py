@@ -16,25 +16,12 @@ import subprocess
 import sys
 import tempfile
 
+from script_checks import check, finish, write
+
 BIN = os.path.abspath(sys.argv[1])
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 SCRIPT = os.path.join(ROOT, "experiments", "study_noise_report.py")
 TMP = tempfile.mkdtemp(prefix="limuon-noise-test-")
-failures, passed = [], 0
-
-
-def check(name, cond, detail=""):
-    global passed
-    if cond:
-        passed += 1
-    else:
-        failures.append(f"{name}: {str(detail)[-2000:]}")
-
-
-def write(path, data):
-    with open(path, "w") as f:
-        f.write(data if isinstance(data, str) else json.dumps(data, indent=1))
-    return path
 
 
 def report(out, *extra):
@@ -140,7 +127,4 @@ try:
 finally:
     shutil.rmtree(TMP, ignore_errors=True)
 
-for f in failures:
-    print("FAIL", f)
-print(f"noise_report_test: {passed} passed, {len(failures)} failed")
-sys.exit(1 if failures else 0)
+finish("noise_report_test: ")

@@ -14,31 +14,22 @@ import subprocess
 import sys
 import tempfile
 
+from script_checks import check, finish, write
+
 BIN = sys.argv[1]
 TMP = tempfile.mkdtemp(prefix="limuon-train-test-")
-failures, passed = [], 0
 
 
 def run(args, timeout=600):
     return subprocess.run([BIN] + args, capture_output=True, text=True, errors="replace", timeout=timeout)
 
 
-def check(name, cond, detail=""):
-    global passed
-    if cond:
-        passed += 1
-    else:
-        failures.append(f"{name}: {str(detail)[-2000:]}")
 
 
 def sha(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
-def write(path, data, mode="w"):
-    with open(path, mode) as f:
-        f.write(data)
-    return path
 
 
 text = "".join(f"Line {i}: the quick brown fox jumps over the lazy dog, {i * 7 % 13} times.\n" for i in range(400))
@@ -257,7 +248,4 @@ if os.path.isdir(full):
     check("checkpoints untouched by failed runs", before == after, (before, after))
 
 shutil.rmtree(TMP, ignore_errors=True)
-for f in failures:
-    print("FAIL", f)
-print(f"{passed} passed, {len(failures)} failed")
-sys.exit(1 if failures else 0)
+finish()
