@@ -10,6 +10,8 @@ of OUT's report (steps × ms/step), instead of the runs' own clocks.
 
 Usage: .venv/bin/python bench/study_timing.py --spec experiments/study_lm.json --out docs/results/study_lm
        [--bin build/limuon] [--steps 40] [--warmup 8] [--threads 2] [--configs a,b] [--force]
+With --configs, the other configs already in OUT/timing.json keep their figures (a config added to
+a study is measured alone, on a quiet machine as the rest were).
 Pause anything else running first (the study itself: kill -STOP its processes); without --force
 it refuses to measure while the CPUs are more than 10 % busy.
 """
@@ -110,20 +112,29 @@ for p in range(2):
 
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
 when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-timing = {
-    "ms_per_step": {c: round(statistics.mean(v["passes_ms"]), 2) for c, v in results.items()},
-    "source": f"bench/study_timing.py --steps {a.steps} --warmup {a.warmup} --threads {a.threads}"
-              f"{' --force' if a.force else ''}: median of each run's steps after the warm-up, mean of 2 interleaved "
-              f"passes; {cpu}, {os.cpu_count()} CPUs, {when}",
-    "details": results,
-}
+source = (f"bench/study_timing.py --steps {a.steps} --warmup {a.warmup} --threads {a.threads}"
+          f"{' --force' if a.force else ''}: median of each run's steps after the warm-up, mean of 2 interleaved "
+          f"passes; {cpu}, {os.cpu_count()} CPUs, {when}")
+timing = {"ms_per_step": {c: round(statistics.mean(v["passes_ms"]), 2) for c, v in results.items()}, "source": source,
+          "details": results}
 path = os.path.join(a.out, "timing.json")
+# --configs measures some configs again or adds new ones: the others keep their figures, and the
+# source says which were measured when.
+if a.configs and os.path.exists(path):
+    with open(path) as f:
+        old = json.load(f)
+    kept = {c: v for c, v in old.get("ms_per_step", {}).items() if c not in results and c in flags}
+    if kept:
+        timing = {"ms_per_step": {**kept, **timing["ms_per_step"]},
+                  "source": f"{old.get('source', '?')}; {', '.join(wanted)} measured again or added by {source}",
+                  "details": {**{c: v for c, v in old.get("details", {}).items() if c in kept}, **results}}
 tmp = path + ".tmp"
 with open(tmp, "w") as f:
     json.dump(timing, f, indent=1)
     f.write("\n")
 os.replace(tmp, path)
 print(f"wrote {path}")
-for c, v in timing["ms_per_step"].items():
+for c in results:
+    v = timing["ms_per_step"][c]
     spread = abs(results[c]["passes_ms"][0] - results[c]["passes_ms"][1]) / v
     print(f"| {c} | {v:.1f} | {spread:.1%} |")
