@@ -23,6 +23,10 @@ fresh batches (dropout on, as in training), and reports over the hidden matrices
             (a step's first-order loss decrease is lr s <G, orth(E)>)
   ref_self  cosine between the means of the two halves of the reference batches: how noisy G
             itself is (1 would be noise-free)
+  cos_prev  cosine between consecutive steps orth(E_t) and orth(E_{t-1}), averaged over the steps
+            since the last report: near 0 or below means the steps turn back and forth (an
+            estimate that follows a gradient which flips sign across a narrow valley), near 1 that
+            they keep one course
 (G is itself a mean of --ref-batches batches, so even a perfect estimate shows some error; the
 same G noise applies to every optimizer.) Results: JSON lines to --out and a Markdown table.
 
@@ -104,11 +108,18 @@ def run(kind, lr, beta):
         loss.backward()
         return loss.item(), [p.grad.detach().clone() for p in hidden]
 
+    prev_dirs, cos_prevs = None, []
+
     def step_weights(estimates, lr_now):
+        nonlocal prev_dirs
         with torch.no_grad():
-            for p, e in zip(hidden, estimates):
+            dirs = [ns5(e) for e in estimates]
+            if prev_dirs is not None:
+                cos_prevs.append(sum(cosine(d, q) for d, q in zip(dirs, prev_dirs)) / len(dirs))
+            prev_dirs = dirs
+            for p, d in zip(hidden, dirs):
                 fan_in, fan_out = p.shape  # transformers' Conv1D keeps [in, out]
-                p.add_(ns5(e), alpha=-lr_now * math.sqrt(max(1.0, fan_out / fan_in)))
+                p.add_(d, alpha=-lr_now * math.sqrt(max(1.0, fan_out / fan_in)))
 
     state = None  # muon: buffers; storm: M
     rows, losses = [], []
@@ -136,6 +147,7 @@ def run(kind, lr, beta):
                    "cos": sum(cosine(e, G) for e, G in zip(est, acc)) / len(acc),
                    "cos_step": sum(cosine(ns5(e), G) for e, G in zip(est, acc)) / len(acc),
                    "ref_self": sum(cosine(h0, h1) for h0, h1 in zip(*halves)) / len(acc),
+                   "cos_prev": sum(cos_prevs[-a.every:]) / max(1, len(cos_prevs[-a.every:])),
                    "train_loss_last_window": sum(losses[-a.every:]) / len(losses[-a.every:])}
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -181,8 +193,9 @@ for spec in a.runs.split(","):
         for r in all_rows:
             f.write(json.dumps(r) + "\n")
 
-print("\n| optimizer | lr | beta | step | train loss (last window) | rel_err | cos | cos_step | ref_self |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("\n| optimizer | lr | beta | step | train loss (last window) | rel_err | cos | cos_step | ref_self | cos_prev |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for r in all_rows:
     print(f"| {r['kind']} | {r['lr']:g} | {'' if r['beta'] is None else r['beta']} | {r['step']} | "
-          f"{r['train_loss_last_window']:.3f} | {r['rel_err']:.3f} | {r['cos']:.3f} | {r['cos_step']:.3f} | {r['ref_self']:.3f} |")
+          f"{r['train_loss_last_window']:.3f} | {r['rel_err']:.3f} | {r['cos']:.3f} | {r['cos_step']:.3f} | {r['ref_self']:.3f} | "
+          f"{r['cos_prev']:.3f} |")
