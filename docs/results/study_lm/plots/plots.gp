@@ -10,7 +10,7 @@ set ylabel 'validation loss'
 set yrange [*:*]
 
 set output 'val_loss_vs_samples.png'
-set title 'Validation loss vs samples (1 seed, each config at its best lr; budget 16000 samples)'
+set title 'Validation loss vs samples (mean ± std over 1-3 seeds, each config at its best lr; budget 16000 samples)'
 set xlabel 'training samples'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.01)', \
@@ -20,7 +20,7 @@ plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'm
 unset output
 
 set output 'val_loss_vs_grad_evals.png'
-set title 'Validation loss vs gradient evaluations (1 seed; LiMuon storm=exact spends 2 per step)'
+set title 'Validation loss vs gradient evaluations (mean ± std over 1-3 seeds; LiMuon storm=exact spends 2 per step)'
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.01)', \
@@ -30,7 +30,7 @@ plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'm
 unset output
 
 set output 'val_loss_vs_seconds.png'
-set title 'Validation loss vs wall-clock time (1 seed)'
+set title 'Validation loss vs wall-clock time (mean ± std over 1-3 seeds)'
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.01)', \
@@ -45,7 +45,7 @@ if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
   set terminal png size 1800,600 noenhanced
 }
 set output 'val_loss_overview.png'
-set multiplot layout 1,3 title 'Validation loss, one line per optimizer (1 seed, each config at its best lr; budget 16000 samples)'
+set multiplot layout 1,3 title 'Validation loss, one line per optimizer (mean ± std over 1-3 seeds, each config at its best lr; budget 16000 samples)'
 set ylabel 'validation loss (nats per token)'
 set title ''
 set xlabel 'training samples (sequences)'
@@ -107,23 +107,7 @@ set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05
 set key outside right top Left reverse box width 2
 plot 'lr_sweep.dat' index 0 using 1:2:3 with yerrorlines lw 2 pt 7 title 'muon', \
      'lr_sweep.dat' index 1 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact', \
-     'lr_sweep.dat' index 2 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact-beta0.3', \
-     'lr_sweep.dat' index 3 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact-beta0.03', \
-     'lr_sweep.dat' index 4 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r32-exact', \
-     'lr_sweep.dat' index 5 using 1:2:3 with yerrorlines lw 2 pt 7 title 'adamw', \
-     'lr_sweep.dat' index 6 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r8-exact', \
-     'lr_sweep.dat' index 7 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-paper-r32-exact', \
-     'lr_sweep.dat' index 8 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-approx', \
-     'lr_sweep.dat' index 9 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-preset-paper', \
-     'lr_sweep.dat' index 10 using 1:2:3 with yerrorlines lw 2 pt 7 title 'muon-mvr1', \
-     'lr_sweep.dat' index 11 using 1:2:3 with yerrorlines lw 2 pt 7 title 'muoneq', \
-     'lr_sweep.dat' index 12 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r32-exact-beta0.03', \
-     'lr_sweep.dat' index 13 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r8-exact-beta0.03', \
-     'lr_sweep.dat' index 14 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-paper-r32-exact-beta0.03', \
-     'lr_sweep.dat' index 15 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-preset-paper-beta0.03', \
-     'lr_sweep.dat' index 16 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r32-exact-beta0.3', \
-     'lr_sweep.dat' index 17 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r8-exact-beta0.3', \
-     'lr_sweep.dat' index 18 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-paper-r32-exact-beta0.3', \
-     'lr_sweep.dat' index 19 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-preset-paper-beta0.3'
+     'lr_sweep.dat' index 2 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r32-exact', \
+     'lr_sweep.dat' index 3 using 1:2:3 with yerrorlines lw 2 pt 7 title 'adamw'
 unset output
 unset logscale x
