@@ -1121,23 +1121,30 @@ Plan plan_state(const Spec& spec, const std::vector<Run>& runs, const std::vecto
     return true;
   };
   auto pending = [&](size_t i) { return p.want[i] && results[i].status != "done" && !attempted.count(i); };
+  auto sweep_runs = [&](const ConfigSpec* c, double lr, auto&& f) {
+    for (size_t i = 0; i < runs.size(); ++i)
+      if (runs[i].config == c && runs[i].lr == lr && in_sweep(spec, runs[i])) f(i);
+  };
+  // Whether config c's sweep at lr is part of the comparison: planned, or run in an earlier plan.
+  auto considered = [&](const ConfigSpec* c, double lr) {
+    bool k = false;
+    sweep_runs(c, lr, [&](size_t i) { k = k || p.want[i] || results[i].status != "missing"; });
+    return k;
+  };
   auto choose = [&](const ConfigSpec& c, std::map<double, Stat>* stats) {
     Choice best;
     best.config = &c;
     for (double lr : c.lrs) {
+      if (!considered(&c, lr)) continue;  // a variant's lr it never ran at
       std::vector<double> v;
       size_t planned = 0, done = 0;
-      bool considered = false;
-      for (size_t i = 0; i < runs.size(); ++i) {
-        if (runs[i].config != &c || runs[i].lr != lr || !in_sweep(spec, runs[i])) continue;
+      sweep_runs(&c, lr, [&](size_t i) {
         ++planned;
-        considered = considered || p.want[i] || results[i].status != "missing";
-        if (results[i].status != "done") continue;
+        if (results[i].status != "done") return;
         ++done;
         auto it = results[i].m.find(key);
         v.push_back(it == results[i].m.end() ? NAN : it->second);
-      }
-      if (!considered) continue;  // a variant's lr it never ran at
+      });
       const Stat st = stat(v);
       if (stats) (*stats)[lr] = st;
       if (st.n == 0) continue;
@@ -1160,11 +1167,6 @@ Plan plan_state(const Spec& spec, const std::vector<Run>& runs, const std::vecto
       if (runs[i].config->group == g && (variants_too || !runs[i].config->is_variant()) && pending(i)) return false;
     return true;
   };
-  auto sweep_runs = [&](const ConfigSpec* c, double lr, auto&& f) {
-    for (size_t i = 0; i < runs.size(); ++i)
-      if (runs[i].config == c && runs[i].lr == lr && in_sweep(spec, runs[i])) f(i);
-  };
-
   for (size_t i = 0; i < runs.size(); ++i)
     if (!runs[i].config->is_variant() && in_sweep(spec, runs[i]) && in_grid(*runs[i].config, runs[i].lr)) add(i);
   for (size_t g = 0; g < spec.configs.size(); ++g) {
@@ -1177,11 +1179,8 @@ Plan plan_state(const Spec& spec, const std::vector<Run>& runs, const std::vecto
       const Choice best = choose(b, nullptr);
       if (std::isnan(best.lr)) break;
       std::vector<double> tried, below, above;
-      for (double lr : b.lrs) {
-        bool considered = false;
-        sweep_runs(&b, lr, [&](size_t i) { considered = considered || p.want[i] || results[i].status != "missing"; });
-        if (considered) tried.push_back(lr);
-      }
+      for (double lr : b.lrs)
+        if (considered(&b, lr)) tried.push_back(lr);
       const double lo = *std::min_element(tried.begin(), tried.end()), hi = *std::max_element(tried.begin(), tried.end());
       double next = NAN;
       for (size_t k = b.grid; k < b.lrs.size(); ++k) {
