@@ -514,6 +514,69 @@ r = run(["compare", "--spec", write(os.path.join(TMP, "bad_tune.json"), dict(tun
          os.path.join(TMP, "bad-tune"), "--dry-run"])
 check("a variant as the reference is refused", r.returncode == 2 and "not the 'tune' variant 'lx-beta0.5'" in r.stderr, r.stderr)
 
+# ---- 2b'. "tune_extend": values beyond a tuned flag's range run at the base's chosen lr, nearest
+# first, one at a time, while the best value there is the lowest (highest) tried. AdamW warming up
+# over 1000 steps barely moves in 8; shorter warm-ups should win, so the low end keeps extending.
+te_spec = {
+    "train": tune_spec["train"], "budget": {"steps": 8}, "seeds": [0, 1], "sweep_seeds": 1,
+    "configs": [{"name": "aw", "optimizer": "adamw", "warmup": 1000, "lr": [0.001, 0.003], "tune": {"warmup": [300]},
+                 "tune_extend": {"warmup": [3000, 100, 30]}}],
+}
+te_out = os.path.join(TMP, "tune_ext")
+te_path = write(os.path.join(TMP, "tune_ext.json"), te_spec)
+r = run(["compare", "--spec", te_path, "--out", te_out, "--dry-run"])
+check("tune_extend: dry-run counts the tuning without the candidates and labels them",
+      r.returncode == 0 and "limuon compare: 4 runs" in r.stdout and
+      sum("if its best warmup is at that end" in l for l in r.stdout.splitlines()) == 3, r.stdout + r.stderr)
+r = run(["compare", "--spec", te_path, "--out", te_out])
+check("tune_extend comparison runs", r.returncode == 0, r.stdout[-3000:] + r.stderr)
+te_loss = lambda cfg, lr, sd: (json.load(open(p))["final_val_loss"] if os.path.exists(
+    p := os.path.join(te_out, "runs", cfg, "lr%g" % lr, f"seed{sd}", "summary.json")) else None)
+grid = [0.001, 0.003]
+name = {1000: "aw", 300: "aw-warmup300", 3000: "aw-warmup3000", 100: "aw-warmup100", 30: "aw-warmup30"}
+base_lr = min(grid, key=lambda lr: te_loss("aw", lr, 0))
+at_base = {v: te_loss(name[v], base_lr, 0) for v in (1000, 300)}
+while True:
+    best = min(at_base, key=at_base.get)
+    cands = [v for v in (3000, 100, 30) if v not in at_base and
+             ((best == min(at_base) and v < best) or (best == max(at_base) and v > best))]
+    if not cands:
+        break
+    nxt = min(cands, key=lambda v: abs(v - best))
+    at_base[nxt] = te_loss(name[nxt], base_lr, 0)
+tried = {("aw", lr): te_loss("aw", lr, 0) for lr in grid}
+tried.update({(name[v], base_lr): x for v, x in at_base.items()})
+while True:  # the lead variant walks the lr grid, as in 2b
+    lead = min(tried, key=lambda k: tried[k] if tried[k] is not None else math.inf)
+    if lead[0] == "aw":
+        break
+    i = grid.index(lead[1])
+    new = [(lead[0], grid[j]) for j in (i - 1, i + 1) if 0 <= j < len(grid) and (lead[0], grid[j]) not in tried]
+    if not new:
+        break
+    for k in new:
+        tried[k] = te_loss(*k, 0)
+found = {(cfg, float(lr[2:]), int(sd[4:])) for cfg in os.listdir(os.path.join(te_out, "runs"))
+         for lr in os.listdir(os.path.join(te_out, "runs", cfg)) for sd in os.listdir(os.path.join(te_out, "runs", cfg, lr))}
+check("tune_extend runs exactly the candidates the rule asks for, then the seeds at the choice",
+      found == {(c, lr, 0) for c, lr in tried} | {(lead[0], lead[1], 1)} and None not in tried.values(), (sorted(found), tried))
+check("tune_extend went beyond the tuned range, and only on the winning side",
+      ("aw-warmup100", base_lr, 0) in found and not any(c == "aw-warmup3000" for c, _, _ in found), sorted(found))
+te_rep = json.load(open(os.path.join(te_out, "report.json")))
+check("report: the tuned-flags rows are the values run", sorted(t["value"] for t in te_rep["tuned"]) == sorted(at_base) and
+      all(close(t["final_val_loss"]["mean"], at_base[t["value"]]) for t in te_rep["tuned"]), te_rep["tuned"])
+for bad, needle in (({"tune_extend": {"warmup": [100]}, "tune": None}, "has none"),
+                    ({"tune_extend": {"beta1": [0.5]}}, "'beta1' is not tuned"),
+                    ({"tune_extend": {"warmup": [500]}}, "not beyond the tuned range [300, 1000]"),
+                    ({"tune_extend": {"warmup": ["x"]}}, "finite numbers"),
+                    ({"tune_extend": {"warmup": [100, 100]}}, "twice"),
+                    ({"tune_extend": {"warmup": [300]}}, "not beyond")):
+    c = dict(te_spec["configs"][0], **bad)
+    c = {k: v for k, v in c.items() if v is not None}
+    r = run(["compare", "--spec", write(os.path.join(TMP, "bad_te.json"), dict(te_spec, configs=[c])), "--out",
+             os.path.join(TMP, "bad-te"), "--dry-run"])
+    check(f"bad tune_extend refused ({needle})", r.returncode == 2 and needle in r.stderr, r.stderr)
+
 # ---- 2c. "extend_lrs": while a base's best lr is the lowest or highest tried, the next candidate
 # beyond (continuing the grid's end ratio) runs, up to K per side. AdamW warming up over 1000 steps
 # barely moves in 8, so the higher lrs should keep winning until the candidates run out.

@@ -54,7 +54,7 @@ const char* kSpecHelp =
     "a JSON object: {\"train\": {common train flags}, \"budget\": {\"steps\"|\"samples\"|\"grad_evals\"|\"seconds\": N}, "
     "\"seeds\": [0, 1] or a count, \"configs\": [{\"name\": \"muon\", \"optimizer\": \"muon\", \"lr\": [0.01, 0.02]}, ...]} "
     "(optional: \"description\", \"select\": \"final\"|\"best\", \"sweep_seeds\": N, \"keep_checkpoints\": false, "
-    "\"compress_metrics\": false, \"reference\": \"NAME\"; per config \"tune\": {\"beta\": [0.03, 0.3]}); "
+    "\"compress_metrics\": false, \"reference\": \"NAME\"; per config \"tune\": {\"beta\": [0.03, 0.3]} and \"tune_extend\": {\"beta\": [0.01, 0.6]}); "
     "see docs/compare.md";
 
 // Flags that compare sets itself for every run, so neither "train" nor a config may.
@@ -74,8 +74,11 @@ struct ConfigSpec {
   // a config of its own named BASE-FLAGVALUE that shares the base's lr grid. `group` is the index
   // of the base in Spec::configs (its own index for a base); `tuned` names the flag a variant
   // changes ("" for a base).
+  // `extra`: a "tune_extend" candidate, run only while its flag's best value at the base's chosen lr
+  // is the nearest value tried on its side.
   size_t group = 0;
   std::string tuned;
+  bool extra = false;
   bool is_variant() const { return !tuned.empty(); }
 };
 
@@ -234,6 +237,23 @@ void extend_grid(ConfigSpec& c, int64_t k) {
   }
 }
 
+// The variant of config `base` with FLAG `key` set to `v` (`text`: v as written in its name).
+void push_variant(Spec& s, size_t base, const std::string& key, const json& v, const std::string& text, bool extra,
+                  std::set<std::string>& names, const std::string& cw) {
+  ConfigSpec cs = s.configs[base];
+  cs.name += "-" + key + text;
+  cs.tuned = key;
+  cs.group = base;
+  cs.extra = extra;
+  cs.flags[key] = v;
+  if (cs.name.size() > 64 || cs.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-") !=
+                                 std::string::npos)
+    throw UsageError(cw + ": the variant name '" + cs.name + "' is not 1-64 of A-Z a-z 0-9 . _ + - (it names a directory)");
+  if (!names.insert(cs.name).second)
+    throw UsageError(cw + ": its '" + std::string(extra ? "tune_extend" : "tune") + "' variant '" + cs.name + "' has the name of another config");
+  s.configs.push_back(std::move(cs));
+}
+
 // A config's "tune": {"FLAG": [values]}: one variant per value, each changing only that flag
 // (several flags are tuned one at a time, not crossed), named BASE-FLAGVALUE (lr-style numbers:
 // "beta": 0.3 → BASE-beta0.3).
@@ -262,17 +282,47 @@ void add_variants(Spec& s, size_t base, const json& tune, std::set<std::string>&
       if (own.is_null())
         throw UsageError(cw + ": 'tune' '" + it.key() + "' needs the config's own value of '" + it.key() +
                          "' given (here or in \"train\"): the base run is compared at it");
-      ConfigSpec cs = s.configs[base];
-      cs.name += "-" + key + text;
-      cs.tuned = key;
-      cs.group = base;
-      cs.flags[key] = v;
-      if (cs.name.size() > 64 || cs.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-") !=
-                                     std::string::npos)
-        throw UsageError(cw + ": the variant name '" + cs.name + "' is not 1-64 of A-Z a-z 0-9 . _ + - (it names a directory)");
-      if (!names.insert(cs.name).second)
-        throw UsageError(cw + ": its 'tune' variant '" + cs.name + "' has the name of another config");
-      s.configs.push_back(std::move(cs));
+      push_variant(s, base, key, v, text, false, names, cw);
+    }
+  }
+}
+
+// A config's "tune_extend": {"FLAG": [values]} (FLAG tuned numerically in its "tune"): values
+// beyond the ends of the tuned ones, tried at the base's chosen lr nearest first, one at a time,
+// while the best value there is the highest (lowest) tried — the issue's "more if the best sits at
+// an edge" for flags, like "extend_lrs", such as beta, whose range is not geometric.
+void add_extensions(Spec& s, size_t base, const json& tune, const json& ext, std::set<std::string>& names) {
+  const std::string cw = "spec '" + s.path + "' config '" + s.configs[base].name + "'";
+  if (!ext.is_object() || ext.empty())
+    throw UsageError(cw + ": 'tune_extend' must be an object of FLAG: [values], e.g. {\"beta\": [0.01, 0.6]}, got " + ext.dump());
+  for (auto it = ext.begin(); it != ext.end(); ++it) {
+    const std::string key = kebab(it.key());
+    const json* listed = nullptr;
+    for (auto t = tune.begin(); t != tune.end(); ++t)
+      if (kebab(t.key()) == key) listed = &t.value();
+    if (listed == nullptr)
+      throw UsageError(cw + ": 'tune_extend' '" + it.key() + "' is not tuned: list its values in \"tune\" first");
+    const json& flags = s.configs[base].flags;
+    const json own = flags.contains(key) ? flags[key] : s.train[key];
+    double lo = own.is_number() ? own.get<double>() : NAN, hi = lo;
+    for (const auto& v : *listed) {
+      if (!v.is_number() || !own.is_number())
+        throw UsageError(cw + ": 'tune_extend' '" + it.key() + "' needs numeric values, and its \"tune\" values and own value are not all numbers");
+      lo = std::min(lo, v.get<double>());
+      hi = std::max(hi, v.get<double>());
+    }
+    if (!it.value().is_array() || it.value().empty())
+      throw UsageError(cw + ": 'tune_extend' '" + it.key() + "' must be a non-empty list of numbers, got " + it.value().dump());
+    std::set<double> seen;
+    for (const auto& v : it.value()) {
+      if (!v.is_number() || !std::isfinite(v.get<double>()))
+        throw UsageError(cw + ": 'tune_extend' '" + it.key() + "' values must be finite numbers, got " + v.dump());
+      const double x = v.get<double>();
+      if (!seen.insert(x).second) throw UsageError(cw + ": 'tune_extend' '" + it.key() + "' lists " + lr_text(x) + " twice");
+      if (x >= lo && x <= hi)
+        throw UsageError(cw + ": 'tune_extend' '" + it.key() + "' value " + lr_text(x) + " is not beyond the tuned range [" +
+                         lr_text(lo) + ", " + lr_text(hi) + "] (list it in \"tune\")");
+      push_variant(s, base, key, v, lr_text(x), true, names, cw);
     }
   }
 }
@@ -361,7 +411,7 @@ Spec load_spec(const std::string& path) {
         cs.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-") != std::string::npos)
       throw UsageError(cw + ": a name is 1-64 of the characters A-Z a-z 0-9 . _ + - (it names a directory)");
     if (!names.insert(cs.name).second) throw UsageError(cw + ": two configs are named '" + cs.name + "'");
-    cs.flags = train_flags(c, cw, {"name", "lr", "tune"});
+    cs.flags = train_flags(c, cw, {"name", "lr", "tune", "tune_extend"});
     if (cs.flags.contains("task")) throw UsageError(cw + ": 'task' belongs in \"train\" (all configs share the task)");
     if (cs.flags.contains("steps")) throw UsageError(cw + ": 'steps' belongs in \"train\" (all configs share the budget)");
     if (c.contains("lr")) cs.lrs = parse_lrs(c["lr"], cw);
@@ -371,10 +421,15 @@ Spec load_spec(const std::string& path) {
     cs.grid = cs.lrs.size();
     extend_grid(cs, s.extend_lrs);
     s.configs.push_back(std::move(cs));
-    if (c.contains("tune")) tunes.emplace_back(s.configs.size() - 1, c["tune"]);
+    if (c.contains("tune_extend") && !c.contains("tune"))
+      throw UsageError(cw + ": 'tune_extend' extends a \"tune\" list, and the config has none");
+    if (c.contains("tune")) tunes.emplace_back(s.configs.size() - 1, c);
   }
   // Variants after every base config: the bases' sweeps run first.
-  for (const auto& [base, tune] : tunes) add_variants(s, base, tune, names);
+  for (const auto& [base, c] : tunes) {
+    add_variants(s, base, c["tune"], names);
+    if (c.contains("tune_extend")) add_extensions(s, base, c["tune"], c["tune_extend"], names);
+  }
   if (j.contains("reference")) {
     if (!j["reference"].is_string()) throw UsageError(where + ": 'reference' must be the name of a config");
     s.reference = j["reference"].get<std::string>();
@@ -1200,7 +1255,55 @@ Plan plan_state(const Spec& spec, const std::vector<Run>& runs, const std::vecto
     const Choice base = choose(spec.configs[g], nullptr);
     if (std::isnan(base.lr)) continue;
     for (const auto& c : spec.configs)
-      if (c.is_variant() && c.group == g) sweep_runs(&c, base.lr, add);
+      if (c.is_variant() && !c.extra && c.group == g) sweep_runs(&c, base.lr, add);
+    // "tune_extend": per flag, while the best value at the base's lr is the highest (lowest) of the
+    // values tried there, try the nearest candidate beyond it, one at a time.
+    bool extending = false;
+    std::set<std::string> flags_done;
+    for (const auto& x : spec.configs) {
+      if (!x.extra || x.group != g || !flags_done.insert(x.tuned).second) continue;
+      const std::string& flag = x.tuned;
+      for (;;) {
+        struct Point {
+          double value, loss;
+          const ConfigSpec* c;
+        };
+        std::vector<Point> tried, beyond;
+        bool busy = false;
+        for (const auto& m : spec.configs) {
+          if (m.group != g || !(&m == &spec.configs[g] || m.tuned == flag)) continue;
+          const json& v = m.flags.contains(flag) ? m.flags.at(flag) : spec.train.at(flag);
+          if (&m != &spec.configs[g] && !considered(&m, base.lr)) {
+            if (m.extra) beyond.push_back({v.get<double>(), NAN, &m});
+            continue;
+          }
+          std::map<double, Stat> at;
+          choose(m, &at);
+          sweep_runs(&m, base.lr, [&](size_t i) { busy = busy || pending(i); });
+          const double loss = at.count(base.lr) && at.at(base.lr).n > 0 ? at.at(base.lr).mean : NAN;
+          tried.push_back({v.get<double>(), std::isnan(loss) ? INFINITY : loss, &m});
+        }
+        if (busy) {
+          extending = true;
+          break;
+        }
+        const auto best = std::min_element(tried.begin(), tried.end(), [](const Point& a, const Point& b) { return a.loss < b.loss; });
+        const auto by_value = [](const Point& a, const Point& b) { return a.value < b.value; };
+        const double lo = std::min_element(tried.begin(), tried.end(), by_value)->value;
+        const double hi = std::max_element(tried.begin(), tried.end(), by_value)->value;
+        if (tried.size() < 2 || !std::isfinite(best->loss)) break;
+        const ConfigSpec* next = nullptr;
+        double gap = INFINITY;
+        for (const auto& b : beyond)
+          if ((best->value == lo && b.value < lo && lo - b.value < gap) || (best->value == hi && b.value > hi && b.value - hi < gap)) {
+            gap = std::abs(b.value - best->value);
+            next = b.c;
+          }
+        if (next == nullptr) break;
+        sweep_runs(next, base.lr, add);
+      }
+    }
+    if (extending) continue;
     // Local search around a leading variant's best lr.
     for (;;) {
       const Choice lead = group_choice(g);
@@ -1320,6 +1423,7 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
     const double lr = plan.per_config.at(&base).lr;
     for (const auto& c : spec.configs) {
       if (!c.is_variant() || c.group != g) continue;
+      if (c.extra && plan.sweep.at(c.name).empty()) continue;  // a "tune_extend" candidate not needed
       for (const ConfigSpec* member : {&base, &c}) {
         TuneRow t{&base, member, c.tuned, member->flags.contains(c.tuned) ? member->flags.at(c.tuned) : spec.train.at(c.tuned), lr, {}};
         const auto it = plan.sweep.find(member->name);
@@ -1628,7 +1732,8 @@ int cmd_compare(Args& args) {
   for (const auto& r : runs)
     if (!r.config->is_variant() && in_sweep(spec, r) && in_grid(*r.config, r.lr)) ++planned;
   for (const auto& c : spec.configs)
-    if (c.is_variant()) planned += sweep_n;
+    if (c.extra) continue;  // a "tune_extend" candidate runs only if needed
+    else if (c.is_variant()) planned += sweep_n;
     else if (group_tuned(spec, c)) planned += spec.seeds.size() - sweep_n;
 
   if (dry_run) {
@@ -1641,7 +1746,9 @@ int cmd_compare(Args& args) {
                                  : !in_grid(*r.config, r.lr) || (!sweep && r.lr != r.config->lrs[0]))
         continue;
       std::cout << "  "
-                << (r.config->is_variant() ? "(at " + spec.configs[r.config->group].name + "'s chosen lr) "
+                << (r.config->extra        ? "(at " + spec.configs[r.config->group].name + "'s chosen lr, if its best " +
+                                                 r.config->tuned + " is at that end) "
+                    : r.config->is_variant() ? "(at " + spec.configs[r.config->group].name + "'s chosen lr) "
                     : sweep                ? std::string()
                                            : std::string("(at the chosen lr) "))
                 << r.dir.string() << ": limuon train";
