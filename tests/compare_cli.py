@@ -7,6 +7,7 @@ resumes without redoing finished runs, failed runs are reported, and bad specs f
 
 Usage: compare_cli.py path/to/limuon
 """
+import fcntl
 import gzip
 import json
 import math
@@ -321,6 +322,13 @@ shutil.rmtree(os.path.join(out, "plots"))
 r = run(["compare", "--spec", spec_path, "--out", out, "--report-only"], env={"PATH": "/nonexistent"})
 check("report without gnuplot", r.returncode == 0 and "plots skipped" in r.stdout and "gnuplot" in r.stdout, r.stdout + r.stderr)
 check("report.md says plots were skipped", "Plots skipped: gnuplot is not installed" in open(os.path.join(out, "report.md")).read())
+with open(os.path.join(out, ".compare.lock"), "a+") as held:  # as a comparison working there holds it
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    r = run(["compare", "--spec", spec_path, "--out", out])
+    check("a second comparison in the same directory is refused", r.returncode != 0 and
+          "another limuon compare is working in" in r.stderr and "runs executed" not in r.stdout, r.stdout + r.stderr)
+    r = run(["compare", "--spec", spec_path, "--out", out, "--report-only"])
+    check("report-only redraws while a comparison holds the directory", r.returncode == 0, r.stdout + r.stderr)
 r = run(["compare", "--spec", spec_path, "--out", out, "--report-only"])
 check("report-only redraws", r.returncode == 0 and is_png(os.path.join(out, "plots", "memory.png")), r.stdout + r.stderr)
 

@@ -1763,9 +1763,13 @@ int cmd_compare(Args& args) {
   fs::create_directories(out / "runs", ec);
   if (ec) throw std::runtime_error("--out: cannot create directory '" + out.string() + "': " + ec.message());
   // One comparison at a time per directory (the lock goes with the process, however it ends).
-  const int lock = open((out / ".compare.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) != 0)
-    throw std::runtime_error("--out: another limuon compare is working in '" + out.string() + "'");
+  // --report-only reads the runs and writes only the report, so it may redraw a study whose
+  // comparison is still running (a study spans sessions; stopping it to look would lose steps).
+  if (!report_only) {
+    const int lock = open((out / ".compare.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) != 0)
+      throw std::runtime_error("--out: another limuon compare is working in '" + out.string() + "'");
+  }
 
   // Refuse to mix runs of different settings in one directory before running anything.
   for (const auto& r : runs) {
