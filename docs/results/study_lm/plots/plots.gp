@@ -10,31 +10,31 @@ set ylabel 'validation loss'
 set yrange [*:*]
 
 set output 'val_loss_vs_samples.png'
-set title 'Validation loss vs samples (mean ± std over 1-3 seeds, each config at its best lr; budget 16000 samples)'
+set title 'Validation loss vs samples (mean ± std over 1-4 seeds, each config at its best lr; budget 16000 samples)'
 set xlabel 'training samples'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.01)', \
-     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact (lr 0.005)', \
+     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact-beta0.3 (lr 0.005)', \
      'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r32-exact (lr 0.005)', \
      'curves.dat' index 3 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'adamw (lr 0.002)'
 unset output
 
 set output 'val_loss_vs_grad_evals.png'
-set title 'Validation loss vs gradient evaluations (mean ± std over 1-3 seeds; LiMuon storm=exact spends 2 per step)'
+set title 'Validation loss vs gradient evaluations (mean ± std over 1-4 seeds; LiMuon storm=exact spends 2 per step)'
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.01)', \
-     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact (lr 0.005)', \
+     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact-beta0.3 (lr 0.005)', \
      'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r32-exact (lr 0.005)', \
      'curves.dat' index 3 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'adamw (lr 0.002)'
 unset output
 
 set output 'val_loss_vs_seconds.png'
-set title 'Validation loss vs wall-clock time (mean ± std over 1-3 seeds)'
+set title 'Validation loss vs wall-clock time (mean ± std over 1-4 seeds)'
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.01)', \
-     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact (lr 0.005)', \
+     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact-beta0.3 (lr 0.005)', \
      'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r32-exact (lr 0.005)', \
      'curves.dat' index 3 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'adamw (lr 0.002)'
 unset output
@@ -45,24 +45,24 @@ if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
   set terminal png size 1800,600 noenhanced
 }
 set output 'val_loss_overview.png'
-set multiplot layout 1,3 title 'Validation loss, one line per optimizer (mean ± std over 1-3 seeds, each config at its best lr; budget 16000 samples)'
+set multiplot layout 1,3 title 'Validation loss, one line per optimizer (mean ± std over 1-4 seeds, each config at its best lr; budget 16000 samples)'
 set ylabel 'validation loss (nats per token)'
 set title ''
 set xlabel 'training samples (sequences)'
 plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon (lr 0.01)', \
-     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact (lr 0.005)', \
+     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact-beta0.3 (lr 0.005)', \
      'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-light-r32-exact (lr 0.005)', \
      'curves.dat' index 3 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'adamw (lr 0.002)'
 set title ''
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon (lr 0.01)', \
-     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact (lr 0.005)', \
+     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact-beta0.3 (lr 0.005)', \
      'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-light-r32-exact (lr 0.005)', \
      'curves.dat' index 3 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'adamw (lr 0.002)'
 set title ''
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon (lr 0.01)', \
-     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact (lr 0.005)', \
+     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact-beta0.3 (lr 0.005)', \
      'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-light-r32-exact (lr 0.005)', \
      'curves.dat' index 3 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'adamw (lr 0.002)'
 unset multiplot
@@ -109,5 +109,18 @@ plot 'lr_sweep.dat' index 0 using 1:2:3 with yerrorlines lw 2 pt 7 title 'muon',
      'lr_sweep.dat' index 1 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact', \
      'lr_sweep.dat' index 2 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r32-exact', \
      'lr_sweep.dat' index 3 using 1:2:3 with yerrorlines lw 2 pt 7 title 'adamw'
+unset output
+unset logscale x
+
+set output 'tune_beta.png'
+set title 'Tuning beta at each config''s chosen lr: final validation loss (1 seed)'
+set logscale x
+set xlabel 'beta'
+set ylabel 'validation loss'
+set yrange [*:*]
+set xrange [*:*]
+set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05
+set key outside right top Left reverse box width 2
+plot 'tune_beta.dat' index 0 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact (lr 0.005)'
 unset output
 unset logscale x
