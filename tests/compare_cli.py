@@ -451,6 +451,21 @@ groups = [{"aw": 0, "aw-warmup1": 0, "lx": 1, "lx-beta0.5": 1, "lx-beta0.9": 1, 
 check("runs go group by group in the spec's order", len(order) >= 11 and groups == sorted(groups) and -1 not in groups, order)
 
 
+def lr_walk(tried, base, grid, loss):
+    """The rule's lr walk, restated: while a variant leads (config, lr) -> seed-0 loss in `tried`,
+    add its grid neighbours not yet tried; returns the lead."""
+    while True:
+        lead = min(tried, key=lambda k: tried[k] if tried[k] is not None else math.inf)
+        if lead[0] == base:
+            return lead
+        i = grid.index(lead[1])
+        new = [(lead[0], grid[j]) for j in (i - 1, i + 1) if 0 <= j < len(grid) and (lead[0], grid[j]) not in tried]
+        if not new:
+            return lead
+        for k in new:
+            tried[k] = loss(k[0], k[1], 0)
+
+
 def final_loss(cfg, lr, seed):
     p = os.path.join(tune_out, "runs", cfg, "lr" + "%g" % lr, f"seed{seed}", "summary.json")
     return json.load(open(p))["final_val_loss"] if os.path.exists(p) else None
@@ -463,16 +478,7 @@ for base, variants, grid in (("aw", ["aw-warmup1"], [0.0003, 0.001, 0.003, 0.01]
     base_lr = min(grid, key=lambda lr: tried[(base, lr)])
     for v in variants:
         tried[(v, base_lr)] = final_loss(v, base_lr, 0)
-    while True:
-        lead = min(tried, key=lambda k: tried[k] if tried[k] is not None else math.inf)
-        if lead[0] == base:
-            break
-        i = grid.index(lead[1])
-        new = [(lead[0], grid[j]) for j in (i - 1, i + 1) if 0 <= j < len(grid) and (lead[0], grid[j]) not in tried]
-        if not new:
-            break
-        for k in new:
-            tried[k] = final_loss(k[0], k[1], 0)
+    lead = lr_walk(tried, base, grid, final_loss)
     expect |= {(c, lr, 0) for c, lr in tried}
     expect.add((lead[0], lead[1], 1))
     choice[base] = lead
@@ -554,16 +560,7 @@ while True:
     at_base[nxt] = te_loss(name[nxt], base_lr, 0)
 tried = {("aw", lr): te_loss("aw", lr, 0) for lr in grid}
 tried.update({(name[v], base_lr): x for v, x in at_base.items()})
-while True:  # the lead variant walks the lr grid, as in 2b
-    lead = min(tried, key=lambda k: tried[k] if tried[k] is not None else math.inf)
-    if lead[0] == "aw":
-        break
-    i = grid.index(lead[1])
-    new = [(lead[0], grid[j]) for j in (i - 1, i + 1) if 0 <= j < len(grid) and (lead[0], grid[j]) not in tried]
-    if not new:
-        break
-    for k in new:
-        tried[k] = te_loss(*k, 0)
+lead = lr_walk(tried, "aw", grid, te_loss)  # the lead variant walks the lr grid, as in 2b
 found = {(cfg, float(lr[2:]), int(sd[4:])) for cfg in os.listdir(os.path.join(te_out, "runs"))
          for lr in os.listdir(os.path.join(te_out, "runs", cfg)) for sd in os.listdir(os.path.join(te_out, "runs", cfg, lr))}
 check("tune_extend runs exactly the candidates the rule asks for, then the seeds at the choice",
