@@ -14,7 +14,7 @@ set title 'Validation loss vs samples (mean ± std over 1-4 seeds, each config a
 set xlabel 'training samples'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.0025)', \
-     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact (lr 0.01)'
+     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact-beta0.3 (lr 0.01)'
 unset output
 
 set output 'val_loss_vs_grad_evals.png'
@@ -22,7 +22,7 @@ set title 'Validation loss vs gradient evaluations (mean ± std over 1-4 seeds; 
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.0025)', \
-     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact (lr 0.01)'
+     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact-beta0.3 (lr 0.01)'
 unset output
 
 set output 'val_loss_vs_seconds.png'
@@ -30,7 +30,7 @@ set title 'Validation loss vs wall-clock time (mean ± std over 1-4 seeds)'
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.0025)', \
-     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact (lr 0.01)'
+     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact-beta0.3 (lr 0.01)'
 unset output
 
 if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
@@ -44,15 +44,15 @@ set ylabel 'validation loss (nats per token)'
 set title ''
 set xlabel 'training samples (sequences)'
 plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon (lr 0.0025)', \
-     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact (lr 0.01)'
+     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact-beta0.3 (lr 0.01)'
 set title ''
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon (lr 0.0025)', \
-     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact (lr 0.01)'
+     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact-beta0.3 (lr 0.01)'
 set title ''
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon (lr 0.0025)', \
-     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact (lr 0.01)'
+     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact-beta0.3 (lr 0.01)'
 unset multiplot
 unset output
 set ylabel 'validation loss'
@@ -68,7 +68,7 @@ set title 'Validation accuracy vs samples (mean ± std over 1-4 seeds)'
 set xlabel 'training samples'
 set ylabel 'validation accuracy'
 plot 'curves.dat' index 0 using 2:7:8 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.0025)', \
-     'curves.dat' index 1 using 2:7:8 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact (lr 0.01)'
+     'curves.dat' index 1 using 2:7:8 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact-beta0.3 (lr 0.01)'
 unset output
 
 set output 'memory.png'
@@ -103,5 +103,18 @@ set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05
 set key outside right top Left reverse box width 2
 plot 'lr_sweep.dat' index 0 using 1:2:3 with yerrorlines lw 2 pt 7 title 'muon', \
      'lr_sweep.dat' index 1 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact'
+unset output
+unset logscale x
+
+set output 'tune_beta.png'
+set title 'Tuning beta at each config''s chosen lr: final validation loss (1 seed)'
+set logscale x
+set xlabel 'beta'
+set ylabel 'validation loss'
+set yrange [*:*]
+set xrange [*:*]
+set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05
+set key outside right top Left reverse box width 2
+plot 'tune_beta.dat' index 0 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact (lr 0.01)'
 unset output
 unset logscale x
