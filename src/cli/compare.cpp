@@ -1287,11 +1287,12 @@ Plan plan_state(const Spec& spec, const std::vector<Run>& runs, const std::vecto
           extending = true;
           break;
         }
+        if (tried.size() < 2) break;
         const auto best = std::min_element(tried.begin(), tried.end(), [](const Point& a, const Point& b) { return a.loss < b.loss; });
+        if (!std::isfinite(best->loss)) break;
         const auto by_value = [](const Point& a, const Point& b) { return a.value < b.value; };
         const double lo = std::min_element(tried.begin(), tried.end(), by_value)->value;
         const double hi = std::max_element(tried.begin(), tried.end(), by_value)->value;
-        if (tried.size() < 2 || !std::isfinite(best->loss)) break;
         const ConfigSpec* next = nullptr;
         double gap = INFINITY;
         for (const auto& b : beyond)
@@ -1731,10 +1732,11 @@ int cmd_compare(Args& args) {
   size_t planned = 0;
   for (const auto& r : runs)
     if (!r.config->is_variant() && in_sweep(spec, r) && in_grid(*r.config, r.lr)) ++planned;
-  for (const auto& c : spec.configs)
+  for (const auto& c : spec.configs) {
     if (c.extra) continue;  // a "tune_extend" candidate runs only if needed
-    else if (c.is_variant()) planned += sweep_n;
+    if (c.is_variant()) planned += sweep_n;
     else if (group_tuned(spec, c)) planned += spec.seeds.size() - sweep_n;
+  }
 
   if (dry_run) {
     std::cout << "limuon compare: " << planned << " runs (" << spec.configs.size() << " configs, " << spec.seeds.size()
