@@ -513,6 +513,22 @@ check("report.md has the tuned-flags table and plots", "## Tuned flags" in tune_
       tune_md[-4000:])
 r2 = run(["compare", "--spec", tune_path, "--out", tune_out])
 check("a finished tuning reruns nothing", r2.returncode == 0 and "0 runs executed" in r2.stdout, r2.stdout[-2000:] + r2.stderr)
+# timing.json without a figure for a variant: one whose tuned flag leaves the arithmetic alone (beta,
+# warm-up) takes its base's, and says so; a variant with its own figure keeps it; mu has none.
+write(os.path.join(tune_out, "timing.json"), {"ms_per_step": {"aw": 100.0, "lx": 400.0, "lx-beta0.5": 420.0}, "source": "test figures"})
+r2 = run(["compare", "--spec", tune_path, "--out", tune_out, "--report-only"])
+tq = json.load(open(os.path.join(tune_out, "report.json")))
+run_ms = {(x["config"], x["lr"], x["seed"]): (x.get("ms_per_step"), x.get("wall_s"), x.get("steps")) for x in tq["runs"]}
+check("timing: beta and warm-up variants take their base's figure", r2.returncode == 0 and
+      tq.get("timing", {}).get("from_base") == {"aw-warmup1": "aw", "lx-beta0.9": "lx"} and
+      all(v[0] == {"aw": 100.0, "aw-warmup1": 100.0, "lx": 400.0, "lx-beta0.9": 400.0, "lx-beta0.5": 420.0}[k[0]] and
+          close(v[1], v[2] * v[0] / 1000.0) for k, v in run_ms.items() if k[0] != "mu"), (r2.stderr, tq.get("timing"), run_ms))
+check("timing: a config without a figure or a base's still has no seconds",
+      all(v[0] is None or (isinstance(v[0], float) and math.isnan(v[0])) for k, v in run_ms.items() if k[0] == "mu"),
+      {k: v for k, v in run_ms.items() if k[0] == "mu"})
+check("report.md names the borrowed figures", "takes its base config's figure (aw-warmup1 from aw, lx-beta0.9 from lx)" in
+      open(os.path.join(tune_out, "report.md")).read())
+os.remove(os.path.join(tune_out, "timing.json"))
 for bad, needle in (({"lr": [0.1, 0.2]}, "cannot vary 'lr'"), ({"beta": [0.1]}, "the config's own value"),
                     ({"rank": [4]}, "needs the config's own value of 'rank'"), ({"beta": []}, "non-empty list"),
                     ({"beta": [0.5, 0.5]}, "twice"), ("beta", "must be an object")):

@@ -62,6 +62,11 @@ const std::set<std::string> kReserved = {"out",           "resume",     "seed", 
                                          "max-samples", "max-grad-evals", "max-seconds", "epochs", "threads",    "json",
                                          "help"};
 
+// Tuned flags that change a number in the update but not its arithmetic, so a variant's step costs
+// its base's (measured: beta variants within 1-3 % of their base in docs/results/study_lm/timing.json).
+const std::set<std::string> kCostNeutral = {"beta",   "beta1",     "beta2",        "momentum",          "weight-decay",
+                                            "warmup", "adamw-lr", "min-lr-ratio", "adamw-weight-decay"};
+
 struct ConfigSpec {
   std::string name;
   // The spec's lrs first (`grid` of them), then, with "extend_lrs": K, the candidates that extend
@@ -104,6 +109,9 @@ struct Spec {
   // config it lacks has no seconds), not the runs' own clocks, which a busy machine distorts.
   std::map<std::string, double> quiet_ms;
   std::string quiet_source;
+  // Variants timing.json lacks whose tuned flag leaves the step's computation unchanged (beta,
+  // momentum, weight decay, warm-up: kCostNeutral) take their base config's ms/step: variant → base.
+  std::map<std::string, std::string> quiet_borrowed;
 };
 
 struct Run {
@@ -127,6 +135,15 @@ std::string fmt(const char* f, double v) {
 }
 
 std::string lr_text(double lr) { return fmt("%g", lr); }
+
+// The report's words for the variants whose ms/step is their base's (Spec::quiet_borrowed).
+std::string borrowed_text(const Spec& spec) {
+  if (spec.quiet_borrowed.empty()) return "";
+  std::string t = "; a variant it lacks whose tuned flag does not change the step's arithmetic takes its base config's figure (";
+  for (auto it = spec.quiet_borrowed.begin(); it != spec.quiet_borrowed.end(); ++it)
+    t += (it == spec.quiet_borrowed.begin() ? "" : ", ") + it->first + " from " + it->second;
+  return t + ")";
+}
 
 // Train flags from a JSON object: kebab-case keys, scalar values, none that compare owns.
 json train_flags(const json& obj, const std::string& where, const std::set<std::string>& skip) {
@@ -1465,6 +1482,7 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
   }
   jr["equal_grad_evals"] = equal_evals;
   jr["equal_seconds"] = equal_seconds;
+  if (!spec.quiet_ms.empty()) jr["timing"] = json{{"source", spec.quiet_source}, {"ms_per_step", spec.quiet_ms}, {"from_base", spec.quiet_borrowed}};
   const auto cols = columns(spec.task, equal_evals, equal_seconds);
 
   jr["configs"] = json::array();
@@ -1579,7 +1597,7 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
                            "medians over a run's steps, averaged over seeds")
              : ". `train s`, ms/step, throughput and every seconds axis come from `timing.json`, not from the runs' own "
                "clocks: each config's ms per training step measured on a quiet machine (" + spec.quiet_source +
-               "), times its steps; a config it lacks shows no seconds")
+               "), times its steps; a config it lacks shows no seconds" + borrowed_text(spec))
      << "; optimizer state is the persistent state the optimizers keep between steps "
         "(AdamW moments for the parameters routed to AdamW included); peak RSS is the training process's peak resident "
         "memory.\n";
@@ -1691,6 +1709,16 @@ void load_quiet_timing(const fs::path& file, Spec& spec) {
   }
   if (spec.quiet_ms.empty()) throw std::runtime_error(where + ": ms_per_step is empty");
   spec.quiet_source = j["source"].get<std::string>();
+  // A "tune_extend" candidate that ran after the quiet timing was taken would otherwise have no
+  // seconds; where its flag is a scalar of the same arithmetic (beta = 1 still evaluates and
+  // combines both gradients), its base's figure is its own, and the report says so.
+  for (const ConfigSpec& c : spec.configs) {
+    if (!c.is_variant() || spec.quiet_ms.count(c.name) || !kCostNeutral.count(c.tuned)) continue;
+    const auto b = spec.quiet_ms.find(spec.configs[c.group].name);
+    if (b == spec.quiet_ms.end()) continue;
+    spec.quiet_ms[c.name] = b->second;
+    spec.quiet_borrowed[c.name] = b->first;
+  }
 }
 
 }  // namespace
