@@ -520,6 +520,7 @@ r2 = run(["compare", "--spec", tune_path, "--out", tune_out, "--report-only"])
 tq = json.load(open(os.path.join(tune_out, "report.json")))
 run_ms = {(x["config"], x["lr"], x["seed"]): (x.get("ms_per_step"), x.get("wall_s"), x.get("steps")) for x in tq["runs"]}
 check("timing: beta and warm-up variants take their base's figure", r2.returncode == 0 and
+      tq["timing"]["ms_per_step"] == {"aw": 100.0, "lx": 400.0, "lx-beta0.5": 420.0} and
       tq.get("timing", {}).get("from_base") == {"aw-warmup1": "aw", "lx-beta0.9": "lx"} and
       all(v[0] == {"aw": 100.0, "aw-warmup1": 100.0, "lx": 400.0, "lx-beta0.9": 400.0, "lx-beta0.5": 420.0}[k[0]] and
           close(v[1], v[2] * v[0] / 1000.0) for k, v in run_ms.items() if k[0] != "mu"), (r2.stderr, tq.get("timing"), run_ms))

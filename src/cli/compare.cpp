@@ -137,11 +137,11 @@ std::string fmt(const char* f, double v) {
 std::string lr_text(double lr) { return fmt("%g", lr); }
 
 // The report's words for the variants whose ms/step is their base's (Spec::quiet_borrowed).
-std::string borrowed_text(const Spec& spec) {
-  if (spec.quiet_borrowed.empty()) return "";
+std::string borrowed_text(const std::map<std::string, std::string>& borrowed) {
+  if (borrowed.empty()) return "";
   std::string t = "; a variant it lacks whose tuned flag does not change the step's arithmetic takes its base config's figure (";
-  for (auto it = spec.quiet_borrowed.begin(); it != spec.quiet_borrowed.end(); ++it)
-    t += (it == spec.quiet_borrowed.begin() ? "" : ", ") + it->first + " from " + it->second;
+  for (auto it = borrowed.begin(); it != borrowed.end(); ++it)
+    t += (it == borrowed.begin() ? "" : ", ") + it->first + " from " + it->second;
   return t + ")";
 }
 
@@ -1367,6 +1367,11 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
       runs.push_back(all_runs[i]);
       results.push_back(all_results[i]);
     }
+  // The borrowed timings of the variants that ran (a study's unrun candidates are not named).
+  std::map<std::string, std::string> borrowed;
+  for (size_t i = 0; i < runs.size(); ++i)
+    if (results[i].status != "missing" && spec.quiet_borrowed.count(runs[i].config->name))
+      borrowed[runs[i].config->name] = spec.quiet_borrowed.at(runs[i].config->name);
   json jr = json::object();
   jr["spec"] = json{{"path", spec.path},         {"description", spec.description}, {"train", spec.train},
                     {"budget", {{spec.budget_kind, spec.budget}}}, {"seeds", spec.seeds}, {"select", spec.select},
@@ -1482,7 +1487,12 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
   }
   jr["equal_grad_evals"] = equal_evals;
   jr["equal_seconds"] = equal_seconds;
-  if (!spec.quiet_ms.empty()) jr["timing"] = json{{"source", spec.quiet_source}, {"ms_per_step", spec.quiet_ms}, {"from_base", spec.quiet_borrowed}};
+  if (!spec.quiet_ms.empty()) {
+    json measured = json::object();  // timing.json's own figures
+    for (const auto& kv : spec.quiet_ms)
+      if (!spec.quiet_borrowed.count(kv.first)) measured[kv.first] = kv.second;
+    jr["timing"] = json{{"source", spec.quiet_source}, {"ms_per_step", measured}, {"from_base", borrowed}};
+  }
   const auto cols = columns(spec.task, equal_evals, equal_seconds);
 
   jr["configs"] = json::array();
@@ -1597,7 +1607,7 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
                            "medians over a run's steps, averaged over seeds")
              : ". `train s`, ms/step, throughput and every seconds axis come from `timing.json`, not from the runs' own "
                "clocks: each config's ms per training step measured on a quiet machine (" + spec.quiet_source +
-               "), times its steps; a config it lacks shows no seconds" + borrowed_text(spec))
+               "), times its steps; a config it lacks shows no seconds" + borrowed_text(borrowed))
      << "; optimizer state is the persistent state the optimizers keep between steps "
         "(AdamW moments for the parameters routed to AdamW included); peak RSS is the training process's peak resident "
         "memory.\n";
