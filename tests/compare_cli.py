@@ -529,6 +529,28 @@ check("timing: a config without a figure or a base's still has no seconds",
       {k: v for k, v in run_ms.items() if k[0] == "mu"})
 check("report.md names the borrowed figures", "takes its base config's figure (aw-warmup1 from aw, lx-beta0.9 from lx)" in
       open(os.path.join(tune_out, "report.md")).read())
+# The study's cost: the finished runs' own clocks (summary wall_s) whatever timing.json says, and the
+# runs left at its ms/step: here mu's seed 1 made unfinished with no evaluation yet, so its 8 steps
+# (the budget) at 200 ms are left.
+walls = [json.load(open(os.path.join(tune_out, "runs", c, "lr%g" % lr, f"seed{sd}", "summary.json")))["wall_s"] for c, lr, sd in found]
+cost = tq.get("cost", {})
+check("cost: the finished runs' own clocks", cost.get("runs_done") == len(found) and cost.get("runs_left") == 0 and
+      close(cost.get("clock_s_done", -1), sum(walls)) and f"Cost: {len(found)} of the {len(found)} runs" in
+      open(os.path.join(tune_out, "report.md")).read(), (cost, sum(walls)))
+mu1 = os.path.join(tune_out, "runs", "mu", "lr0.02", "seed1")
+aside = os.path.join(TMP, "mu1-aside")
+os.makedirs(aside)
+for f in os.listdir(mu1):
+    if f != "run.json":
+        shutil.move(os.path.join(mu1, f), aside)
+write(os.path.join(tune_out, "timing.json"), {"ms_per_step": {"mu": 200.0}, "source": "test figures"})
+r2 = run(["compare", "--spec", tune_path, "--out", tune_out, "--report-only"])
+cost = json.load(open(os.path.join(tune_out, "report.json"))).get("cost", {})
+check("cost: a run left counts its budget's steps at the quiet ms/step", r2.returncode == 0 and cost.get("runs_left") == 1 and
+      cost.get("runs_done") == len(found) - 1 and close(cost.get("quiet_s_left", -1), 8 * 0.2) and
+      close(cost.get("clock_s_done", -1), sum(walls) - json.load(open(os.path.join(aside, "summary.json")))["wall_s"]), (r2.stderr, cost))
+for f in os.listdir(aside):
+    shutil.move(os.path.join(aside, f), mu1)
 os.remove(os.path.join(tune_out, "timing.json"))
 for bad, needle in (({"lr": [0.1, 0.2]}, "cannot vary 'lr'"), ({"beta": [0.1]}, "the config's own value"),
                     ({"rank": [4]}, "needs the config's own value of 'rank'"), ({"beta": []}, "non-empty list"),

@@ -136,6 +136,19 @@ std::string fmt(const char* f, double v) {
 
 std::string lr_text(double lr) { return fmt("%g", lr); }
 
+// The steps a config's run takes under a steps or samples budget (samples / (batch × accumulation),
+// rounded up as train does); NaN for other budgets, whose steps depend on the run.
+double budget_steps(const Spec& spec, const ConfigSpec& c) {
+  if (spec.budget_kind == "steps") return spec.budget;
+  if (spec.budget_kind != "samples") return NAN;
+  auto flag = [&](const char* key, double dflt) {
+    const json& v = c.flags.contains(key) ? c.flags[key] : spec.train.contains(key) ? spec.train[key] : json();
+    return v.is_number() ? v.get<double>() : dflt;
+  };
+  const double per_step = flag("batch-size", NAN) * flag("grad-accum", 1.0);
+  return per_step > 0 ? std::ceil(spec.budget / per_step) : NAN;
+}
+
 // The report's words for the variants whose ms/step is their base's (Spec::quiet_borrowed).
 std::string borrowed_text(const std::map<std::string, std::string>& borrowed) {
   if (borrowed.empty()) return "";
@@ -706,6 +719,7 @@ RunResult read_run(const Run& r, const Spec& spec) {
   }
   res.status = "done";
   for (const char* k : {"final_val_loss", "steps", "samples", "grad_evals", "wall_s", "optimizer_state_bytes"}) res.m[k] = num(s, k);
+  res.m["clock_s"] = res.m["wall_s"];  // the run's own clock, whatever timing.json says (the study's cost)
   if (quiet) {
     res.m["wall_s"] = res.m["steps"] * quiet_ms / 1000.0;
     const double units = num(s, task == "lm" ? "tokens" : "samples");
@@ -1572,6 +1586,41 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
              ? "the first " + std::to_string(spec.sweep_seeds) + " seed(s); the other seeds run at that lr only"
              : std::string("the seeds"))
      << " (see the sweep below)" << (tune_rows.empty() ? "" : "; a config with tuned flags is shown as its best variant (a row per group: the base config and its variants, see \"Tuned flags\")") << ".\n\n";
+  // The study's cost: what the finished runs took by their own clocks, and an estimate of what the
+  // rest of the plan takes at the quiet ms/step (each left run as long as its config's finished
+  // runs, less the steps an unfinished one has evaluated).
+  {
+    double clock = 0, left = 0;
+    size_t done = 0, unknown = 0;
+    std::map<const ConfigSpec*, std::vector<double>> steps_of;
+    for (size_t i = 0; i < runs.size(); ++i)
+      if (results[i].status == "done") {
+        ++done;
+        clock += results[i].m.at("clock_s");
+        steps_of[runs[i].config].push_back(results[i].m.at("steps"));
+      }
+    for (size_t i = 0; i < runs.size(); ++i) {
+      if (results[i].status == "done") continue;
+      const auto q = spec.quiet_ms.find(runs[i].config->name);
+      const auto st = steps_of.find(runs[i].config);
+      const double steps = st != steps_of.end() ? median(st->second) : budget_steps(spec, *runs[i].config);
+      if (q == spec.quiet_ms.end() || !std::isfinite(steps)) {
+        ++unknown;
+        continue;
+      }
+      const double at = results[i].evals.empty() ? 0.0 : static_cast<double>(results[i].evals.back().step);
+      left += std::max(0.0, steps - at) * q->second / 1000.0;
+    }
+    jr["cost"] = json{{"runs_done", done}, {"runs_left", runs.size() - done}, {"clock_s_done", clock},
+                      {"quiet_s_left", left}, {"runs_left_unestimated", unknown}};
+    md << "- Cost: " << done << " of the " << runs.size() << " runs planned so far are done; their own clocks sum to "
+       << fmt("%.1f", clock / 3600.0) << " h (each run's training, evaluations included, on the threads it was given)";
+    if (done < runs.size())
+      md << "; the " << runs.size() - done << " left take about " << fmt("%.1f", left / 3600.0)
+         << " h more at timing.json's ms/step and the steps of their config's finished runs (or the budget's)"
+         << (unknown > 0 ? " (" + std::to_string(unknown) + " of them not estimated: no timing, or a budget not in steps or samples)" : std::string());
+    md << "\n\n";
+  }
   md << "## Results (mean ± std over seeds; the final loss also with its 95 % confidence interval)\n\n"
         "| config | flags | lr | seeds |";
   for (const auto& c : cols) {
