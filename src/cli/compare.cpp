@@ -136,13 +136,19 @@ std::string fmt(const char* f, double v) {
 
 std::string lr_text(double lr) { return fmt("%g", lr); }
 
+// A flag's value for config `c`: its own, else the spec's "train" one, else null.
+json config_flag(const Spec& s, const ConfigSpec& c, const std::string& key) {
+  if (c.flags.contains(key)) return c.flags.at(key);
+  return s.train.contains(key) ? s.train.at(key) : json();
+}
+
 // The steps a config's run takes under a steps or samples budget (samples / (batch × accumulation),
 // rounded up as train does); NaN for other budgets, whose steps depend on the run.
 double budget_steps(const Spec& spec, const ConfigSpec& c) {
   if (spec.budget_kind == "steps") return spec.budget;
   if (spec.budget_kind != "samples") return NAN;
   auto flag = [&](const char* key, double dflt) {
-    const json& v = c.flags.contains(key) ? c.flags[key] : spec.train.contains(key) ? spec.train[key] : json();
+    const json v = config_flag(spec, c, key);
     return v.is_number() ? v.get<double>() : dflt;
   };
   const double per_step = flag("batch-size", NAN) * flag("grad-accum", 1.0);
@@ -305,8 +311,7 @@ void add_variants(Spec& s, size_t base, const json& tune, std::set<std::string>&
         throw UsageError(cw + ": 'tune' '" + it.key() + "' values must be strings, numbers or bools, got " + v.dump());
       const std::string text = v.is_string() ? v.get<std::string>() : v.is_number() ? lr_text(v.get<double>()) : v.dump();
       if (!seen.insert(text).second) throw UsageError(cw + ": 'tune' '" + it.key() + "' lists " + text + " twice");
-      const json& base_flags = s.configs[base].flags;
-      const json own = base_flags.contains(key) ? base_flags[key] : s.train.contains(key) ? s.train[key] : json();
+      const json own = config_flag(s, s.configs[base], key);
       if (!own.is_null() && (own == v || (own.is_number() && v.is_number() && own.get<double>() == v.get<double>())))
         throw UsageError(cw + ": 'tune' '" + it.key() + "' lists " + text + ", the config's own value (the base run is that one)");
       if (own.is_null())
@@ -332,8 +337,7 @@ void add_extensions(Spec& s, size_t base, const json& tune, const json& ext, std
       if (kebab(t.key()) == key) listed = &t.value();
     if (listed == nullptr)
       throw UsageError(cw + ": 'tune_extend' '" + it.key() + "' is not tuned: list its values in \"tune\" first");
-    const json& flags = s.configs[base].flags;
-    const json own = flags.contains(key) ? flags[key] : s.train[key];
+    const json own = config_flag(s, s.configs[base], key);
     double lo = own.is_number() ? own.get<double>() : NAN, hi = lo;
     for (const auto& v : *listed) {
       if (!v.is_number() || !own.is_number())
