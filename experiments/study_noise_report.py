@@ -9,7 +9,8 @@ the runs' summaries); trains nothing. Config names are FAMILY-bN (N the batch si
 Writes OUT/noise.md, OUT/noise.json and OUT/plots/noise_vs_batch.png (gnuplot; the .dat and .gp
 beside it).
 
-Per family and batch: the selected config's runs (its chosen lr, every seed that finished), mean
+Per family and batch: the selected config's runs (its chosen lr and, for a group with tuned flags
+such as beta, its chosen variant, named in the table; every seed that finished), mean
 final validation loss with its 95 % confidence interval (Student t). Against the reference family
 (default muon), per batch: the difference of runs paired by seed (same seed = same initialisation
 and data order), mean and 95 % CI. "Crossing" between two batch sizes: the mean paired difference
@@ -97,14 +98,15 @@ def main():
             sys.exit(f"study_noise_report: report.json's config '{name}' is not in spec.json (a report of another spec?)")
         losses = {r["seed"]: r.get("final_val_loss") for r in report["runs"]
                   if r["config"] == name and r["lr"] == c["lr"] and r["status"] == "done"}
-        chosen[(family_of[group], batch_of[group])] = {"config": name, "lr": c["lr"], "loss": losses}
+        chosen[(family_of[group], batch_of[group])] = {"group": group, "config": name, "lr": c["lr"], "loss": losses}
 
     rows, pairs = [], []
     for fam in families:
         for b in batches:
             ch = chosen.get((fam, b))
             st = stats(list(ch["loss"].values())) if ch else stats([])
-            rows.append({"family": fam, "batch": b, "config": ch["config"] if ch else None, "lr": ch["lr"] if ch else None,
+            rows.append({"family": fam, "batch": b, "group": ch["group"] if ch else None,
+                         "config": ch["config"] if ch else None, "lr": ch["lr"] if ch else None,
                          "final_val_loss": st})
             if fam == a.reference:
                 continue
@@ -138,7 +140,8 @@ def main():
         cells = []
         for b in batches:
             r = next(x for x in rows if x["family"] == fam and x["batch"] == b)
-            cells.append(cell(r["final_val_loss"]) + (f", lr {r['lr']:g}" if r["lr"] is not None else ""))
+            cells.append(cell(r["final_val_loss"]) + (f", lr {r['lr']:g}" if r["lr"] is not None else "") +
+                         (f" ({r['config']})" if r["config"] not in (None, r["group"]) else ""))
         md.append(f"| {fam} | " + " | ".join(cells) + " |")
     md += ["", f"## Against {a.reference} at the same batch, paired by seed", "",
            f"Each run minus {a.reference}'s run with the same seed and batch; negative = lower loss than {a.reference}.", "",

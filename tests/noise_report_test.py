@@ -90,9 +90,10 @@ try:
     runs, configs = [], []
     for n in names:
         fam, b = n.split("-b")[0], int(n.split("-b")[1])
-        configs.append({"config": n, "group": n, "lr": 0.01})
+        chosen = n + "-beta0.3" if n == "limuon-b16" else n  # a tuned group whose variant won
+        configs.append({"config": chosen, "group": n, "lr": 0.01})
         for s in (0, 1, 2):
-            runs.append({"config": n, "lr": 0.01, "seed": s, "status": "done",
+            runs.append({"config": chosen, "lr": 0.01, "seed": s, "status": "done",
                          "final_val_loss": base[b] + s * 0.05 + shift[fam][b] + (0.001 * s if fam != "muon" else 0)})
     runs.append({"config": "muon-b4", "lr": 0.02, "seed": 0, "status": "done", "final_val_loss": 9.0})  # another lr: ignored
     write(os.path.join(fake, "report.json"), {"configs": configs, "runs": runs})
@@ -103,6 +104,10 @@ try:
           cross[0]["between"] == [4, 16] and cross[0]["readings"] == ["lower", "higher"], (r.stderr, cross))
     fmd = open(os.path.join(fake, "noise.md")).read()
     check("crossing in noise.md", "limuon crosses muon between batch 4 and 16" in fmd, fmd)
+    p = next(x for x in nz["paired"] if x["family"] == "limuon" and x["batch"] == 16)
+    check("a group's chosen variant is read and named", p["difference"]["n"] == 3 and
+          math.isclose(p["difference"]["mean"], 0.1 + 0.001, rel_tol=1e-9) and "lr 0.01 (limuon-b16-beta0.3)" in fmd and
+          "lr 0.01 (limuon-b4" not in fmd, (p, fmd))
     p = next(x for x in nz["paired"] if x["family"] == "limuon" and x["batch"] == 4)
     check("paired difference ignores other lrs", math.isclose(p["difference"]["mean"], -0.1 + 0.001, rel_tol=1e-9), p)
     shift["limuon"] = {4: 0.1, 16: 0.2, 64: 0.3}
