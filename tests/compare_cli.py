@@ -511,6 +511,16 @@ tune_md = open(os.path.join(tune_out, "report.md")).read()
 check("report.md has the tuned-flags table and plots", "## Tuned flags" in tune_md and "| lx | lx-beta0.9 | beta | 0.9 | 0.02 | 1/1 |" in tune_md
       and is_png(os.path.join(tune_out, "plots", "tune_beta.png")) and is_png(os.path.join(tune_out, "plots", "tune_warmup.png")),
       tune_md[-4000:])
+check("tune plot without a reference has no reference level", "(reference, same seeds)" not in
+      open(os.path.join(tune_out, "plots", "plots.gp")).read())
+# With "reference": each tune plot also draws the reference at its chosen lr over the sweep seeds
+# (here mu's seed 0) as a dashed level.
+r2 = run(["compare", "--spec", write(os.path.join(TMP, "tune_ref.json"), dict(tune_spec, reference="mu")), "--out", tune_out,
+          "--report-only"])
+tgp = open(os.path.join(tune_out, "plots", "plots.gp")).read()
+level = "%.17g with lines dt 2 lw 2 lc rgb 'gray30' title 'mu at lr 0.02 (reference, same seeds)'" % final_loss("mu", 0.02, 0)
+check("tune plots draw the reference's level", r2.returncode == 0 and tgp.count(level) == 2 and
+      is_png(os.path.join(tune_out, "plots", "tune_beta.png")), (r2.stderr, level, tgp.count(level), tgp[-300:]))
 r2 = run(["compare", "--spec", tune_path, "--out", tune_out])
 check("a finished tuning reruns nothing", r2.returncode == 0 and "0 runs executed" in r2.stdout, r2.stdout[-2000:] + r2.stderr)
 # timing.json without a figure for a variant: one whose tuned flag leaves the arithmetic alone (beta,

@@ -921,6 +921,15 @@ std::vector<CurvePoint> mean_curve(const Selected& sel) {
 }
 
 size_t sweep_count(const Spec& s);
+size_t seed_index(const Spec& s, int64_t seed);
+
+// The reference group's selection (its chosen config and lr), or null without a "reference".
+const Selected* reference_of(const Spec& spec, const std::vector<Selected>& selected) {
+  const Selected* ref = nullptr;
+  for (const auto& s : selected)
+    if (!spec.reference.empty() && spec.configs[s.config->group].name == spec.reference) ref = &s;
+  return ref;
+}
 
 // Writes plots/*.dat, plots/plots.gp and runs gnuplot; returns the PNGs written, or sets `skipped`.
 std::vector<std::string> draw_plots(const fs::path& out, const Spec& spec, const std::vector<Selected>& selected,
@@ -1105,6 +1114,17 @@ std::vector<std::string> draw_plots(const fs::path& out, const Spec& spec, const
     for (size_t i = 0; i < titles.size(); ++i)
       gp << (i ? ", \\\n     " : "") << "'" << name << ".dat' index " << i << " using 1:2:3 with yerrorlines lw 2 pt 7 title "
          << gp_quote(titles[i]);
+    // The reference at its chosen lr over the same sweep seeds, as a dashed level: what a tuned
+    // value has to reach.
+    if (const Selected* ref = reference_of(spec, selected)) {
+      std::vector<double> v;
+      for (size_t i = 0; i < ref->runs.size(); ++i)
+        if (seed_index(spec, ref->runs[i]->seed) < sweep_n && ref->results[i]->status == "done")
+          v.push_back(ref->results[i]->m.at(spec.select == "best" ? "best_val_loss" : "final_val_loss"));
+      if (!v.empty())
+        gp << ", \\\n     " << fmt("%.17g", stat(v).mean) << " with lines dt 2 lw 2 lc rgb 'gray30' title "
+           << gp_quote(ref->config->name + " at lr " + lr_text(ref->lr) + " (reference, same seeds)");
+    }
     gp << "\nunset output\nunset logscale x\n";
     pngs.push_back(name + ".png");
   }
@@ -1536,9 +1556,7 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
   // every config, so the difference of two runs with one seed holds less noise than either run):
   // per group and metric, the mean difference over the seeds both finished, with its 95 % CI.
   std::vector<Paired> paired;
-  const Selected* ref = nullptr;
-  for (const auto& s : selected)
-    if (!spec.reference.empty() && spec.configs[s.config->group].name == spec.reference) ref = &s;
+  const Selected* ref = reference_of(spec, selected);
   jr["paired"] = json::array();
   if (ref != nullptr) {
     std::vector<std::pair<std::string, std::string>> keys;  // key, title

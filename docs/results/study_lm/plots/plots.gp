@@ -121,6 +121,7 @@ set yrange [*:*]
 set xrange [*:*]
 set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05
 set key outside right top Left reverse box width 2
-plot 'tune_beta.dat' index 0 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact (lr 0.005)'
+plot 'tune_beta.dat' index 0 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact (lr 0.005)', \
+     1.3091163635253906 with lines dt 2 lw 2 lc rgb 'gray30' title 'muon at lr 0.01 (reference, same seeds)'
 unset output
 unset logscale x
