@@ -9,6 +9,11 @@ the runs' summaries); trains nothing. Config names are FAMILY-bN (N the batch si
 Writes OUT/noise.md, OUT/noise.json and OUT/plots/noise_vs_batch.png (gnuplot; the .dat and .gp
 beside it).
 
+Every comparison is read three ways (issue 19): at equal samples (the final loss), and, per batch,
+at equal gradient evaluations and at equal seconds (each run's validation loss interpolated at the
+fewest evaluations / shortest steps x ms/step any chosen run at that batch reached), from the
+runs' metrics.jsonl(.gz) and report.json's per-run ms/step (timing.json's quiet figures where present).
+
 Per family and batch: the selected config's runs (its chosen lr and, for a group with tuned flags
 such as beta, its chosen variant, named in the table; every seed that finished), mean
 final validation loss with its 95 % confidence interval (Student t). Against the reference family
@@ -19,6 +24,7 @@ changes sign.
 Usage: experiments/study_noise_report.py OUT [--reference muon]
 """
 import argparse
+import gzip
 import json
 import math
 import os
@@ -30,6 +36,12 @@ import sys
 # Two-sided 95 % quantiles of Student's t, t(0.975; df) for df = 1..30 (standard tables); 1.96 above.
 T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+# The three readings of one comparison: (axis, the per-seed dict in `chosen`). At equal samples the
+# final loss (the budget is samples), then at equal gradient evaluations and at equal seconds.
+AXES = (("samples", "loss"), ("grad_evals", "grad_evals"), ("seconds", "seconds"))
+AXIS_TEXT = {"samples": "samples (the final loss)", "grad_evals": "gradient evaluations", "seconds": "seconds"}
 
 
 def stats(values):
@@ -65,6 +77,35 @@ def reading(s):
     return "not distinguishable"
 
 
+def evaluations(out, run):
+    """The run's validation evaluations as (step, grad_evals, val_loss), from its metrics.jsonl(.gz)
+    under OUT/run["dir"]; [] when the run has no directory or metrics."""
+    d = run.get("dir")
+    if not d:
+        return []
+    for name, opener in (("metrics.jsonl.gz", gzip.open), ("metrics.jsonl", open)):
+        path = os.path.join(out, d, name)
+        if os.path.exists(path):
+            try:
+                with opener(path, "rt") as f:
+                    rows = [json.loads(line) for line in f if '"val_loss"' in line]
+            except (OSError, ValueError) as e:
+                sys.exit(f"study_noise_report: cannot read {path} ({e})")
+            return [(r["step"], r["grad_evals"], r["val_loss"]) for r in rows if "grad_evals" in r]
+    return []
+
+
+def at(points, x):
+    """Linear interpolation of (x, y) points (ascending x) at x; None before the first point or past
+    the last (a reading only where the run has evaluations on both sides)."""
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    if points and points[-1][0] == x:
+        return points[-1][1]
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", help="the comparison's directory (docs/results/study_noise)")
@@ -96,9 +137,38 @@ def main():
         group = c.get("group", name)
         if group not in family_of:
             sys.exit(f"study_noise_report: report.json's config '{name}' is not in spec.json (a report of another spec?)")
-        losses = {r["seed"]: r.get("final_val_loss") for r in report["runs"]
-                  if r["config"] == name and r["lr"] == c["lr"] and r["status"] == "done"}
-        chosen[(family_of[group], batch_of[group])] = {"group": group, "config": name, "lr": c["lr"], "loss": losses}
+        done = [r for r in report["runs"] if r["config"] == name and r["lr"] == c["lr"] and r["status"] == "done"]
+        chosen[(family_of[group], batch_of[group])] = {
+            "group": group, "config": name, "lr": c["lr"], "loss": {r["seed"]: r.get("final_val_loss") for r in done},
+            "evals": {r["seed"]: evaluations(a.out, r) for r in done},
+            "ms": {r["seed"]: r.get("ms_per_step") for r in done}}
+
+    # The other two readings, per batch (a batch is one comparison): each run's validation loss at
+    # the fewest gradient evaluations, and at the shortest training time (steps x ms/step), that any
+    # chosen run at that batch reached at its last evaluation, linearly interpolated.
+    def finite(x):
+        return isinstance(x, (int, float)) and math.isfinite(x)
+
+    point = {}  # (axis, batch) -> x
+    for b in batches:
+        ev, sec = [], []
+        for (fam, bb), ch in chosen.items():
+            if bb != b:
+                continue
+            for seed, e in ch["evals"].items():
+                if e:
+                    ev.append(e[-1][1])
+                    if finite(ch["ms"].get(seed)):
+                        sec.append(e[-1][0] * ch["ms"][seed] / 1000.0)
+        point[("grad_evals", b)] = min(ev) if ev else None
+        point[("seconds", b)] = min(sec) if sec else None
+    for (fam, b), ch in chosen.items():
+        ch["grad_evals"], ch["seconds"] = {}, {}
+        for seed, e in ch["evals"].items():
+            x = point[("grad_evals", b)]
+            ch["grad_evals"][seed] = at([(g, v) for _, g, v in e], x) if x is not None else None
+            x, ms = point[("seconds", b)], ch["ms"].get(seed)
+            ch["seconds"][seed] = at([(st * ms / 1000.0, v) for st, _, v in e], x) if x is not None and finite(ms) else None
 
     rows, pairs = [], []
     for fam in families:
@@ -107,30 +177,41 @@ def main():
             st = stats(list(ch["loss"].values())) if ch else stats([])
             rows.append({"family": fam, "batch": b, "group": ch["group"] if ch else None,
                          "config": ch["config"] if ch else None, "lr": ch["lr"] if ch else None,
-                         "final_val_loss": st})
+                         "final_val_loss": st,
+                         "val_loss_at_equal_grad_evals": stats(list(ch["grad_evals"].values())) if ch else stats([]),
+                         "val_loss_at_equal_seconds": stats(list(ch["seconds"].values())) if ch else stats([])})
             if fam == a.reference:
                 continue
             ref = chosen.get((a.reference, b))
-            diffs = []
-            if ch and ref:
-                for seed, x in ch["loss"].items():
-                    y = ref["loss"].get(seed)
-                    if x is not None and y is not None and math.isfinite(x) and math.isfinite(y):
-                        diffs.append(x - y)
-            d = stats(diffs)
-            pairs.append({"family": fam, "batch": b, "difference": d, "reading": reading(d)})
+            pair = {"family": fam, "batch": b}
+            for axis, key in AXES:
+                diffs = []
+                if ch and ref:
+                    for seed, x in ch[key].items():
+                        y = ref[key].get(seed)
+                        if finite(x) and finite(y):
+                            diffs.append(x - y)
+                d = stats(diffs)
+                pair.update({"difference": d, "reading": reading(d)} if axis == "samples" else
+                            {f"difference_at_equal_{axis}": d, f"reading_at_equal_{axis}": reading(d)})
+            pairs.append(pair)
+
+    def diff_of(p, axis):
+        return p["difference"] if axis == "samples" else p[f"difference_at_equal_{axis}"]
 
     crossings = []
-    for fam in families:
-        if fam == a.reference:
-            continue
-        pts = [(p["batch"], p["difference"]) for p in pairs if p["family"] == fam and p["difference"]["n"] > 0]
-        for (b0, d0), (b1, d1) in zip(pts, pts[1:]):
-            if (d0["mean"] < 0) != (d1["mean"] < 0):
-                crossings.append({"family": fam, "between": [b0, b1], "difference": [d0["mean"], d1["mean"]],
-                                  "readings": [reading(d0), reading(d1)]})
+    for axis, _ in AXES:
+        for fam in families:
+            if fam == a.reference:
+                continue
+            pts = [(p["batch"], diff_of(p, axis)) for p in pairs if p["family"] == fam and diff_of(p, axis)["n"] > 0]
+            for (b0, d0), (b1, d1) in zip(pts, pts[1:]):
+                if (d0["mean"] < 0) != (d1["mean"] < 0):
+                    crossings.append({"family": fam, "axis": axis, "between": [b0, b1], "difference": [d0["mean"], d1["mean"]],
+                                      "readings": [reading(d0), reading(d1)]})
 
     budget = spec.get("budget")
+    timing = report.get("timing") or {}
     md = ["# The noise question: final validation loss against batch size", "",
           f"Generated by `experiments/study_noise_report.py {a.out}` from `report.json` and `spec.json` there "
           f"(budget {json.dumps(budget)}; each (optimizer, batch) at its chosen lr; 95 % confidence intervals, Student t). "
@@ -144,24 +225,36 @@ def main():
                          (f" ({r['config']})" if r["config"] not in (None, r["group"]) else ""))
         md.append(f"| {fam} | " + " | ".join(cells) + " |")
     md += ["", f"## Against {a.reference} at the same batch, paired by seed", "",
-           f"Each run minus {a.reference}'s run with the same seed and batch; negative = lower loss than {a.reference}.", "",
-           "| optimizer | " + " | ".join(f"batch {b}" for b in batches) + " |", "|---|" + "---|" * len(batches)]
-    for fam in families:
-        if fam == a.reference:
-            continue
-        cells = []
-        for b in batches:
-            p = next(x for x in pairs if x["family"] == fam and x["batch"] == b)
-            cells.append(cell(p["difference"], signed=True) + ("" if p["difference"]["n"] == 0 else f": {p['reading']}"))
-        md.append(f"| {fam} | " + " | ".join(cells) + " |")
+           f"Each run minus {a.reference}'s run with the same seed and batch; negative = lower loss than {a.reference}. "
+           "Three readings of the same runs: at equal samples (the final loss: every run has the same sample budget), "
+           "at equal gradient evaluations and at equal seconds. For the last two, each batch has its own point: the fewest "
+           "gradient evaluations (the shortest training time, steps x ms/step) that any chosen run at that batch reached "
+           "at its last evaluation; every run's validation loss is read there, interpolated linearly between its "
+           "evaluations. Seconds: " + (f"timing.json's quiet ms/step ({timing['source']})" if timing.get("source") else
+                                       "the runs' own median ms/step (no timing.json)") + "."]
+    for axis, _ in AXES:
+        md += ["", f"At equal {AXIS_TEXT[axis]}" + ("" if axis == "samples" else " (the point per batch: " + ", ".join(
+            f"batch {b}: {point[(axis, b)]:.6g}" for b in batches if point[(axis, b)] is not None) + ")") + ":", "",
+               "| optimizer | " + " | ".join(f"batch {b}" for b in batches) + " |", "|---|" + "---|" * len(batches)]
+        for fam in families:
+            if fam == a.reference:
+                continue
+            cells = []
+            for b in batches:
+                p = next(x for x in pairs if x["family"] == fam and x["batch"] == b)
+                d = diff_of(p, axis)
+                cells.append(cell(d, signed=True) + ("" if d["n"] == 0 else f": {reading(d)}"))
+            md.append(f"| {fam} | " + " | ".join(cells) + " |")
     md += ["", "## Crossings", ""]
     if crossings:
         for c in crossings:
-            md.append(f"- {c['family']} crosses {a.reference} between batch {c['between'][0]} and {c['between'][1]} "
+            md.append(f"- at equal {AXIS_TEXT[c['axis']]}: {c['family']} crosses {a.reference} between batch "
+                      f"{c['between'][0]} and {c['between'][1]} "
                       f"(mean paired difference {c['difference'][0]:+.4f} → {c['difference'][1]:+.4f}; "
                       f"{c['readings'][0]} → {c['readings'][1]})")
     else:
-        md.append(f"No optimizer's mean paired difference from {a.reference} changes sign across the batch sizes that finished.")
+        md.append(f"No optimizer's mean paired difference from {a.reference} changes sign across the batch sizes that "
+                  "finished, in any of the three readings.")
 
     plots = os.path.join(a.out, "plots")
     os.makedirs(plots, exist_ok=True)
@@ -199,6 +292,8 @@ def main():
         f.write("\n".join(md))
     with open(os.path.join(a.out, "noise.json"), "w") as f:
         json.dump({"reference": a.reference, "batches": batches, "rows": rows, "paired": pairs, "crossings": crossings,
+                   "equal_grad_evals": {str(b): point[("grad_evals", b)] for b in batches},
+                   "equal_seconds": {str(b): point[("seconds", b)] for b in batches},
                    "plot": "plots/noise_vs_batch.png" if plotted else None}, f, indent=1)
     print(f"study_noise_report: {os.path.join(a.out, 'noise.md')}" + (" (with plot)" if plotted else ""))
 

@@ -28,6 +28,14 @@ def report(out, *extra):
     return subprocess.run([sys.executable, SCRIPT, out, *extra], capture_output=True, text=True, timeout=120)
 
 
+def close_enough(a, b):
+    return a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def reading_of(m, h):
+    return "higher" if m - h > 0 else "lower" if m + h < 0 else "not distinguishable"
+
+
 def ci95(v):  # t(0.975; 2) = 4.303 for 3 seeds (tables)
     return {3: 4.303, 2: 12.706}[len(v)] * statistics.stdev(v) / math.sqrt(len(v))
 
@@ -36,15 +44,24 @@ try:
     # ---- 1. a real comparison
     corpus = write(os.path.join(TMP, "corpus.txt"),
                    "".join(f"Line {i}: the quick brown fox jumps over the lazy dog, {i * 7 % 13} times.\n" for i in range(300)))
-    spec = {"train": {"task": "lm", "model": "gpt2-tiny", "data": corpus, "block-size": 32, "eval-interval": 4,
+    spec = {"train": {"task": "lm", "model": "gpt2-tiny", "data": corpus, "block-size": 32, "eval-interval": 1,
                       "eval-batches": 2, "warmup": 1},
             "budget": {"samples": 16}, "seeds": [0, 1, 2],
             "configs": [{"name": f"{fam}-b{b}", "optimizer": opt, "batch-size": b, "lr": 0.02}
-                        for fam, opt in (("muon", "muon"), ("adamw", "adamw")) for b in (2, 4)]}
+                        for fam, opt in (("muon", "muon"), ("adamw", "adamw")) for b in (2, 4)] +
+                       [{"name": f"lx-b{b}", "optimizer": "limuon", "storm": "exact", "beta": 0.5, "batch-size": b, "lr": 0.02}
+                        for b in (2, 4)]}
     out = os.path.join(TMP, "noise")
     r = subprocess.run([BIN, "compare", "--spec", write(os.path.join(TMP, "spec.json"), spec), "--out", out],
                        capture_output=True, text=True, timeout=900)
     check("compare ran", r.returncode == 0, r.stdout[-2000:] + r.stderr)
+    # Quiet step times (as a study's timing.json gives them), so the seconds axis is deterministic.
+    quiet = {"muon": 10.0, "adamw": 8.0, "lx": 20.0}
+    write(os.path.join(out, "timing.json"), {"ms_per_step": {f"{f}-b{b}": v for f, v in quiet.items() for b in (2, 4)},
+                                             "source": "test figures"})
+    r = subprocess.run([BIN, "compare", "--spec", os.path.join(TMP, "spec.json"), "--out", out, "--report-only"],
+                       capture_output=True, text=True, timeout=300)
+    check("report with timing.json", r.returncode == 0, r.stdout[-2000:] + r.stderr)
     r = report(out)
     check("report written", r.returncode == 0 and os.path.exists(os.path.join(out, "noise.md")), r.stdout + r.stderr)
     nz = json.load(open(os.path.join(out, "noise.json")))
@@ -73,6 +90,49 @@ try:
             check(f"paired adamw b{b}", math.isclose(p["difference"]["mean"], m, rel_tol=1e-9, abs_tol=1e-12) and
                   math.isclose(p["difference"]["ci95"], h, rel_tol=1e-9) and p["reading"] == want, (p, m, h))
             check(f"paired adamw b{b} in noise.md", f"{m:+.4f} [{m - h:+.4f}, {m + h:+.4f}] (n=3): {want}" in md, md)
+    # The other two readings, restated: per batch, the fewest gradient evaluations (shortest steps x
+    # ms/step) any chosen run reached at its last evaluation; each run's loss interpolated there.
+    # LiMuon exact spends 2 evaluations per sample after its first step, so its reading at equal
+    # evaluations lies between two of its evaluations, not at its end.
+    rj = json.load(open(os.path.join(out, "report.json")))
+    ms_of = {(x["config"], x["seed"]): x["ms_per_step"] for x in rj["runs"]}
+    check("runs carry the quiet ms/step", all(v == quiet[k[0].split("-b")[0]] for k, v in ms_of.items()), ms_of)
+    check("noise.md names the seconds' source", "timing.json's quiet ms/step (test figures)" in md)
+
+    def evals(cfg, seed):
+        with open(os.path.join(out, "runs", cfg, "lr0.02", f"seed{seed}", "metrics.jsonl")) as f:
+            return [(j["step"], j["grad_evals"], j["val_loss"]) for j in map(json.loads, f) if "val_loss" in j]
+
+    def interp(pts, x):
+        for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+            if x0 <= x <= x1:
+                return y0 + (y1 - y0) * (x - x0) / (x1 - x0) if x1 > x0 else y0
+        return pts[-1][1] if pts and pts[-1][0] == x else None
+
+    fams = ("muon", "adamw", "lx")
+    for b in (2, 4):
+        ev = {(f, sd): evals(f"{f}-b{b}", sd) for f in fams for sd in (0, 1, 2)}
+        e_pt = min(e[-1][1] for e in ev.values())
+        s_pt = min(e[-1][0] * ms_of[(f"{f}-b{b}", sd)] / 1000 for (f, sd), e in ev.items())
+        check(f"b{b}: the equal-evaluations point and LiMuon exact past it", nz["equal_grad_evals"][str(b)] == e_pt and
+              close_enough(nz["equal_seconds"][str(b)], s_pt) and all(ev[("lx", sd)][-1][1] > e_pt for sd in (0, 1, 2)),
+              (nz["equal_grad_evals"], e_pt, nz["equal_seconds"], s_pt))
+        for fam in ("adamw", "lx"):
+            for axis, x_pt, col in (("grad_evals", e_pt, 1), ("seconds", s_pt, None)):
+                d = []
+                for sd in (0, 1, 2):
+                    def pts(f):
+                        return [((p[1] if col else p[0] * ms_of[(f"{f}-b{b}", sd)] / 1000), p[2]) for p in ev[(f, sd)]]
+                    d.append(interp(pts(fam), x_pt) - interp(pts("muon"), x_pt))
+                p = next(x for x in nz["paired"] if x["family"] == fam and x["batch"] == b)
+                got = p[f"difference_at_equal_{axis}"]
+                m, h = statistics.mean(d), ci95(d)
+                check(f"paired {fam} b{b} at equal {axis}", got["n"] == 3 and close_enough(got["mean"], m) and
+                      close_enough(got["ci95"], h) and p[f"reading_at_equal_{axis}"] == reading_of(m, h), (got, d))
+                check(f"paired {fam} b{b} at equal {axis} in noise.md", f"{m:+.4f} [{m - h:+.4f}, {m + h:+.4f}] (n=3)" in md)
+    lx2 = next(x for x in nz["paired"] if x["family"] == "lx" and x["batch"] == 2)
+    check("LiMuon exact: equal evaluations is not the final reading",
+          abs(lx2["difference_at_equal_grad_evals"]["mean"] - lx2["difference"]["mean"]) > 1e-6, lx2)
     png = os.path.join(out, "plots", "noise_vs_batch.png")
     if shutil.which("gnuplot"):
         check("plot drawn", os.path.exists(png) and open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n" and
