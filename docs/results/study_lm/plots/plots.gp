@@ -14,7 +14,7 @@ set title 'Validation loss vs samples (mean ± std over 1-4 seeds, each config a
 set xlabel 'training samples'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.01)', \
-     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact-beta0.6 (lr 0.01)', \
+     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact-beta0.6 (lr 0.02)', \
      'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r32-exact (lr 0.005)', \
      'curves.dat' index 3 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'adamw (lr 0.002)'
 unset output
@@ -24,7 +24,7 @@ set title 'Validation loss vs gradient evaluations (mean ± std over 1-4 seeds; 
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.01)', \
-     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact-beta0.6 (lr 0.01)', \
+     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact-beta0.6 (lr 0.02)', \
      'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r32-exact (lr 0.005)', \
      'curves.dat' index 3 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'adamw (lr 0.002)'
 unset output
@@ -34,7 +34,7 @@ set title 'Validation loss vs wall-clock time (mean ± std over 1-4 seeds)'
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.01)', \
-     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact-beta0.6 (lr 0.01)', \
+     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact-beta0.6 (lr 0.02)', \
      'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r32-exact (lr 0.005)', \
      'curves.dat' index 3 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'adamw (lr 0.002)'
 unset output
@@ -50,19 +50,19 @@ set ylabel 'validation loss (nats per token)'
 set title ''
 set xlabel 'training samples (sequences)'
 plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon (lr 0.01)', \
-     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact-beta0.6 (lr 0.01)', \
+     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact-beta0.6 (lr 0.02)', \
      'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-light-r32-exact (lr 0.005)', \
      'curves.dat' index 3 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'adamw (lr 0.002)'
 set title ''
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon (lr 0.01)', \
-     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact-beta0.6 (lr 0.01)', \
+     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact-beta0.6 (lr 0.02)', \
      'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-light-r32-exact (lr 0.005)', \
      'curves.dat' index 3 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'adamw (lr 0.002)'
 set title ''
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon (lr 0.01)', \
-     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact-beta0.6 (lr 0.01)', \
+     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact-beta0.6 (lr 0.02)', \
      'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-light-r32-exact (lr 0.005)', \
      'curves.dat' index 3 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'adamw (lr 0.002)'
 unset multiplot
