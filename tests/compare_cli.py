@@ -451,15 +451,23 @@ groups = [{"aw": 0, "aw-warmup1": 0, "lx": 1, "lx-beta0.5": 1, "lx-beta0.9": 1, 
 check("runs go group by group in the spec's order", len(order) >= 11 and groups == sorted(groups) and -1 not in groups, order)
 
 
-def lr_walk(tried, base, grid, loss):
-    """The rule's lr walk, restated: while a variant leads (config, lr) -> seed-0 loss in `tried`,
-    add its grid neighbours not yet tried; returns the lead."""
+def lr_walk(tried, base, grid, loss, values, base_lr):
+    """The rule's local search, restated: while a variant leads (config, lr) -> seed-0 loss in
+    `tried`, add its grid neighbours not yet tried; once it has them all, and its lr is not the
+    base's, add the configs whose flag value (`values`: config -> value, base included) is next
+    below and above the lead's, among those run at the base's lr, at the lead's lr. Returns the lead."""
     while True:
         lead = min(tried, key=lambda k: tried[k] if tried[k] is not None else math.inf)
         if lead[0] == base:
             return lead
         i = grid.index(lead[1])
         new = [(lead[0], grid[j]) for j in (i - 1, i + 1) if 0 <= j < len(grid) and (lead[0], grid[j]) not in tried]
+        if not new and lead[1] != base_lr:
+            own = values[lead[0]]
+            ran = [c for c in values if c != lead[0] and (c, base_lr) in tried]
+            below = max((c for c in ran if values[c] < own), key=values.get, default=None)
+            above = min((c for c in ran if values[c] > own), key=values.get, default=None)
+            new = [(c, lead[1]) for c in (below, above) if c is not None and (c, lead[1]) not in tried]
         if not new:
             return lead
         for k in new:
@@ -473,12 +481,14 @@ def final_loss(cfg, lr, seed):
 
 expect = set()
 choice = {}
-for base, variants, grid in (("aw", ["aw-warmup1"], [0.0003, 0.001, 0.003, 0.01]), ("lx", ["lx-beta0.5", "lx-beta0.9"], [0.02])):
+for base, values, grid in (("aw", {"aw": 1000, "aw-warmup1": 1}, [0.0003, 0.001, 0.003, 0.01]),
+                           ("lx", {"lx": 0.1, "lx-beta0.5": 0.5, "lx-beta0.9": 0.9}, [0.02])):
     tried = {(base, lr): final_loss(base, lr, 0) for lr in grid}
     base_lr = min(grid, key=lambda lr: tried[(base, lr)])
-    for v in variants:
-        tried[(v, base_lr)] = final_loss(v, base_lr, 0)
-    lead = lr_walk(tried, base, grid, final_loss)
+    for v in values:
+        if v != base:
+            tried[(v, base_lr)] = final_loss(v, base_lr, 0)
+    lead = lr_walk(tried, base, grid, final_loss, values, base_lr)
     expect |= {(c, lr, 0) for c, lr in tried}
     expect.add((lead[0], lead[1], 1))
     choice[base] = lead
@@ -609,7 +619,7 @@ while True:
     at_base[nxt] = te_loss(name[nxt], base_lr, 0)
 tried = {("aw", lr): te_loss("aw", lr, 0) for lr in grid}
 tried.update({(name[v], base_lr): x for v, x in at_base.items()})
-lead = lr_walk(tried, "aw", grid, te_loss)  # the lead variant walks the lr grid, as in 2b
+lead = lr_walk(tried, "aw", grid, te_loss, {name[v]: v for v in name}, base_lr)  # as in 2b
 found = {(cfg, float(lr[2:]), int(sd[4:])) for cfg in os.listdir(os.path.join(te_out, "runs"))
          for lr in os.listdir(os.path.join(te_out, "runs", cfg)) for sd in os.listdir(os.path.join(te_out, "runs", cfg, lr))}
 check("tune_extend runs exactly the candidates the rule asks for, then the seeds at the choice",
@@ -630,6 +640,35 @@ for bad, needle in (({"tune_extend": {"warmup": [100]}, "tune": None}, "has none
     r = run(["compare", "--spec", write(os.path.join(TMP, "bad_te.json"), dict(te_spec, configs=[c])), "--out",
              os.path.join(TMP, "bad-te"), "--dry-run"])
     check(f"bad tune_extend refused ({needle})", r.returncode == 2 and needle in r.stderr, r.stderr)
+
+# ---- 2b''. The second round of the coordinate-wise tuning: once a leading variant's lr walk
+# settles on an lr other than the base's, the values of its flag next to its own run there too
+# (a value tuned at the base's lr may not be the best at the lead's). AdamW warming up over 1000
+# steps barely moves in 8, so it is best at the grid's top, 0.3; warming up over 1 or 2 steps, it
+# beats that there and is best lower down, so the lead walks away from 0.3 and the other short
+# warm-up must then run at the lead's lr.
+rc_spec = {
+    "train": tune_spec["train"], "budget": {"steps": 8}, "seeds": [0], "sweep_seeds": 1,
+    "configs": [{"name": "aw", "optimizer": "adamw", "warmup": 1000, "lr": [0.01, 0.03, 0.1, 0.3], "tune": {"warmup": [1, 2]}}],
+}
+rc_out = os.path.join(TMP, "recheck")
+r = run(["compare", "--spec", write(os.path.join(TMP, "recheck.json"), rc_spec), "--out", rc_out])
+check("recheck comparison runs", r.returncode == 0, r.stdout[-3000:] + r.stderr)
+rc_loss = lambda cfg, lr, sd: (json.load(open(p))["final_val_loss"] if os.path.exists(
+    p := os.path.join(rc_out, "runs", cfg, "lr%g" % lr, f"seed{sd}", "summary.json")) else None)
+grid = rc_spec["configs"][0]["lr"]
+values = {"aw": 1000, "aw-warmup1": 1, "aw-warmup2": 2}
+tried = {("aw", lr): rc_loss("aw", lr, 0) for lr in grid}
+base_lr = min(grid, key=lambda lr: tried[("aw", lr)])
+tried.update({(v, base_lr): rc_loss(v, base_lr, 0) for v in ("aw-warmup1", "aw-warmup2")})
+lead = lr_walk(tried, "aw", grid, rc_loss, values, base_lr)
+found = {(cfg, float(lr[2:]), int(sd[4:])) for cfg in os.listdir(os.path.join(rc_out, "runs"))
+         for lr in os.listdir(os.path.join(rc_out, "runs", cfg)) for sd in os.listdir(os.path.join(rc_out, "runs", cfg, lr))}
+check("recheck runs exactly what the restated rule asks for", found == {(c, lr, 0) for c, lr in tried} and
+      None not in tried.values(), (sorted(found), tried))
+other = ({"aw-warmup1", "aw-warmup2"} - {lead[0]}).pop() if lead[0] != "aw" else None
+check("the lead walked off the base's lr and the other short warm-up ran at the lead's lr",
+      base_lr == 0.3 and lead[1] != base_lr and (other, lead[1], 0) in found, (base_lr, lead, sorted(found)))
 
 # ---- 2c. "extend_lrs": while a base's best lr is the lowest or highest tried, the next candidate
 # beyond (continuing the grid's end ratio) runs, up to K per side. AdamW warming up over 1000 steps

@@ -33,6 +33,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <set>
@@ -1201,6 +1202,31 @@ bool better(const Choice& a, const Choice& b) {
   return (a.complete && !b.complete) || (a.complete == b.complete && a.loss < b.loss);
 }
 
+// The members of a variant's group that tuning may try next to it, besides it: the base and the
+// variants of the same flag that `ran` (at the base's chosen lr); for a numeric flag the nearest
+// value below and above the variant's, for any other flag every other value.
+std::vector<const ConfigSpec*> flag_neighbours(const Spec& spec, const ConfigSpec& v,
+                                               const std::function<bool(const ConfigSpec*)>& ran) {
+  const ConfigSpec& base = spec.configs[v.group];
+  auto value = [&](const ConfigSpec& m) { return m.flags.contains(v.tuned) ? m.flags.at(v.tuned) : spec.train.at(v.tuned); };
+  const json own = value(v);
+  std::vector<const ConfigSpec*> members, out;
+  for (const auto& m : spec.configs)
+    if (&m != &v && (&m == &base || (m.group == v.group && m.tuned == v.tuned)) && ran(&m)) members.push_back(&m);
+  if (!own.is_number()) return members;
+  const ConfigSpec *below = nullptr, *above = nullptr;
+  for (const ConfigSpec* m : members) {
+    const json x = value(*m);
+    if (!x.is_number()) return members;
+    const double d = x.get<double>(), o = own.get<double>();
+    if (d < o && (below == nullptr || d > value(*below).get<double>())) below = m;
+    if (d > o && (above == nullptr || d < value(*above).get<double>())) above = m;
+  }
+  for (const ConfigSpec* m : {below, above})
+    if (m != nullptr) out.push_back(m);
+  return out;
+}
+
 // The state of a comparison: which runs it makes (in order), each config's lr, each group's choice.
 struct Plan {
   std::vector<size_t> wanted;                     // the runs to make, in order: bases' sweeps, variants, other seeds
@@ -1215,7 +1241,9 @@ struct Plan {
 //  1. every base config's sweep runs (each lr, sweep seeds);
 //  2. once a base's sweep is settled, its variants at the base's chosen lr; where a variant then
 //     leads the group, it also runs at the neighbouring lrs of the grid around its best, until its
-//     best lr has both neighbours run (or is at the end of the grid);
+//     best lr has both neighbours run (or is at the end of the grid); then, if that lr is not the
+//     base's, the values of the variant's flag next to its own (tried at the base's lr) run at
+//     it too, and a value that takes the lead there walks the lr grid in turn;
 //  3. once a group's tuning is settled, the other seeds at its choice (config and lr).
 // The choice picks the lowest mean validation loss (final, or best with "select": "best") over the
 // sweep seeds, preferring lrs whose sweep runs all finished with a finite loss.
@@ -1360,20 +1388,28 @@ Plan plan_state(const Spec& spec, const std::vector<Run>& runs, const std::vecto
       }
     }
     if (extending) continue;
-    // Local search around a leading variant's best lr.
+    // Local search around a leading variant: its lr walk, then its flag's neighbouring values at
+    // the lr the walk settled on (a second round of the coordinate-wise tuning), and so on while
+    // either axis moves the lead. Each (config, lr) runs once, so the search ends.
     for (;;) {
       const Choice lead = group_choice(g);
       if (lead.config == nullptr || !lead.config->is_variant() || std::isnan(lead.lr)) break;
+      bool added = false, waiting = false;
+      auto want = [&](const ConfigSpec* c, double lr) {
+        sweep_runs(c, lr, [&](size_t i) {
+          added = add(i) || added;
+          waiting = waiting || pending(i);
+        });
+      };
       std::vector<double> grid = lead.config->lrs;
       std::sort(grid.begin(), grid.end());
       const size_t at = static_cast<size_t>(std::find(grid.begin(), grid.end(), lead.lr) - grid.begin());
-      bool added = false, waiting = false;
       for (size_t nb : {at - 1, at + 1})
-        if (nb < grid.size())
-          sweep_runs(lead.config, grid[nb], [&](size_t i) {
-            added = add(i) || added;
-            waiting = waiting || pending(i);
-          });
+        if (nb < grid.size()) want(lead.config, grid[nb]);
+      if (waiting) break;
+      if (!added && lead.lr != base.lr)
+        for (const ConfigSpec* c : flag_neighbours(spec, *lead.config, [&](const ConfigSpec* m) { return considered(m, base.lr); }))
+          want(c, lead.lr);
       if (!added || waiting) break;
     }
   }
