@@ -451,6 +451,22 @@ groups = [{"aw": 0, "aw-warmup1": 0, "lx": 1, "lx-beta0.5": 1, "lx-beta0.9": 1, 
 check("runs go group by group in the spec's order", len(order) >= 11 and groups == sorted(groups) and -1 not in groups, order)
 
 
+def counters(stdout):
+    """The progress counters "[k/N]" of a compare run's output, in order."""
+    return [tuple(int(x) for x in l[1:l.index("]")].split("/")) for l in stdout.splitlines()
+            if l.startswith("[") and "/" in l.split("]", 1)[0]]
+
+
+def counters_ok(stdout):
+    """k counts the runs 1, 2, ... and never passes N, the runs planned so far (which grows as the
+    tuning's results come in)."""
+    c = counters(stdout)
+    return bool(c) and [k for k, _ in c] == list(range(1, len(c) + 1)) and all(k <= n for k, n in c)
+
+
+check("tune: the progress counter never passes the runs planned", counters_ok(r.stdout), counters(r.stdout))
+
+
 def lr_walk(tried, base, grid, loss, values, base_lr):
     """The rule's local search, restated: while a variant leads (config, lr) -> seed-0 loss in
     `tried`, add its grid neighbours not yet tried; once it has them all, and its lr is not the
@@ -654,6 +670,7 @@ rc_spec = {
 rc_out = os.path.join(TMP, "recheck")
 r = run(["compare", "--spec", write(os.path.join(TMP, "recheck.json"), rc_spec), "--out", rc_out])
 check("recheck comparison runs", r.returncode == 0, r.stdout[-3000:] + r.stderr)
+check("recheck: the progress counter never passes the runs planned", counters_ok(r.stdout), counters(r.stdout))
 rc_loss = lambda cfg, lr, sd: (json.load(open(p))["final_val_loss"] if os.path.exists(
     p := os.path.join(rc_out, "runs", cfg, "lr%g" % lr, f"seed{sd}", "summary.json")) else None)
 grid = rc_spec["configs"][0]["lr"]
@@ -686,6 +703,7 @@ check("extend_lrs: dry-run lists the grid only", r.returncode == 0 and "/runs/aw
       "/runs/aw/lr0.0005/" not in r.stdout and "/runs/aw/lr0.002/seed0" in r.stdout, r.stdout)
 r = run(["compare", "--spec", ext_path, "--out", ext_out])
 check("extend_lrs comparison runs", r.returncode == 0, r.stdout[-3000:] + r.stderr)
+check("extend_lrs: the progress counter never passes the runs planned", counters_ok(r.stdout), counters(r.stdout))
 ext_loss = lambda lr, sd: (json.load(open(p))["final_val_loss"] if os.path.exists(
     p := os.path.join(ext_out, "runs", "aw", "lr%g" % lr, f"seed{sd}", "summary.json")) else None)
 below, above = [0.0005, 0.00025], [0.004, 0.008]  # the grid's end ratio (2) continued, twice per side

@@ -1082,6 +1082,19 @@ std::vector<std::string> draw_plots(const fs::path& out, const Spec& spec, const
   std::vector<std::string> flags;
   for (const auto& t : tuned)
     if (t.value.is_number() && std::find(flags.begin(), flags.end(), t.flag) == flags.end()) flags.push_back(t.flag);
+  // The reference at its chosen lr over the same sweep seeds, as a dashed level on every tuning
+  // plot: what a tuned value has to reach.
+  const size_t sweep_n = sweep_count(spec);
+  std::string reference_level;
+  if (const Selected* ref = reference_of(spec, selected); ref != nullptr && !flags.empty()) {
+    std::vector<double> v;
+    for (size_t i = 0; i < ref->runs.size(); ++i)
+      if (seed_index(spec, ref->runs[i]->seed) < sweep_n && ref->results[i]->status == "done")
+        v.push_back(ref->results[i]->m.at(spec.select == "best" ? "best_val_loss" : "final_val_loss"));
+    if (!v.empty())
+      reference_level = ", \\\n     " + fmt("%.17g", stat(v).mean) + " with lines dt 2 lw 2 lc rgb 'gray30' title " +
+                        gp_quote(ref->config->name + " at lr " + lr_text(ref->lr) + " (reference, same seeds)");
+  }
   for (const auto& flag : flags) {
     std::ostringstream dat;
     std::vector<std::string> titles;
@@ -1105,7 +1118,6 @@ std::vector<std::string> draw_plots(const fs::path& out, const Spec& spec, const
     if (titles.empty()) continue;
     const std::string name = "tune_" + flag;
     std::ofstream(dir / (name + ".dat")) << dat.str();
-    const size_t sweep_n = sweep_count(spec);
     gp << "\nset output '" << name << ".png'\nset title "
        << gp_quote("Tuning " + flag + " at each config's chosen lr: " + std::string(spec.select == "best" ? "best" : "final") +
                    " validation loss (" + (sweep_n > 1 ? "mean ± std over " + std::to_string(sweep_n) + " seeds" : "1 seed") + ")")
@@ -1115,18 +1127,7 @@ std::vector<std::string> draw_plots(const fs::path& out, const Spec& spec, const
     for (size_t i = 0; i < titles.size(); ++i)
       gp << (i ? ", \\\n     " : "") << "'" << name << ".dat' index " << i << " using 1:2:3 with yerrorlines lw 2 pt 7 title "
          << gp_quote(titles[i]);
-    // The reference at its chosen lr over the same sweep seeds, as a dashed level: what a tuned
-    // value has to reach.
-    if (const Selected* ref = reference_of(spec, selected)) {
-      std::vector<double> v;
-      for (size_t i = 0; i < ref->runs.size(); ++i)
-        if (seed_index(spec, ref->runs[i]->seed) < sweep_n && ref->results[i]->status == "done")
-          v.push_back(ref->results[i]->m.at(spec.select == "best" ? "best_val_loss" : "final_val_loss"));
-      if (!v.empty())
-        gp << ", \\\n     " << fmt("%.17g", stat(v).mean) << " with lines dt 2 lw 2 lc rgb 'gray30' title "
-           << gp_quote(ref->config->name + " at lr " + lr_text(ref->lr) + " (reference, same seeds)");
-    }
-    gp << "\nunset output\nunset logscale x\n";
+    gp << reference_level << "\nunset output\nunset logscale x\n";
     pngs.push_back(name + ".png");
   }
   std::ofstream(dir / "plots.gp") << gp.str();
@@ -1208,7 +1209,7 @@ bool better(const Choice& a, const Choice& b) {
 std::vector<const ConfigSpec*> flag_neighbours(const Spec& spec, const ConfigSpec& v,
                                                const std::function<bool(const ConfigSpec*)>& ran) {
   const ConfigSpec& base = spec.configs[v.group];
-  auto value = [&](const ConfigSpec& m) { return m.flags.contains(v.tuned) ? m.flags.at(v.tuned) : spec.train.at(v.tuned); };
+  auto value = [&](const ConfigSpec& m) { return config_flag(spec, m, v.tuned); };
   const json own = value(v);
   std::vector<const ConfigSpec*> members, out;
   for (const auto& m : spec.configs)
@@ -1355,7 +1356,7 @@ Plan plan_state(const Spec& spec, const std::vector<Run>& runs, const std::vecto
         bool busy = false;
         for (const auto& m : spec.configs) {
           if (m.group != g || !(&m == &spec.configs[g] || m.tuned == flag)) continue;
-          const json& v = m.flags.contains(flag) ? m.flags.at(flag) : spec.train.at(flag);
+          const json v = config_flag(spec, m, flag);
           if (&m != &spec.configs[g] && !considered(&m, base.lr)) {
             if (m.extra) beyond.push_back({v.get<double>(), NAN, &m});
             continue;
@@ -1522,7 +1523,7 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
       if (!c.is_variant() || c.group != g) continue;
       if (c.extra && plan.sweep.at(c.name).empty()) continue;  // a "tune_extend" candidate not needed
       for (const ConfigSpec* member : {&base, &c}) {
-        TuneRow t{&base, member, c.tuned, member->flags.contains(c.tuned) ? member->flags.at(c.tuned) : spec.train.at(c.tuned), lr, {}};
+        TuneRow t{&base, member, c.tuned, config_flag(spec, *member, c.tuned), lr, {}};
         const auto it = plan.sweep.find(member->name);
         if (!std::isnan(lr) && it != plan.sweep.end() && it->second.count(lr)) t.loss = it->second.at(lr);
         const bool seen = std::any_of(tune_rows.begin(), tune_rows.end(), [&](const TuneRow& x) {
@@ -1960,7 +1961,10 @@ int cmd_compare(Args& args) {
       std::vector<RunResult> states;
       for (const auto& x : runs) states.push_back(peek_run(x, spec));
       const Plan plan = plan_state(spec, runs, states, attempted);
-      planned = std::max(planned, plan.wanted.size());
+      // Runs announced so far plus those the plan still wants: the plan can drop a run it wanted
+      // before (the tuning's lead moved), so its size alone can fall behind the counter.
+      planned = std::max(planned, announced.size() + static_cast<size_t>(std::count_if(plan.wanted.begin(), plan.wanted.end(),
+                                                                                       [&](size_t i) { return !announced.count(i); })));
       size_t idx = SIZE_MAX;
       for (size_t i : plan.wanted) {
         const Run& r = runs[i];
