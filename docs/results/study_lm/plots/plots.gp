@@ -110,7 +110,8 @@ plot 'lr_sweep.dat' index 0 using 1:2:3 with yerrorlines lw 2 pt 7 title 'muon',
      'lr_sweep.dat' index 2 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r32-exact', \
      'lr_sweep.dat' index 3 using 1:2:3 with yerrorlines lw 2 pt 7 title 'adamw', \
      'lr_sweep.dat' index 4 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact-beta0.3', \
-     'lr_sweep.dat' index 5 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact-beta0.6'
+     'lr_sweep.dat' index 5 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact-beta0.6', \
+     'lr_sweep.dat' index 6 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact-beta1'
 unset output
 unset logscale x
 
