@@ -144,6 +144,7 @@ set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05
 set key outside right top Left reverse box width 2
 plot 'tune_beta.dat' index 0 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact (lr 0.01)', \
      'tune_beta.dat' index 1 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r32-exact (lr 0.005)', \
+     'tune_beta.dat' index 2 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r8-exact (lr 0.01)', \
      0.29393221607208253 with lines dt 2 lw 2 lc rgb 'gray30' title 'muon at lr 0.0025 (reference, same seeds)'
 unset output
 unset logscale x
