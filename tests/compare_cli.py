@@ -12,6 +12,7 @@ import gzip
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -107,6 +108,11 @@ snap = snapshot(run_dir(*RUNS[3]))
 time.sleep(1.0)
 check("no run goes on after the comparison is killed", snap == snapshot(run_dir(*RUNS[3])), (snap, killed_out))
 check("the interrupted run was resumed", "resuming from step 2" in killed_out, killed_out)
+# The report follows every finished run: killed while RUNS[3] ran, it already shows RUNS[2] (the
+# run resumed above) done; the earlier interrupted invocation had left it incomplete.
+killed_rep = {(x["config"], x["lr"], x["seed"]): x["status"] for x in json.load(open(os.path.join(out, "report.json")))["runs"]}
+check("the report was redrawn after the run that finished before the kill",
+      killed_rep.get(("adamw", 0.003, 0)) == "done" and killed_rep.get(("adamw", 0.003, 1)) != "done", killed_rep)
 before = {x for x in RUNS if os.path.exists(os.path.join(run_dir(*x), "summary.json"))}
 before_mtimes = {x: os.stat(os.path.join(run_dir(*x), "summary.json")).st_mtime_ns for x in before}
 
@@ -547,6 +553,36 @@ tgp = open(os.path.join(tune_out, "plots", "plots.gp")).read()
 level = "%.17g with lines dt 2 lw 2 lc rgb 'gray30' title 'mu at lr 0.02 (reference, same seeds)'" % final_loss("mu", 0.02, 0)
 check("tune plots draw the reference's level", r2.returncode == 0 and tgp.count(level) == 2 and
       is_png(os.path.join(tune_out, "plots", "tune_beta.png")), (r2.stderr, level, tgp.count(level), tgp[-300:]))
+
+
+def plot_styles(gp):
+    """Per plot command of a plots.gp: [(legend title, line style)] of its yerrorlines series."""
+    pat = re.compile(r"with yerrorlines lw 2 (lc rgb '#[0-9a-f]{6}' pt \d+ dt \d+)(?: ps [0-9.]+)? title '((?:[^']|'')*)'")
+    return [pat.findall(cmd) for cmd in gp.split("\nplot ")[1:] if "yerrorlines" in cmd]
+
+
+# Line styles: in each plot every series has its own (colour, point type, dash), and a config keeps
+# its style from plot to plot.
+tune_plots = plot_styles(tgp)
+check("every series of every plot has an explicit style", len(tune_plots) >= 5 and all(tune_plots) and
+      sum(len(p) for p in tune_plots) == tgp.count("with yerrorlines"), (tune_plots, tgp[-1500:]))
+style_of = {}
+for p in tune_plots:
+    check("series of one plot are styled apart", len({st for st, _ in p}) == len(p), p)
+    for st, title in p:
+        style_of.setdefault(title.split(" (lr ")[0], set()).add(st)
+check("a config keeps its style in every plot", all(len(v) == 1 for v in style_of.values()) and
+      {"aw", "lx", "mu"} <= set(style_of), style_of)
+# Twelve configs, more than gnuplot's 8-colour default cycle: twelve styles (the runs are copies of
+# mu's; the configs differ only in name, so each copy matches its config's settings).
+many_out = os.path.join(TMP, "many")
+many_spec = dict(tune_spec, configs=[{"name": f"m{k}", "optimizer": "muon", "lr": 0.02} for k in range(12)])
+for k in range(12):
+    shutil.copytree(os.path.join(tune_out, "runs", "mu", "lr0.02"), os.path.join(many_out, "runs", f"m{k}", "lr0.02"))
+r2 = run(["compare", "--spec", write(os.path.join(TMP, "many.json"), many_spec), "--out", many_out, "--report-only"])
+many_plots = plot_styles(open(os.path.join(many_out, "plots", "plots.gp")).read()) if r2.returncode == 0 else []
+check("twelve configs get twelve styles in each plot", len(many_plots) >= 3 and
+      all(len(p) == 12 and len({st for st, _ in p}) == 12 for p in many_plots), (r2.stdout[-1500:] + r2.stderr, many_plots))
 r2 = run(["compare", "--spec", tune_path, "--out", tune_out])
 check("a finished tuning reruns nothing", r2.returncode == 0 and "0 runs executed" in r2.stdout, r2.stdout[-2000:] + r2.stderr)
 # timing.json without a figure for a variant: one whose tuned flag leaves the arithmetic alone (beta,

@@ -857,6 +857,27 @@ std::string gp_quote(const std::string& s) {
   return o + "'";
 }
 
+// A config's line style, the same in every plot. The colour is its group's (base and tuned
+// variants alike, so "limuon-exact-beta0.3" reads as limuon-exact's), the dash pattern and point
+// type tell a group's configs apart (the base solid with circles). gnuplot's default cycle repeats
+// after 8 colours, and a study plots more configs than that: issue 19's ViT lr sweep drew Muon and
+// a LiMuon variant in the same purple. Twelve colours (the ten "tab10" values, black, navy); past
+// twelve groups the colours come round again with the next pattern.
+std::string config_style(const Spec& spec, const std::string& name) {
+  static const char* const kColours[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+                                         "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#000000", "#000080"};
+  static const int kPoints[] = {7, 5, 9, 11, 13, 15};  // filled circle, square, triangles up/down, diamond, pentagon
+  constexpr size_t kColourN = std::size(kColours), kPointN = std::size(kPoints), kDashN = 5;  // gnuplot's dt 1-5
+  size_t i = 0;
+  while (i < spec.configs.size() && spec.configs[i].name != name) ++i;
+  const size_t group = i < spec.configs.size() ? spec.configs[i].group : i;
+  size_t variant = 0;  // its place in its group: 0 for the base, then the variants in the spec's order
+  for (size_t j = 0; j < i; ++j) variant += spec.configs[j].group == group;
+  const size_t pattern = variant + group / kColourN;
+  return std::string("lc rgb '") + kColours[group % kColourN] + "' pt " + std::to_string(kPoints[pattern % kPointN]) +
+         " dt " + std::to_string(pattern % kDashN + 1);
+}
+
 // One point of a tuned flag: a group's base or variant at the base's chosen lr.
 struct TuneRow {
   const ConfigSpec* base;
@@ -940,7 +961,11 @@ std::vector<std::string> draw_plots(const fs::path& out, const Spec& spec, const
   fs::create_directories(dir);
   const std::string gnuplot = find_on_path("gnuplot");
   std::ostringstream curves, memory, lrs, gp;
-  std::vector<std::pair<std::string, int>> series;  // title, index in curves.dat
+  struct Series {
+    std::string title, config;
+    int index;  // in curves.dat
+  };
+  std::vector<Series> series;
   int index = 0, nmem = 0;
   for (const auto& sel : selected) {
     auto curve = mean_curve(sel);
@@ -953,7 +978,7 @@ std::vector<std::string> draw_plots(const fs::path& out, const Spec& spec, const
                << fmt("%.17g", p.accuracy.mean) << ' ' << fmt("%.17g", p.accuracy.std) << '\n';
       }
       curves << "\n\n";
-      series.emplace_back(sel.config->name + " (lr " + lr_text(sel.lr) + ")", index++);
+      series.push_back({sel.config->name + " (lr " + lr_text(sel.lr) + ")", sel.config->name, index++});
     }
     std::vector<double> st, rss;
     for (auto* r : sel.results)
@@ -1007,8 +1032,9 @@ std::vector<std::string> draw_plots(const fs::path& out, const Spec& spec, const
     gp << "\nset output '" << file << "'\nset title " << gp_quote(title) << "\nset xlabel " << gp_quote(xlabel)
        << "\nset ylabel " << gp_quote(ylabel) << "\nplot ";
     for (size_t i = 0; i < series.size(); ++i)
-      gp << (i ? ", \\\n     " : "") << "'curves.dat' index " << series[i].second << " using " << xcol << ':' << ycol << ':'
-         << ycol + 1 << " with yerrorlines lw 2 pt 7 ps 0.8 title " << gp_quote(series[i].first);
+      gp << (i ? ", \\\n     " : "") << "'curves.dat' index " << series[i].index << " using " << xcol << ':' << ycol << ':'
+         << ycol + 1 << " with yerrorlines lw 2 " << config_style(spec, series[i].config) << " ps 0.8 title "
+         << gp_quote(series[i].title);
     gp << "\nunset output\n";
     pngs.push_back(file);
   };
@@ -1037,8 +1063,9 @@ std::vector<std::string> draw_plots(const fs::path& out, const Spec& spec, const
     for (const auto& panel : panels) {
       gp << "set title ''\nset xlabel " << gp_quote(panel.second) << "\nplot ";
       for (size_t i = 0; i < series.size(); ++i)
-        gp << (i ? ", \\\n     " : "") << "'curves.dat' index " << series[i].second << " using " << panel.first
-           << ":5:6 with yerrorlines lw 2 pt 7 ps 0.6 title " << gp_quote(series[i].first);
+        gp << (i ? ", \\\n     " : "") << "'curves.dat' index " << series[i].index << " using " << panel.first
+           << ":5:6 with yerrorlines lw 2 " << config_style(spec, series[i].config) << " ps 0.6 title "
+           << gp_quote(series[i].title);
       gp << "\n";
     }
     gp << "unset multiplot\nunset output\nset ylabel 'validation loss'\n";
@@ -1072,8 +1099,8 @@ std::vector<std::string> draw_plots(const fs::path& out, const Spec& spec, const
        << "\nset logscale x\nset xlabel 'learning rate'\nset ylabel 'validation loss'\nset yrange [*:*]\nset xrange [*:*]\n"
        << "set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05\nset key outside right top Left reverse box width 2\nplot ";
     for (size_t i = 0; i < swept.size(); ++i)
-      gp << (i ? ", \\\n     " : "") << "'lr_sweep.dat' index " << i << " using 1:2:3 with yerrorlines lw 2 pt 7 title "
-         << gp_quote(swept[i]);
+      gp << (i ? ", \\\n     " : "") << "'lr_sweep.dat' index " << i << " using 1:2:3 with yerrorlines lw 2 "
+         << config_style(spec, swept[i]) << " title " << gp_quote(swept[i]);
     gp << "\nunset output\nunset logscale x\n";
     pngs.push_back("lr_sweep.png");
   }
@@ -1097,7 +1124,7 @@ std::vector<std::string> draw_plots(const fs::path& out, const Spec& spec, const
   }
   for (const auto& flag : flags) {
     std::ostringstream dat;
-    std::vector<std::string> titles;
+    std::vector<std::string> titles, styled;  // legend title, config whose style the line takes (the base)
     std::set<const ConfigSpec*> bases;
     bool positive = true;
     for (const auto& t : tuned) {
@@ -1114,6 +1141,7 @@ std::vector<std::string> draw_plots(const fs::path& out, const Spec& spec, const
       }
       dat << "\n\n";
       titles.push_back(t.base->name + " (lr " + lr_text(t.lr) + ")");
+      styled.push_back(t.base->name);
     }
     if (titles.empty()) continue;
     const std::string name = "tune_" + flag;
@@ -1125,8 +1153,8 @@ std::vector<std::string> draw_plots(const fs::path& out, const Spec& spec, const
        << "\nset ylabel 'validation loss'\nset yrange [*:*]\nset xrange [*:*]\n"
        << "set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05\nset key outside right top Left reverse box width 2\nplot ";
     for (size_t i = 0; i < titles.size(); ++i)
-      gp << (i ? ", \\\n     " : "") << "'" << name << ".dat' index " << i << " using 1:2:3 with yerrorlines lw 2 pt 7 title "
-         << gp_quote(titles[i]);
+      gp << (i ? ", \\\n     " : "") << "'" << name << ".dat' index " << i << " using 1:2:3 with yerrorlines lw 2 "
+         << config_style(spec, styled[i]) << " title " << gp_quote(titles[i]);
     gp << reference_level << "\nunset output\nunset logscale x\n";
     pngs.push_back(name + ".png");
   }
@@ -1430,7 +1458,7 @@ Plan plan_state(const Spec& spec, const std::vector<Run>& runs, const std::vecto
   return p;
 }
 
-int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& all_runs) {
+int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& all_runs, bool announce = true) {
   // The runs the comparison makes or has started; variants' lrs and seeds it never ran are left out.
   std::vector<RunResult> all_results;
   for (const auto& r : all_runs) all_results.push_back(read_run(r, spec));
@@ -1786,6 +1814,7 @@ int write_report(const fs::path& out, const Spec& spec, const std::vector<Run>& 
         "machine-readable aggregate: `report.json`.\n";
   io::atomic_write_file((out / "report.md").string(), md.str());
   io::atomic_write_file((out / "report.json").string(), jr.dump(2) + "\n");
+  if (!announce) return 0;
   std::cout << "report: " << (out / "report.md").string() << " (" << runs.size() - not_done << "/" << runs.size()
             << " runs done)\n";
   if (!pngs.empty()) std::cout << "plots: " << (out / "plots").string() << " (" << pngs.size() << " PNG)\n";
@@ -2035,6 +2064,16 @@ int cmd_compare(Args& args) {
       if (spec.compress_metrics) compress_metrics(r.dir);
       json s = json::parse(read_file(r.dir / "summary.json"));
       std::cout << " … done in " << fmt("%.1f", secs) << " s: final val_loss " << fmt("%.4f", num(s, "final_val_loss")) << std::endl;
+      // The report follows every finished run, not only the end of the comparison: a study spans
+      // sessions and the process running it may be killed mid-run (a session ends), and then the
+      // committed report should still show each run that finished. Silent (one pass takes about
+      // 4 s on issue 19's studies, against runs of 10-40 minutes); the final pass below announces.
+      try {
+        write_report(out, spec, runs, /*announce=*/false);
+      } catch (const std::exception& e) {
+        std::cout << "warning: report not redrawn after this run (" << e.what() << "); the next run or --report-only redraws it"
+                  << std::endl;
+      }
     }
     std::cout << executed << " runs executed, " << skipped << " already done" << std::endl;
   }
