@@ -13,36 +13,36 @@ set output 'val_loss_vs_samples.png'
 set title 'Validation loss vs samples (mean ± std over 1-4 seeds, each config at its best lr; budget 180000 samples)'
 set xlabel 'training samples'
 set ylabel 'validation loss'
-plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.0025)', \
-     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact-beta0.3 (lr 0.01)', \
-     'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r32-exact-beta0.3 (lr 0.01)', \
-     'curves.dat' index 3 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'adamw (lr 0.001)', \
-     'curves.dat' index 4 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r8-exact (lr 0.01)', \
-     'curves.dat' index 5 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-paper-r32-exact (lr 0.01)'
+plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon (lr 0.0025)', \
+     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 5 dt 2 ps 0.8 title 'limuon-exact-beta0.3 (lr 0.01)', \
+     'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 5 dt 2 ps 0.8 title 'limuon-light-r32-exact-beta0.3 (lr 0.01)', \
+     'curves.dat' index 3 using 2:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.8 title 'adamw (lr 0.001)', \
+     'curves.dat' index 4 using 2:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.8 title 'limuon-light-r8-exact (lr 0.01)', \
+     'curves.dat' index 5 using 2:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 7 dt 1 ps 0.8 title 'limuon-paper-r32-exact (lr 0.01)'
 unset output
 
 set output 'val_loss_vs_grad_evals.png'
 set title 'Validation loss vs gradient evaluations (mean ± std over 1-4 seeds; LiMuon storm=exact spends 2 per step)'
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 set ylabel 'validation loss'
-plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.0025)', \
-     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact-beta0.3 (lr 0.01)', \
-     'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r32-exact-beta0.3 (lr 0.01)', \
-     'curves.dat' index 3 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'adamw (lr 0.001)', \
-     'curves.dat' index 4 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r8-exact (lr 0.01)', \
-     'curves.dat' index 5 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-paper-r32-exact (lr 0.01)'
+plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon (lr 0.0025)', \
+     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 5 dt 2 ps 0.8 title 'limuon-exact-beta0.3 (lr 0.01)', \
+     'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 5 dt 2 ps 0.8 title 'limuon-light-r32-exact-beta0.3 (lr 0.01)', \
+     'curves.dat' index 3 using 3:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.8 title 'adamw (lr 0.001)', \
+     'curves.dat' index 4 using 3:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.8 title 'limuon-light-r8-exact (lr 0.01)', \
+     'curves.dat' index 5 using 3:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 7 dt 1 ps 0.8 title 'limuon-paper-r32-exact (lr 0.01)'
 unset output
 
 set output 'val_loss_vs_seconds.png'
 set title 'Validation loss vs wall-clock time (mean ± std over 1-4 seeds)'
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 set ylabel 'validation loss'
-plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.0025)', \
-     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact-beta0.3 (lr 0.01)', \
-     'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r32-exact-beta0.3 (lr 0.01)', \
-     'curves.dat' index 3 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'adamw (lr 0.001)', \
-     'curves.dat' index 4 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r8-exact (lr 0.01)', \
-     'curves.dat' index 5 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-paper-r32-exact (lr 0.01)'
+plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon (lr 0.0025)', \
+     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 5 dt 2 ps 0.8 title 'limuon-exact-beta0.3 (lr 0.01)', \
+     'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 5 dt 2 ps 0.8 title 'limuon-light-r32-exact-beta0.3 (lr 0.01)', \
+     'curves.dat' index 3 using 4:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.8 title 'adamw (lr 0.001)', \
+     'curves.dat' index 4 using 4:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.8 title 'limuon-light-r8-exact (lr 0.01)', \
+     'curves.dat' index 5 using 4:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 7 dt 1 ps 0.8 title 'limuon-paper-r32-exact (lr 0.01)'
 unset output
 
 if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
@@ -55,28 +55,28 @@ set multiplot layout 1,3 title 'Validation loss, one line per optimizer (mean ±
 set ylabel 'validation loss (nats per token)'
 set title ''
 set xlabel 'training samples (sequences)'
-plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon (lr 0.0025)', \
-     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact-beta0.3 (lr 0.01)', \
-     'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-light-r32-exact-beta0.3 (lr 0.01)', \
-     'curves.dat' index 3 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'adamw (lr 0.001)', \
-     'curves.dat' index 4 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-light-r8-exact (lr 0.01)', \
-     'curves.dat' index 5 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-paper-r32-exact (lr 0.01)'
+plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon (lr 0.0025)', \
+     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 5 dt 2 ps 0.6 title 'limuon-exact-beta0.3 (lr 0.01)', \
+     'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 5 dt 2 ps 0.6 title 'limuon-light-r32-exact-beta0.3 (lr 0.01)', \
+     'curves.dat' index 3 using 2:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.6 title 'adamw (lr 0.001)', \
+     'curves.dat' index 4 using 2:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.6 title 'limuon-light-r8-exact (lr 0.01)', \
+     'curves.dat' index 5 using 2:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 7 dt 1 ps 0.6 title 'limuon-paper-r32-exact (lr 0.01)'
 set title ''
 set xlabel 'gradient evaluations (samples × evaluations per step)'
-plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon (lr 0.0025)', \
-     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact-beta0.3 (lr 0.01)', \
-     'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-light-r32-exact-beta0.3 (lr 0.01)', \
-     'curves.dat' index 3 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'adamw (lr 0.001)', \
-     'curves.dat' index 4 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-light-r8-exact (lr 0.01)', \
-     'curves.dat' index 5 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-paper-r32-exact (lr 0.01)'
+plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon (lr 0.0025)', \
+     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 5 dt 2 ps 0.6 title 'limuon-exact-beta0.3 (lr 0.01)', \
+     'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 5 dt 2 ps 0.6 title 'limuon-light-r32-exact-beta0.3 (lr 0.01)', \
+     'curves.dat' index 3 using 3:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.6 title 'adamw (lr 0.001)', \
+     'curves.dat' index 4 using 3:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.6 title 'limuon-light-r8-exact (lr 0.01)', \
+     'curves.dat' index 5 using 3:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 7 dt 1 ps 0.6 title 'limuon-paper-r32-exact (lr 0.01)'
 set title ''
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
-plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon (lr 0.0025)', \
-     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact-beta0.3 (lr 0.01)', \
-     'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-light-r32-exact-beta0.3 (lr 0.01)', \
-     'curves.dat' index 3 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'adamw (lr 0.001)', \
-     'curves.dat' index 4 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-light-r8-exact (lr 0.01)', \
-     'curves.dat' index 5 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-paper-r32-exact (lr 0.01)'
+plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon (lr 0.0025)', \
+     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 5 dt 2 ps 0.6 title 'limuon-exact-beta0.3 (lr 0.01)', \
+     'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 5 dt 2 ps 0.6 title 'limuon-light-r32-exact-beta0.3 (lr 0.01)', \
+     'curves.dat' index 3 using 4:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.6 title 'adamw (lr 0.001)', \
+     'curves.dat' index 4 using 4:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.6 title 'limuon-light-r8-exact (lr 0.01)', \
+     'curves.dat' index 5 using 4:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 7 dt 1 ps 0.6 title 'limuon-paper-r32-exact (lr 0.01)'
 unset multiplot
 unset output
 set ylabel 'validation loss'
@@ -91,12 +91,12 @@ set output 'val_accuracy_vs_samples.png'
 set title 'Validation accuracy vs samples (mean ± std over 1-4 seeds)'
 set xlabel 'training samples'
 set ylabel 'validation accuracy'
-plot 'curves.dat' index 0 using 2:7:8 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.0025)', \
-     'curves.dat' index 1 using 2:7:8 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact-beta0.3 (lr 0.01)', \
-     'curves.dat' index 2 using 2:7:8 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r32-exact-beta0.3 (lr 0.01)', \
-     'curves.dat' index 3 using 2:7:8 with yerrorlines lw 2 pt 7 ps 0.8 title 'adamw (lr 0.001)', \
-     'curves.dat' index 4 using 2:7:8 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r8-exact (lr 0.01)', \
-     'curves.dat' index 5 using 2:7:8 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-paper-r32-exact (lr 0.01)'
+plot 'curves.dat' index 0 using 2:7:8 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon (lr 0.0025)', \
+     'curves.dat' index 1 using 2:7:8 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 5 dt 2 ps 0.8 title 'limuon-exact-beta0.3 (lr 0.01)', \
+     'curves.dat' index 2 using 2:7:8 with yerrorlines lw 2 lc rgb '#2ca02c' pt 5 dt 2 ps 0.8 title 'limuon-light-r32-exact-beta0.3 (lr 0.01)', \
+     'curves.dat' index 3 using 2:7:8 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.8 title 'adamw (lr 0.001)', \
+     'curves.dat' index 4 using 2:7:8 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.8 title 'limuon-light-r8-exact (lr 0.01)', \
+     'curves.dat' index 5 using 2:7:8 with yerrorlines lw 2 lc rgb '#8c564b' pt 7 dt 1 ps 0.8 title 'limuon-paper-r32-exact (lr 0.01)'
 unset output
 
 set output 'memory.png'
@@ -129,15 +129,15 @@ set yrange [*:*]
 set xrange [*:*]
 set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05
 set key outside right top Left reverse box width 2
-plot 'lr_sweep.dat' index 0 using 1:2:3 with yerrorlines lw 2 pt 7 title 'muon', \
-     'lr_sweep.dat' index 1 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact', \
-     'lr_sweep.dat' index 2 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r32-exact', \
-     'lr_sweep.dat' index 3 using 1:2:3 with yerrorlines lw 2 pt 7 title 'adamw', \
-     'lr_sweep.dat' index 4 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r8-exact', \
-     'lr_sweep.dat' index 5 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-paper-r32-exact', \
-     'lr_sweep.dat' index 6 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact-beta0.3', \
-     'lr_sweep.dat' index 7 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r32-exact-beta0.3', \
-     'lr_sweep.dat' index 8 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r32-exact-beta0.6'
+plot 'lr_sweep.dat' index 0 using 1:2:3 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 title 'muon', \
+     'lr_sweep.dat' index 1 using 1:2:3 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 title 'limuon-exact', \
+     'lr_sweep.dat' index 2 using 1:2:3 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 title 'limuon-light-r32-exact', \
+     'lr_sweep.dat' index 3 using 1:2:3 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 title 'adamw', \
+     'lr_sweep.dat' index 4 using 1:2:3 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 title 'limuon-light-r8-exact', \
+     'lr_sweep.dat' index 5 using 1:2:3 with yerrorlines lw 2 lc rgb '#8c564b' pt 7 dt 1 title 'limuon-paper-r32-exact', \
+     'lr_sweep.dat' index 6 using 1:2:3 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 5 dt 2 title 'limuon-exact-beta0.3', \
+     'lr_sweep.dat' index 7 using 1:2:3 with yerrorlines lw 2 lc rgb '#2ca02c' pt 5 dt 2 title 'limuon-light-r32-exact-beta0.3', \
+     'lr_sweep.dat' index 8 using 1:2:3 with yerrorlines lw 2 lc rgb '#2ca02c' pt 11 dt 4 title 'limuon-light-r32-exact-beta0.6'
 unset output
 unset logscale x
 
@@ -150,9 +150,10 @@ set yrange [*:*]
 set xrange [*:*]
 set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05
 set key outside right top Left reverse box width 2
-plot 'tune_beta.dat' index 0 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact (lr 0.01)', \
-     'tune_beta.dat' index 1 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r32-exact (lr 0.005)', \
-     'tune_beta.dat' index 2 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r8-exact (lr 0.01)', \
+plot 'tune_beta.dat' index 0 using 1:2:3 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 title 'limuon-exact (lr 0.01)', \
+     'tune_beta.dat' index 1 using 1:2:3 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 title 'limuon-light-r32-exact (lr 0.005)', \
+     'tune_beta.dat' index 2 using 1:2:3 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 title 'limuon-light-r8-exact (lr 0.01)', \
+     'tune_beta.dat' index 3 using 1:2:3 with yerrorlines lw 2 lc rgb '#8c564b' pt 7 dt 1 title 'limuon-paper-r32-exact (lr 0.01)', \
      0.29393221607208253 with lines dt 2 lw 2 lc rgb 'gray30' title 'muon at lr 0.0025 (reference, same seeds)'
 unset output
 unset logscale x
