@@ -13,30 +13,30 @@ set output 'val_loss_vs_samples.png'
 set title 'Validation loss vs samples (mean ± std over 1-4 seeds, each config at its best lr; budget 16000 samples)'
 set xlabel 'training samples'
 set ylabel 'validation loss'
-plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.01)', \
-     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact-beta0.6 (lr 0.02)', \
-     'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r32-exact (lr 0.005)', \
-     'curves.dat' index 3 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'adamw (lr 0.002)'
+plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon (lr 0.01)', \
+     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 11 dt 4 ps 0.8 title 'limuon-exact-beta0.6 (lr 0.02)', \
+     'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 5 dt 2 ps 0.8 title 'limuon-light-r32-exact-beta0.3 (lr 0.005)', \
+     'curves.dat' index 3 using 2:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.8 title 'adamw (lr 0.002)'
 unset output
 
 set output 'val_loss_vs_grad_evals.png'
 set title 'Validation loss vs gradient evaluations (mean ± std over 1-4 seeds; LiMuon storm=exact spends 2 per step)'
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 set ylabel 'validation loss'
-plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.01)', \
-     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact-beta0.6 (lr 0.02)', \
-     'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r32-exact (lr 0.005)', \
-     'curves.dat' index 3 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'adamw (lr 0.002)'
+plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon (lr 0.01)', \
+     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 11 dt 4 ps 0.8 title 'limuon-exact-beta0.6 (lr 0.02)', \
+     'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 5 dt 2 ps 0.8 title 'limuon-light-r32-exact-beta0.3 (lr 0.005)', \
+     'curves.dat' index 3 using 3:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.8 title 'adamw (lr 0.002)'
 unset output
 
 set output 'val_loss_vs_seconds.png'
 set title 'Validation loss vs wall-clock time (mean ± std over 1-4 seeds)'
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 set ylabel 'validation loss'
-plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.01)', \
-     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact-beta0.6 (lr 0.02)', \
-     'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r32-exact (lr 0.005)', \
-     'curves.dat' index 3 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'adamw (lr 0.002)'
+plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon (lr 0.01)', \
+     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 11 dt 4 ps 0.8 title 'limuon-exact-beta0.6 (lr 0.02)', \
+     'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 5 dt 2 ps 0.8 title 'limuon-light-r32-exact-beta0.3 (lr 0.005)', \
+     'curves.dat' index 3 using 4:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.8 title 'adamw (lr 0.002)'
 unset output
 
 if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
@@ -49,22 +49,22 @@ set multiplot layout 1,3 title 'Validation loss, one line per optimizer (mean ±
 set ylabel 'validation loss (nats per token)'
 set title ''
 set xlabel 'training samples (sequences)'
-plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon (lr 0.01)', \
-     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact-beta0.6 (lr 0.02)', \
-     'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-light-r32-exact (lr 0.005)', \
-     'curves.dat' index 3 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'adamw (lr 0.002)'
+plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon (lr 0.01)', \
+     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 11 dt 4 ps 0.6 title 'limuon-exact-beta0.6 (lr 0.02)', \
+     'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 5 dt 2 ps 0.6 title 'limuon-light-r32-exact-beta0.3 (lr 0.005)', \
+     'curves.dat' index 3 using 2:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.6 title 'adamw (lr 0.002)'
 set title ''
 set xlabel 'gradient evaluations (samples × evaluations per step)'
-plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon (lr 0.01)', \
-     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact-beta0.6 (lr 0.02)', \
-     'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-light-r32-exact (lr 0.005)', \
-     'curves.dat' index 3 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'adamw (lr 0.002)'
+plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon (lr 0.01)', \
+     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 11 dt 4 ps 0.6 title 'limuon-exact-beta0.6 (lr 0.02)', \
+     'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 5 dt 2 ps 0.6 title 'limuon-light-r32-exact-beta0.3 (lr 0.005)', \
+     'curves.dat' index 3 using 3:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.6 title 'adamw (lr 0.002)'
 set title ''
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
-plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon (lr 0.01)', \
-     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact-beta0.6 (lr 0.02)', \
-     'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-light-r32-exact (lr 0.005)', \
-     'curves.dat' index 3 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'adamw (lr 0.002)'
+plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon (lr 0.01)', \
+     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 11 dt 4 ps 0.6 title 'limuon-exact-beta0.6 (lr 0.02)', \
+     'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 5 dt 2 ps 0.6 title 'limuon-light-r32-exact-beta0.3 (lr 0.005)', \
+     'curves.dat' index 3 using 4:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.6 title 'adamw (lr 0.002)'
 unset multiplot
 unset output
 set ylabel 'validation loss'
@@ -105,13 +105,13 @@ set yrange [*:*]
 set xrange [*:*]
 set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05
 set key outside right top Left reverse box width 2
-plot 'lr_sweep.dat' index 0 using 1:2:3 with yerrorlines lw 2 pt 7 title 'muon', \
-     'lr_sweep.dat' index 1 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact', \
-     'lr_sweep.dat' index 2 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r32-exact', \
-     'lr_sweep.dat' index 3 using 1:2:3 with yerrorlines lw 2 pt 7 title 'adamw', \
-     'lr_sweep.dat' index 4 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact-beta0.3', \
-     'lr_sweep.dat' index 5 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact-beta0.6', \
-     'lr_sweep.dat' index 6 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact-beta1'
+plot 'lr_sweep.dat' index 0 using 1:2:3 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 title 'muon', \
+     'lr_sweep.dat' index 1 using 1:2:3 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 title 'limuon-exact', \
+     'lr_sweep.dat' index 2 using 1:2:3 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 title 'limuon-light-r32-exact', \
+     'lr_sweep.dat' index 3 using 1:2:3 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 title 'adamw', \
+     'lr_sweep.dat' index 4 using 1:2:3 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 5 dt 2 title 'limuon-exact-beta0.3', \
+     'lr_sweep.dat' index 5 using 1:2:3 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 11 dt 4 title 'limuon-exact-beta0.6', \
+     'lr_sweep.dat' index 6 using 1:2:3 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 13 dt 5 title 'limuon-exact-beta1'
 unset output
 unset logscale x
 
@@ -124,7 +124,8 @@ set yrange [*:*]
 set xrange [*:*]
 set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05
 set key outside right top Left reverse box width 2
-plot 'tune_beta.dat' index 0 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact (lr 0.005)', \
+plot 'tune_beta.dat' index 0 using 1:2:3 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 title 'limuon-exact (lr 0.005)', \
+     'tune_beta.dat' index 1 using 1:2:3 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 title 'limuon-light-r32-exact (lr 0.005)', \
      1.3091163635253906 with lines dt 2 lw 2 lc rgb 'gray30' title 'muon at lr 0.01 (reference, same seeds)'
 unset output
 unset logscale x
