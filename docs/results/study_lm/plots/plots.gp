@@ -15,7 +15,7 @@ set xlabel 'training samples'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon (lr 0.01)', \
      'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 11 dt 4 ps 0.8 title 'limuon-exact-beta0.6 (lr 0.02)', \
-     'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 11 dt 4 ps 0.8 title 'limuon-light-r32-exact-beta0.6 (lr 0.02)', \
+     'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 11 dt 4 ps 0.8 title 'limuon-light-r32-exact-beta0.6 (lr 0.04)', \
      'curves.dat' index 3 using 2:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.8 title 'adamw (lr 0.002)'
 unset output
 
@@ -25,7 +25,7 @@ set xlabel 'gradient evaluations (samples × evaluations per step)'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon (lr 0.01)', \
      'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 11 dt 4 ps 0.8 title 'limuon-exact-beta0.6 (lr 0.02)', \
-     'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 11 dt 4 ps 0.8 title 'limuon-light-r32-exact-beta0.6 (lr 0.02)', \
+     'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 11 dt 4 ps 0.8 title 'limuon-light-r32-exact-beta0.6 (lr 0.04)', \
      'curves.dat' index 3 using 3:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.8 title 'adamw (lr 0.002)'
 unset output
 
@@ -35,7 +35,7 @@ set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon (lr 0.01)', \
      'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 11 dt 4 ps 0.8 title 'limuon-exact-beta0.6 (lr 0.02)', \
-     'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 11 dt 4 ps 0.8 title 'limuon-light-r32-exact-beta0.6 (lr 0.02)', \
+     'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 11 dt 4 ps 0.8 title 'limuon-light-r32-exact-beta0.6 (lr 0.04)', \
      'curves.dat' index 3 using 4:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.8 title 'adamw (lr 0.002)'
 unset output
 
@@ -51,19 +51,19 @@ set title ''
 set xlabel 'training samples (sequences)'
 plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon (lr 0.01)', \
      'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 11 dt 4 ps 0.6 title 'limuon-exact-beta0.6 (lr 0.02)', \
-     'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 11 dt 4 ps 0.6 title 'limuon-light-r32-exact-beta0.6 (lr 0.02)', \
+     'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 11 dt 4 ps 0.6 title 'limuon-light-r32-exact-beta0.6 (lr 0.04)', \
      'curves.dat' index 3 using 2:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.6 title 'adamw (lr 0.002)'
 set title ''
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon (lr 0.01)', \
      'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 11 dt 4 ps 0.6 title 'limuon-exact-beta0.6 (lr 0.02)', \
-     'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 11 dt 4 ps 0.6 title 'limuon-light-r32-exact-beta0.6 (lr 0.02)', \
+     'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 11 dt 4 ps 0.6 title 'limuon-light-r32-exact-beta0.6 (lr 0.04)', \
      'curves.dat' index 3 using 3:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.6 title 'adamw (lr 0.002)'
 set title ''
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon (lr 0.01)', \
      'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 11 dt 4 ps 0.6 title 'limuon-exact-beta0.6 (lr 0.02)', \
-     'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 11 dt 4 ps 0.6 title 'limuon-light-r32-exact-beta0.6 (lr 0.02)', \
+     'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 11 dt 4 ps 0.6 title 'limuon-light-r32-exact-beta0.6 (lr 0.04)', \
      'curves.dat' index 3 using 4:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.6 title 'adamw (lr 0.002)'
 unset multiplot
 unset output
