@@ -14,7 +14,7 @@ set title 'Validation loss vs samples (mean ± std over 1-4 seeds, each config a
 set xlabel 'training samples'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon-b4 (lr 0.005)', \
-     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.8 title 'limuon-exact-b4 (lr 0.01)'
+     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.8 title 'limuon-exact-b4 (lr 0.02)'
 unset output
 
 set output 'val_loss_vs_grad_evals.png'
@@ -22,7 +22,7 @@ set title 'Validation loss vs gradient evaluations (mean ± std over 1-4 seeds; 
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon-b4 (lr 0.005)', \
-     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.8 title 'limuon-exact-b4 (lr 0.01)'
+     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.8 title 'limuon-exact-b4 (lr 0.02)'
 unset output
 
 set output 'val_loss_vs_seconds.png'
@@ -30,7 +30,7 @@ set title 'Validation loss vs wall-clock time (mean ± std over 1-4 seeds)'
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon-b4 (lr 0.005)', \
-     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.8 title 'limuon-exact-b4 (lr 0.01)'
+     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.8 title 'limuon-exact-b4 (lr 0.02)'
 unset output
 
 if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
@@ -44,15 +44,15 @@ set ylabel 'validation loss (nats per token)'
 set title ''
 set xlabel 'training samples (sequences)'
 plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon-b4 (lr 0.005)', \
-     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.6 title 'limuon-exact-b4 (lr 0.01)'
+     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.6 title 'limuon-exact-b4 (lr 0.02)'
 set title ''
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon-b4 (lr 0.005)', \
-     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.6 title 'limuon-exact-b4 (lr 0.01)'
+     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.6 title 'limuon-exact-b4 (lr 0.02)'
 set title ''
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon-b4 (lr 0.005)', \
-     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.6 title 'limuon-exact-b4 (lr 0.01)'
+     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.6 title 'limuon-exact-b4 (lr 0.02)'
 unset multiplot
 unset output
 set ylabel 'validation loss'
