@@ -121,7 +121,8 @@ plot 'lr_sweep.dat' index 0 using 1:2:3 with yerrorlines lw 2 lc rgb '#1f77b4' p
      'lr_sweep.dat' index 7 using 1:2:3 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 13 dt 5 title 'limuon-exact-beta1', \
      'lr_sweep.dat' index 8 using 1:2:3 with yerrorlines lw 2 lc rgb '#2ca02c' pt 5 dt 2 title 'limuon-light-r32-exact-beta0.3', \
      'lr_sweep.dat' index 9 using 1:2:3 with yerrorlines lw 2 lc rgb '#2ca02c' pt 11 dt 4 title 'limuon-light-r32-exact-beta0.6', \
-     'lr_sweep.dat' index 10 using 1:2:3 with yerrorlines lw 2 lc rgb '#2ca02c' pt 13 dt 5 title 'limuon-light-r32-exact-beta1'
+     'lr_sweep.dat' index 10 using 1:2:3 with yerrorlines lw 2 lc rgb '#2ca02c' pt 13 dt 5 title 'limuon-light-r32-exact-beta1', \
+     'lr_sweep.dat' index 11 using 1:2:3 with yerrorlines lw 2 lc rgb '#9467bd' pt 9 dt 3 title 'limuon-light-r8-exact-beta1'
 unset output
 unset logscale x
 
