@@ -97,3 +97,16 @@ plot 'lr_sweep.dat' index 0 using 1:2:3 with yerrorlines lw 2 lc rgb '#1f77b4' p
      'lr_sweep.dat' index 1 using 1:2:3 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 title 'limuon-exact-b4'
 unset output
 unset logscale x
+
+set output 'tune_beta.png'
+set title 'Tuning beta at each config''s chosen lr: final validation loss (1 seed)'
+set logscale x
+set xlabel 'beta'
+set ylabel 'validation loss'
+set yrange [*:*]
+set xrange [*:*]
+set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05
+set key outside right top Left reverse box width 2
+plot 'tune_beta.dat' index 0 using 1:2:3 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 title 'limuon-exact-b4 (lr 0.02)'
+unset output
+unset logscale x
