@@ -21,7 +21,14 @@ final validation loss with its 95 % confidence interval (Student t). Against the
 and data order), mean and 95 % CI. "Crossing" between two batch sizes: the mean paired difference
 changes sign.
 
-Usage: experiments/study_noise_report.py OUT [--reference muon]
+--with DIR adds another comparison of the same task at another batch size, e.g. the main LM study
+(docs/results/study_lm, batch 8, the same 16,000 sequences): its groups named FAMILY (no -bN) join
+the table at that comparison's batch, read the same way from its own report.json and runs (and its
+own timing.json). It is refused unless its budget and every training setting of each such group
+match the noise study's, apart from what the batch size scales (warm-up, evaluation and checkpoint
+intervals) and what is tuned (lr, beta).
+
+Usage: experiments/study_noise_report.py OUT [--reference muon] [--with DIR ...]
 """
 import argparse
 import gzip
@@ -106,16 +113,98 @@ def at(points, x):
     return None
 
 
+# Flags a batch size legitimately changes or tuning chooses: ignored when --with checks that another
+# comparison trained the same thing. Everything else (model, data, dropout, optimizer, rank, ...) must match.
+SCALED_OR_TUNED = {"name", "lr", "beta", "tune", "tune-extend", "batch-size", "warmup", "eval-interval",
+                   "checkpoint-interval"}
+
+
+def settings(spec, config):
+    """A config's effective training flags (the spec's "train" overridden by the config), without
+    SCALED_OR_TUNED; flag names with '_' read as '-'."""
+    merged = {k.replace("_", "-"): v for k, v in spec.get("train", {}).items()}
+    merged.update({k.replace("_", "-"): v for k, v in config.items()})
+    return {k: v for k, v in merged.items() if k not in SCALED_OR_TUNED}
+
+
+def load(out):
+    try:
+        spec = json.load(open(os.path.join(out, "spec.json")))["spec"]
+        report = json.load(open(os.path.join(out, "report.json")))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        sys.exit(f"study_noise_report: cannot read {out}/spec.json and report.json ({e}); run limuon compare first")
+    return spec, report
+
+
+def select(out, report, family_of, batch_of, strict):
+    """The selected config of each group in family_of and its finished runs, by seed:
+    (family, batch) -> {"group", "config", "lr", "loss", "evals", "ms"}. A group of report.json that is
+    not in family_of is an error when strict (the noise study's own report), skipped otherwise."""
+    chosen = {}
+    for c in report["configs"]:
+        name = c["config"]
+        group = c.get("group", name)
+        if group not in family_of:
+            if strict:
+                sys.exit(f"study_noise_report: report.json's config '{name}' is not in spec.json (a report of another spec?)")
+            continue
+        done = [r for r in report["runs"] if r["config"] == name and r["lr"] == c["lr"] and r["status"] == "done"]
+        chosen[(family_of[group], batch_of[group])] = {
+            "group": group, "config": name, "lr": c["lr"], "loss": {r["seed"]: r.get("final_val_loss") for r in done},
+            "evals": {r["seed"]: evaluations(out, r) for r in done},
+            "ms": {r["seed"]: r.get("ms_per_step") for r in done}}
+    return chosen
+
+
+def joined(spec, families, others, taken):
+    """--with: each other comparison's groups named like a family of this study, at that comparison's
+    batch size, after checking that they trained the same thing. Returns (chosen, sources) where
+    sources lists, per other comparison, (dir, batch, groups, timing source)."""
+    chosen, sources = {}, []
+    for other in others:
+        ospec, oreport = load(other)
+        if ospec.get("budget") != spec.get("budget"):
+            sys.exit(f"study_noise_report: --with {other}: its budget {json.dumps(ospec.get('budget'))} is not this "
+                     f"study's {json.dumps(spec.get('budget'))}")
+        default = ospec.get("train", {}).get("batch-size", ospec.get("train", {}).get("batch_size"))
+        family_of, batch_of = {}, {}
+        for c in ospec["configs"]:
+            if c["name"] not in families:
+                continue
+            mine = [x for x in spec["configs"] if re.fullmatch(re.escape(c["name"]) + r"-b\d+", x["name"])]
+            want, got = settings(spec, mine[0]), settings(ospec, c)
+            diff = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
+            if diff:
+                k = diff[0]
+                sys.exit(f"study_noise_report: --with {other}: group '{c['name']}' trained with {k} = "
+                         f"{json.dumps(got.get(k))}, this study's {mine[0]['name']} with {json.dumps(want.get(k))}"
+                         + (f" (and {len(diff) - 1} more flags differ)" if len(diff) > 1 else ""))
+            batch = c.get("batch-size", c.get("batch_size", default))
+            if batch is None:
+                sys.exit(f"study_noise_report: --with {other}: group '{c['name']}' has no batch-size")
+            family_of[c["name"]], batch_of[c["name"]] = c["name"], int(batch)
+        if not family_of:
+            sys.exit(f"study_noise_report: --with {other}: no group named like a family of this study "
+                     f"({', '.join(families)})")
+        add = select(other, oreport, family_of, batch_of, strict=False)
+        clash = sorted({b for _, b in add} & (taken | {b for _, b in chosen}))
+        if clash:
+            sys.exit(f"study_noise_report: --with {other}: batch {clash[0]} is already in the table")
+        chosen.update(add)
+        sources.append((other, sorted({b for _, b in add}), sorted(family_of),
+                        (oreport.get("timing") or {}).get("source")))
+    return chosen, sources
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", help="the comparison's directory (docs/results/study_noise)")
     ap.add_argument("--reference", default="muon", help="the family every other is paired with (default muon)")
+    ap.add_argument("--with", dest="others", action="append", default=[], metavar="DIR",
+                    help="another comparison of the same task at another batch size whose groups named FAMILY join "
+                         "the table (e.g. docs/results/study_lm, batch 8); repeatable")
     a = ap.parse_args()
-    try:
-        spec = json.load(open(os.path.join(a.out, "spec.json")))["spec"]
-        report = json.load(open(os.path.join(a.out, "report.json")))
-    except (OSError, ValueError, KeyError) as e:
-        sys.exit(f"study_noise_report: cannot read {a.out}/spec.json and report.json ({e}); run limuon compare first")
+    spec, report = load(a.out)
 
     default_batch = spec.get("train", {}).get("batch-size", spec.get("train", {}).get("batch_size"))
     batch_of, family_of = {}, {}
@@ -126,22 +215,15 @@ def main():
             sys.exit(f"study_noise_report: config '{c['name']}' is not named FAMILY-bN with N its batch size ({batch})")
         family_of[c["name"]], batch_of[c["name"]] = m.group(1), int(batch)
     families = list(dict.fromkeys(family_of.values()))
-    batches = sorted(set(batch_of.values()))
     if a.reference not in families:
         sys.exit(f"study_noise_report: no family '{a.reference}' (families: {', '.join(families)})")
 
-    # The selected config of each group and its finished runs' final losses, by seed.
-    chosen = {}  # (family, batch) -> {"config", "lr", "loss": {seed: final_val_loss}}
-    for c in report["configs"]:
-        name = c["config"]
-        group = c.get("group", name)
-        if group not in family_of:
-            sys.exit(f"study_noise_report: report.json's config '{name}' is not in spec.json (a report of another spec?)")
-        done = [r for r in report["runs"] if r["config"] == name and r["lr"] == c["lr"] and r["status"] == "done"]
-        chosen[(family_of[group], batch_of[group])] = {
-            "group": group, "config": name, "lr": c["lr"], "loss": {r["seed"]: r.get("final_val_loss") for r in done},
-            "evals": {r["seed"]: evaluations(a.out, r) for r in done},
-            "ms": {r["seed"]: r.get("ms_per_step") for r in done}}
+    # The selected config of each group and its finished runs' final losses, by seed; then the
+    # groups another comparison (--with) trained at its own batch size.
+    chosen = select(a.out, report, family_of, batch_of, strict=True)
+    extra, sources = joined(spec, families, a.others, set(batch_of.values()))
+    chosen.update(extra)
+    batches = sorted(set(batch_of.values()) | {b for _, b in extra})
 
     # The other two readings, per batch (a batch is one comparison): each run's validation loss at
     # the fewest gradient evaluations, and at the shortest training time (steps x ms/step), that any
@@ -213,9 +295,13 @@ def main():
     budget = spec.get("budget")
     timing = report.get("timing") or {}
     md = ["# The noise question: final validation loss against batch size", "",
-          f"Generated by `experiments/study_noise_report.py {a.out}` from `report.json` and `spec.json` there "
+          f"Generated by `experiments/study_noise_report.py {a.out}{''.join(' --with ' + d for d in a.others)}` from "
+          "`report.json` and `spec.json` there "
           f"(budget {json.dumps(budget)}; each (optimizer, batch) at its chosen lr; 95 % confidence intervals, Student t). "
-          "A smaller batch means noisier gradients and more steps for the same samples.", "",
+          "A smaller batch means noisier gradients and more steps for the same samples." + "".join(
+              f" Batch {', '.join(map(str, bs))} comes from the comparison in `{d}` (`--with`; its groups "
+              f"{', '.join(gs)}, checked to train the same model, data and optimizer settings at the same budget)."
+              for d, bs, gs, _ in sources), "",
           "| optimizer | " + " | ".join(f"batch {b}" for b in batches) + " |", "|---|" + "---|" * len(batches)]
     for fam in families:
         cells = []
@@ -231,7 +317,10 @@ def main():
            "gradient evaluations (the shortest training time, steps x ms/step) that any chosen run at that batch reached "
            "at its last evaluation; every run's validation loss is read there, interpolated linearly between its "
            "evaluations. Seconds: " + (f"timing.json's quiet ms/step ({timing['source']})" if timing.get("source") else
-                                       "the runs' own median ms/step (no timing.json)") + "."]
+                                       "the runs' own median ms/step (no timing.json)") + "".join(
+               f"; batch {', '.join(map(str, bs))}: " + (f"that comparison's timing.json ({t})" if t else
+                                                       "that comparison's runs' own median ms/step (no timing.json)")
+               for _, bs, _, t in sources) + "."]
     for axis, _ in AXES:
         md += ["", f"At equal {AXIS_TEXT[axis]}" + ("" if axis == "samples" else " (the point per batch: " + ", ".join(
             f"batch {b}: {point[(axis, b)]:.6g}" for b in batches if point[(axis, b)] is not None) + ")") + ":", "",
@@ -291,7 +380,8 @@ def main():
     with open(os.path.join(a.out, "noise.md"), "w") as f:
         f.write("\n".join(md))
     with open(os.path.join(a.out, "noise.json"), "w") as f:
-        json.dump({"reference": a.reference, "batches": batches, "rows": rows, "paired": pairs, "crossings": crossings,
+        json.dump({"reference": a.reference, "batches": batches,
+                   "with": [{"dir": d, "batches": bs, "groups": gs, "timing": t} for d, bs, gs, t in sources], "rows": rows, "paired": pairs, "crossings": crossings,
                    "equal_grad_evals": {str(b): point[("grad_evals", b)] for b in batches},
                    "equal_seconds": {str(b): point[("seconds", b)] for b in batches},
                    "plot": "plots/noise_vs_batch.png" if plotted else None}, f, indent=1)

@@ -33,7 +33,8 @@
 #   study_noise        issue 19's batch-size sweep (4, 16, 64 sequences at 16,000 sequences) for Muon,
 #                      LiMuon exact, LiMuon light r32 exact: 3-lr sweeps (+ beta for exact STORM)
 #                      + 3 seeds; then experiments/study_noise_report.py: loss vs batch, paired vs
-#                      Muon at equal samples, gradient evaluations and seconds, crossings
+#                      Muon at equal samples, gradient evaluations and seconds, crossings (with
+#                      batch 8 from $OUT/study_lm when that study has a report)
 #   study_memory       issue 19's memory reading: the LM study's configs at DistilGPT2 size, 3 steps
 # Use `limuon compare --spec experiments/NAME.json --out DIR --dry-run` to see every run.
 # Tables and plots again from the committed runs, without training (each study stopped first):
@@ -60,8 +61,11 @@ for name in "${names[@]}"; do
   start=$(date +%s)
   "$LIMUON" compare --spec "$spec" --out "$OUT/$name" "${threads[@]}" "${extra[@]}" || status=$?
   # A study's own reading on top of compare's report (study_noise: loss against batch size).
+  # study_noise also reads batch 8 from the main LM study when it has a report (same budget and model).
   if [ -f "experiments/${name}_report.py" ] && [ -f "$OUT/$name/report.json" ]; then
-    python3 "experiments/${name}_report.py" "$OUT/$name" || status=$?
+    joined=()
+    [ "$name" != study_noise ] || [ ! -f "$OUT/study_lm/report.json" ] || joined=(--with "$OUT/study_lm")
+    python3 "experiments/${name}_report.py" "$OUT/$name" "${joined[@]}" || status=$?
   fi
   echo "== $name: $(( $(date +%s) - start )) s; report $OUT/$name/report.md"
 done

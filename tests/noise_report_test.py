@@ -2,8 +2,9 @@
 """Test of experiments/study_noise_report.py: (1) on a real, tiny `limuon compare` (2 optimizer
 families x 2 batch sizes x 3 seeds) every number in noise.json and noise.md is recomputed here
 from the runs' summary.json files; (2) on a hand-written report, a sign change of the paired
-difference is reported as a crossing with the right readings, and none when there is none;
-(3) bad input fails with a message naming the problem.
+difference is reported as a crossing with the right readings, and none when there is none; with
+--with, another comparison's groups join at their batch size, and one that trained something else
+is refused; (3) bad input fails with a message naming the problem.
 
 Usage: noise_report_test.py path/to/limuon
 """
@@ -179,6 +180,48 @@ try:
     r = report(fake)
     check("no crossing reported when none", r.returncode == 0 and json.load(open(os.path.join(fake, "noise.json")))["crossings"] == []
           and "No optimizer's mean paired difference" in open(os.path.join(fake, "noise.md")).read(), r.stderr)
+
+    # ---- 2b. --with: another comparison's groups named FAMILY join at its own batch (8 here), read
+    # from its own report; limuon lower than muon there, so the (all higher) curve now crosses twice.
+    main = os.path.join(TMP, "main")
+    os.makedirs(main)
+    mspec = {"train": {"batch-size": 8, "warmup": 3}, "budget": {"samples": 100},
+             "configs": [{"name": "muon"}, {"name": "limuon", "beta": 0.1, "tune": {"beta": [0.6]}}, {"name": "adamw"}]}
+    write(os.path.join(main, "spec.json"), {"spec": mspec})
+    mruns = [{"config": c, "lr": 0.02, "seed": s, "status": "done", "final_val_loss": 1.9 + s * 0.05 + d}
+             for c, d in (("muon", 0.0), ("limuon-beta0.6", -0.05 + 0.002), ("adamw", 0.4)) for s in (0, 1, 2)]
+    write(os.path.join(main, "report.json"), {"configs": [{"config": "muon", "lr": 0.02},
+                                                          {"config": "limuon-beta0.6", "group": "limuon", "lr": 0.02},
+                                                          {"config": "adamw", "lr": 0.02}], "runs": mruns})
+    r = report(fake, "--with", main)
+    nz = json.load(open(os.path.join(fake, "noise.json")))
+    fmd = open(os.path.join(fake, "noise.md")).read()
+    check("--with: batch 8 joins", r.returncode == 0 and nz["batches"] == [4, 8, 16, 64] and
+          nz["with"] == [{"dir": main, "batches": [8], "groups": ["limuon", "muon"], "timing": None}], (r.stderr, nz.get("with")))
+    row = next(x for x in nz["rows"] if x["family"] == "limuon" and x["batch"] == 8)
+    check("--with: its chosen variant's runs", row["config"] == "limuon-beta0.6" and row["final_val_loss"]["n"] == 3 and
+          math.isclose(row["final_val_loss"]["mean"], 1.95 - 0.048, rel_tol=1e-12), row)
+    check("--with: a family it lacks stays empty, a group of no family is left out",
+          next(x for x in nz["rows"] if x["family"] == "other" and x["batch"] == 8)["final_val_loss"]["n"] == 0 and
+          not any(x["family"] == "adamw" for x in nz["rows"]), nz["rows"])
+    p = next(x for x in nz["paired"] if x["family"] == "limuon" and x["batch"] == 8)
+    check("--with: paired within batch 8", p["difference"]["n"] == 3 and
+          math.isclose(p["difference"]["mean"], -0.048, rel_tol=1e-9) and p["reading"] == "lower", p)
+    cross = [(c["between"], c["readings"]) for c in nz["crossings"] if c["axis"] == "samples"]
+    check("--with: crossings on both sides of batch 8",
+          cross == [([4, 8], ["higher", "lower"]), ([8, 16], ["lower", "higher"])], nz["crossings"])
+    check("--with: named in noise.md", f"Batch 8 comes from the comparison in `{main}`" in fmd and
+          "| batch 4 | batch 8 | batch 16 | batch 64 |" in fmd and "lr 0.02 (limuon-beta0.6)" in fmd, fmd[:1500])
+    for what, change, message in (
+            ("another dropout", {"train": {"batch-size": 8, "dropout": 0.2}}, "group 'muon' trained with dropout = 0.2"),
+            ("another optimizer flag", {"configs": [{"name": "limuon", "rank": 8}]}, "group 'limuon' trained with rank = 8"),
+            ("another budget", {"budget": {"samples": 200}}, 'its budget {"samples": 200} is not'),
+            ("a batch already in the table", {"train": {"batch-size": 16}}, "batch 16 is already in the table"),
+            ("no family's group", {"configs": [{"name": "sgd"}]}, "no group named like a family")):
+        write(os.path.join(main, "spec.json"), {"spec": dict(mspec, **change)})
+        r = report(fake, "--with", main)
+        check(f"--with refuses {what}", r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, r.stderr)
+    check("--with: a refused comparison leaves the last noise.md as it was", open(os.path.join(fake, "noise.md")).read() == fmd)
 
     # ---- 3. bad input
     r = report(os.path.join(TMP, "nowhere"))

@@ -11,7 +11,7 @@ set logscale x 2
 set grid
 set key top left box opaque
 set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05
-set xtics ('4' 4, '16' 16, '64' 64)
+set xtics ('4' 4, '8' 8, '16' 16, '64' 64)
 plot 'noise_vs_batch.dat' index 0 using 1:2:3 with yerrorlines lw 2 pt 7 title 'muon', \
      'noise_vs_batch.dat' index 1 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-exact', \
      'noise_vs_batch.dat' index 2 using 1:2:3 with yerrorlines lw 2 pt 7 title 'limuon-light-r32-exact'
