@@ -15,7 +15,7 @@ set xlabel 'training samples'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon-b4 (lr 0.005)', \
      'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.8 title 'limuon-exact-b4 (lr 0.02)', \
-     'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-exact-b4 (lr 0.01)'
+     'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-exact-b4 (lr 0.02)'
 unset output
 
 set output 'val_loss_vs_grad_evals.png'
@@ -24,7 +24,7 @@ set xlabel 'gradient evaluations (samples × evaluations per step)'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon-b4 (lr 0.005)', \
      'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.8 title 'limuon-exact-b4 (lr 0.02)', \
-     'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-exact-b4 (lr 0.01)'
+     'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-exact-b4 (lr 0.02)'
 unset output
 
 set output 'val_loss_vs_seconds.png'
@@ -33,7 +33,7 @@ set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon-b4 (lr 0.005)', \
      'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.8 title 'limuon-exact-b4 (lr 0.02)', \
-     'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-exact-b4 (lr 0.01)'
+     'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-exact-b4 (lr 0.02)'
 unset output
 
 if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
@@ -48,17 +48,17 @@ set title ''
 set xlabel 'training samples (sequences)'
 plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon-b4 (lr 0.005)', \
      'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.6 title 'limuon-exact-b4 (lr 0.02)', \
-     'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-exact-b4 (lr 0.01)'
+     'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-exact-b4 (lr 0.02)'
 set title ''
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon-b4 (lr 0.005)', \
      'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.6 title 'limuon-exact-b4 (lr 0.02)', \
-     'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-exact-b4 (lr 0.01)'
+     'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-exact-b4 (lr 0.02)'
 set title ''
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon-b4 (lr 0.005)', \
      'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.6 title 'limuon-exact-b4 (lr 0.02)', \
-     'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-exact-b4 (lr 0.01)'
+     'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-exact-b4 (lr 0.02)'
 unset multiplot
 unset output
 set ylabel 'validation loss'
