@@ -114,6 +114,7 @@ set yrange [*:*]
 set xrange [*:*]
 set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05
 set key outside right top Left reverse box width 2
-plot 'tune_beta.dat' index 0 using 1:2:3 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 title 'limuon-exact-b4 (lr 0.02)'
+plot 'tune_beta.dat' index 0 using 1:2:3 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 title 'limuon-exact-b4 (lr 0.02)', \
+     'tune_beta.dat' index 1 using 1:2:3 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 title 'limuon-light-r32-exact-b4 (lr 0.02)'
 unset output
 unset logscale x
