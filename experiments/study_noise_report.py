@@ -127,6 +127,12 @@ def settings(spec, config):
     return {k: v for k, v in merged.items() if k not in SCALED_OR_TUNED}
 
 
+def batch_size(spec, config):
+    """A config's batch size: its own flag, else the spec's "train"; None when neither sets one."""
+    train = spec.get("train", {})
+    return config.get("batch-size", config.get("batch_size", train.get("batch-size", train.get("batch_size"))))
+
+
 def load(out):
     try:
         spec = json.load(open(os.path.join(out, "spec.json")))["spec"]
@@ -166,7 +172,6 @@ def joined(spec, families, others, taken):
         if ospec.get("budget") != spec.get("budget"):
             sys.exit(f"study_noise_report: --with {other}: its budget {json.dumps(ospec.get('budget'))} is not this "
                      f"study's {json.dumps(spec.get('budget'))}")
-        default = ospec.get("train", {}).get("batch-size", ospec.get("train", {}).get("batch_size"))
         family_of, batch_of = {}, {}
         for c in ospec["configs"]:
             if c["name"] not in families:
@@ -179,7 +184,7 @@ def joined(spec, families, others, taken):
                 sys.exit(f"study_noise_report: --with {other}: group '{c['name']}' trained with {k} = "
                          f"{json.dumps(got.get(k))}, this study's {mine[0]['name']} with {json.dumps(want.get(k))}"
                          + (f" (and {len(diff) - 1} more flags differ)" if len(diff) > 1 else ""))
-            batch = c.get("batch-size", c.get("batch_size", default))
+            batch = batch_size(ospec, c)
             if batch is None:
                 sys.exit(f"study_noise_report: --with {other}: group '{c['name']}' has no batch-size")
             family_of[c["name"]], batch_of[c["name"]] = c["name"], int(batch)
@@ -206,11 +211,10 @@ def main():
     a = ap.parse_args()
     spec, report = load(a.out)
 
-    default_batch = spec.get("train", {}).get("batch-size", spec.get("train", {}).get("batch_size"))
     batch_of, family_of = {}, {}
     for c in spec["configs"]:
         m = re.fullmatch(r"(.+)-b(\d+)", c["name"])
-        batch = c.get("batch-size", c.get("batch_size", default_batch))
+        batch = batch_size(spec, c)
         if not m or batch is None or int(m.group(2)) != int(batch):
             sys.exit(f"study_noise_report: config '{c['name']}' is not named FAMILY-bN with N its batch size ({batch})")
         family_of[c["name"]], batch_of[c["name"]] = m.group(1), int(batch)
@@ -381,7 +385,8 @@ def main():
         f.write("\n".join(md))
     with open(os.path.join(a.out, "noise.json"), "w") as f:
         json.dump({"reference": a.reference, "batches": batches,
-                   "with": [{"dir": d, "batches": bs, "groups": gs, "timing": t} for d, bs, gs, t in sources], "rows": rows, "paired": pairs, "crossings": crossings,
+                   "with": [{"dir": d, "batches": bs, "groups": gs, "timing": t} for d, bs, gs, t in sources],
+                   "rows": rows, "paired": pairs, "crossings": crossings,
                    "equal_grad_evals": {str(b): point[("grad_evals", b)] for b in batches},
                    "equal_seconds": {str(b): point[("seconds", b)] for b in batches},
                    "plot": "plots/noise_vs_batch.png" if plotted else None}, f, indent=1)
