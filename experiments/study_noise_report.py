@@ -119,18 +119,22 @@ SCALED_OR_TUNED = {"name", "lr", "beta", "tune", "tune-extend", "batch-size", "w
                    "checkpoint-interval"}
 
 
-def settings(spec, config):
-    """A config's effective training flags (the spec's "train" overridden by the config), without
-    SCALED_OR_TUNED; flag names with '_' read as '-'."""
+def effective(spec, config):
+    """A config's effective training flags: the spec's "train" overridden by the config, with flag
+    names' '_' read as '-'."""
     merged = {k.replace("_", "-"): v for k, v in spec.get("train", {}).items()}
     merged.update({k.replace("_", "-"): v for k, v in config.items()})
-    return {k: v for k, v in merged.items() if k not in SCALED_OR_TUNED}
+    return merged
+
+
+def settings(spec, config):
+    """A config's effective training flags without SCALED_OR_TUNED (what must match across batches)."""
+    return {k: v for k, v in effective(spec, config).items() if k not in SCALED_OR_TUNED}
 
 
 def batch_size(spec, config):
-    """A config's batch size: its own flag, else the spec's "train"; None when neither sets one."""
-    train = spec.get("train", {})
-    return config.get("batch-size", config.get("batch_size", train.get("batch-size", train.get("batch_size"))))
+    """A config's effective batch size; None when neither the config nor the spec's "train" sets one."""
+    return effective(spec, config).get("batch-size")
 
 
 def load(out):
@@ -176,14 +180,17 @@ def joined(spec, families, others, taken):
         for c in ospec["configs"]:
             if c["name"] not in families:
                 continue
-            mine = [x for x in spec["configs"] if re.fullmatch(re.escape(c["name"]) + r"-b\d+", x["name"])]
-            want, got = settings(spec, mine[0]), settings(ospec, c)
-            diff = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
-            if diff:
-                k = diff[0]
-                sys.exit(f"study_noise_report: --with {other}: group '{c['name']}' trained with {k} = "
-                         f"{json.dumps(got.get(k))}, this study's {mine[0]['name']} with {json.dumps(want.get(k))}"
-                         + (f" (and {len(diff) - 1} more flags differ)" if len(diff) > 1 else ""))
+            got = settings(ospec, c)
+            for x in spec["configs"]:
+                if not re.fullmatch(re.escape(c["name"]) + r"-b\d+", x["name"]):
+                    continue
+                want = settings(spec, x)
+                diff = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
+                if diff:
+                    k = diff[0]
+                    sys.exit(f"study_noise_report: --with {other}: group '{c['name']}' trained with {k} = "
+                             f"{json.dumps(got.get(k))}, this study's {x['name']} with {json.dumps(want.get(k))}"
+                             + (f" (and {len(diff) - 1} more flags differ)" if len(diff) > 1 else ""))
             batch = batch_size(ospec, c)
             if batch is None:
                 sys.exit(f"study_noise_report: --with {other}: group '{c['name']}' has no batch-size")

@@ -221,6 +221,15 @@ try:
         write(os.path.join(main, "spec.json"), {"spec": dict(mspec, **change)})
         r = report(fake, "--with", main)
         check(f"--with refuses {what}", r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, r.stderr)
+    # every batch of a family is checked against the joined group, not only the first one listed
+    write(os.path.join(main, "spec.json"), {"spec": mspec})
+    fspec = json.load(open(os.path.join(fake, "spec.json")))
+    write(os.path.join(fake, "spec.json"), {"spec": dict(fspec["spec"], configs=[
+        dict(c, rank=8) if c["name"] == "limuon-b64" else c for c in fspec["spec"]["configs"]])})
+    r = report(fake, "--with", main)
+    check("--with refuses a flag only a later batch of the family sets", r.returncode != 0 and
+          "group 'limuon' trained with rank = null, this study's limuon-b64 with 8" in r.stderr, r.stderr)
+    write(os.path.join(fake, "spec.json"), fspec)
     check("--with: a refused comparison leaves the last noise.md as it was", open(os.path.join(fake, "noise.md")).read() == fmd)
 
     # ---- 3. bad input
