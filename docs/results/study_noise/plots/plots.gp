@@ -17,7 +17,7 @@ plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.8 title 'limuon-exact-b4 (lr 0.02)', \
      'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-exact-b4 (lr 0.02)', \
      'curves.dat' index 3 using 2:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.8 title 'muon-b16 (lr 0.01)', \
-     'curves.dat' index 4 using 2:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.8 title 'limuon-exact-b16 (lr 0.02)'
+     'curves.dat' index 4 using 2:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.8 title 'limuon-exact-b16 (lr 0.04)'
 unset output
 
 set output 'val_loss_vs_grad_evals.png'
@@ -28,7 +28,7 @@ plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.8 title 'limuon-exact-b4 (lr 0.02)', \
      'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-exact-b4 (lr 0.02)', \
      'curves.dat' index 3 using 3:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.8 title 'muon-b16 (lr 0.01)', \
-     'curves.dat' index 4 using 3:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.8 title 'limuon-exact-b16 (lr 0.02)'
+     'curves.dat' index 4 using 3:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.8 title 'limuon-exact-b16 (lr 0.04)'
 unset output
 
 set output 'val_loss_vs_seconds.png'
@@ -39,7 +39,7 @@ plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.8 title 'limuon-exact-b4 (lr 0.02)', \
      'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-exact-b4 (lr 0.02)', \
      'curves.dat' index 3 using 4:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.8 title 'muon-b16 (lr 0.01)', \
-     'curves.dat' index 4 using 4:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.8 title 'limuon-exact-b16 (lr 0.02)'
+     'curves.dat' index 4 using 4:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.8 title 'limuon-exact-b16 (lr 0.04)'
 unset output
 
 if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
@@ -56,21 +56,21 @@ plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.6 title 'limuon-exact-b4 (lr 0.02)', \
      'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-exact-b4 (lr 0.02)', \
      'curves.dat' index 3 using 2:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.6 title 'muon-b16 (lr 0.01)', \
-     'curves.dat' index 4 using 2:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.6 title 'limuon-exact-b16 (lr 0.02)'
+     'curves.dat' index 4 using 2:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.6 title 'limuon-exact-b16 (lr 0.04)'
 set title ''
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon-b4 (lr 0.005)', \
      'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.6 title 'limuon-exact-b4 (lr 0.02)', \
      'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-exact-b4 (lr 0.02)', \
      'curves.dat' index 3 using 3:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.6 title 'muon-b16 (lr 0.01)', \
-     'curves.dat' index 4 using 3:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.6 title 'limuon-exact-b16 (lr 0.02)'
+     'curves.dat' index 4 using 3:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.6 title 'limuon-exact-b16 (lr 0.04)'
 set title ''
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon-b4 (lr 0.005)', \
      'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.6 title 'limuon-exact-b4 (lr 0.02)', \
      'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-exact-b4 (lr 0.02)', \
      'curves.dat' index 3 using 4:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.6 title 'muon-b16 (lr 0.01)', \
-     'curves.dat' index 4 using 4:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.6 title 'limuon-exact-b16 (lr 0.02)'
+     'curves.dat' index 4 using 4:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.6 title 'limuon-exact-b16 (lr 0.04)'
 unset multiplot
 unset output
 set ylabel 'validation loss'
