@@ -160,6 +160,7 @@ plot 'tune_beta.dat' index 0 using 1:2:3 with yerrorlines lw 2 lc rgb '#ff7f0e' 
      'tune_beta.dat' index 1 using 1:2:3 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 title 'limuon-light-r32-exact (lr 0.005)', \
      'tune_beta.dat' index 2 using 1:2:3 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 title 'limuon-light-r8-exact (lr 0.02)', \
      'tune_beta.dat' index 3 using 1:2:3 with yerrorlines lw 2 lc rgb '#8c564b' pt 7 dt 1 title 'limuon-paper-r32-exact (lr 0.04)', \
+     'tune_beta.dat' index 4 using 1:2:3 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 title 'limuon-preset-paper (lr 0.04)', \
      1.3091163635253906 with lines dt 2 lw 2 lc rgb 'gray30' title 'muon at lr 0.01 (reference, same seeds)'
 unset output
 unset logscale x
