@@ -166,23 +166,25 @@ def select(out, report, family_of, batch_of, strict):
     return chosen
 
 
-def joined(spec, families, others, taken):
+def joined(spec, family_of, others, taken):
     """--with: each other comparison's groups named like a family of this study, at that comparison's
     batch size, after checking that they trained the same thing. Returns (chosen, sources) where
-    sources lists, per other comparison, (dir, batch, groups, timing source)."""
+    sources lists, per other comparison, (dir, batch, groups, timing source). family_of maps this
+    study's configs to their families, as main() parsed them."""
+    families = list(dict.fromkeys(family_of.values()))
     chosen, sources = {}, []
     for other in others:
         ospec, oreport = load(other)
         if ospec.get("budget") != spec.get("budget"):
             sys.exit(f"study_noise_report: --with {other}: its budget {json.dumps(ospec.get('budget'))} is not this "
                      f"study's {json.dumps(spec.get('budget'))}")
-        family_of, batch_of = {}, {}
+        theirs, batch_of = {}, {}
         for c in ospec["configs"]:
             if c["name"] not in families:
                 continue
             got = settings(ospec, c)
             for x in spec["configs"]:
-                if not re.fullmatch(re.escape(c["name"]) + r"-b\d+", x["name"]):
+                if family_of[x["name"]] != c["name"]:
                     continue
                 want = settings(spec, x)
                 diff = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
@@ -194,16 +196,16 @@ def joined(spec, families, others, taken):
             batch = batch_size(ospec, c)
             if batch is None:
                 sys.exit(f"study_noise_report: --with {other}: group '{c['name']}' has no batch-size")
-            family_of[c["name"]], batch_of[c["name"]] = c["name"], int(batch)
-        if not family_of:
+            theirs[c["name"]], batch_of[c["name"]] = c["name"], int(batch)
+        if not theirs:
             sys.exit(f"study_noise_report: --with {other}: no group named like a family of this study "
                      f"({', '.join(families)})")
-        add = select(other, oreport, family_of, batch_of, strict=False)
+        add = select(other, oreport, theirs, batch_of, strict=False)
         clash = sorted({b for _, b in add} & (taken | {b for _, b in chosen}))
         if clash:
             sys.exit(f"study_noise_report: --with {other}: batch {clash[0]} is already in the table")
         chosen.update(add)
-        sources.append((other, sorted({b for _, b in add}), sorted(family_of),
+        sources.append((other, sorted({b for _, b in add}), sorted(theirs),
                         (oreport.get("timing") or {}).get("source")))
     return chosen, sources
 
@@ -232,7 +234,7 @@ def main():
     # The selected config of each group and its finished runs' final losses, by seed; then the
     # groups another comparison (--with) trained at its own batch size.
     chosen = select(a.out, report, family_of, batch_of, strict=True)
-    extra, sources = joined(spec, families, a.others, set(batch_of.values()))
+    extra, sources = joined(spec, family_of, a.others, set(batch_of.values()))
     chosen.update(extra)
     batches = sorted(set(batch_of.values()) | {b for _, b in extra})
 
