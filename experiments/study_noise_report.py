@@ -21,6 +21,12 @@ final validation loss with its 95 % confidence interval (Student t). Against the
 and data order), mean and 95 % CI. "Crossing" between two batch sizes: the mean paired difference
 changes sign.
 
+Along training: the same paired difference at every validation evaluation the paired runs share
+(at equal samples: runs at one batch evaluate at the same steps), so that a lead one optimizer holds
+only part of the way (leaving the early plateau sooner, say) is shown where the final loss hides it:
+the evaluations where the difference's CI lies below 0 ("ahead"), the largest lead, and from where on
+it lies above 0 to the end ("behind from"). Written to noise.md/json and plots/gap_vs_samples.png.
+
 --with DIR adds another comparison of the same task at another batch size, e.g. the main LM study
 (docs/results/study_lm, batch 8, the same 16,000 sequences): its groups named FAMILY (no -bN) join
 the table at that comparison's batch, read the same way from its own report.json and runs (and its
@@ -291,6 +297,39 @@ def main():
                             {f"difference_at_equal_{axis}": d, f"reading_at_equal_{axis}": reading(d)})
             pairs.append(pair)
 
+    # Along training, at equal samples: the paired difference at each evaluation step that every
+    # paired seed of both runs has (one batch = one evaluation interval, so the steps coincide).
+    along = []
+    for fam in families:
+        if fam == a.reference:
+            continue
+        for b in batches:
+            ch, ref = chosen.get((fam, b)), chosen.get((a.reference, b))
+            if not ch or not ref:
+                continue
+            curves = {}
+            for seed, e in ch["evals"].items():
+                r = ref["evals"].get(seed)
+                if e and r:
+                    curves[seed] = ({st: v for st, _, v in e}, {st: v for st, _, v in r})
+            if not curves:
+                continue
+            steps = sorted(set.intersection(*[set(x) & set(y) for x, y in curves.values()]))
+            points = []
+            for st in steps:
+                d = stats([x[st] - y[st] for x, y in curves.values()])
+                points.append({"step": st, "samples": st * b, "difference": d, "reading": reading(d)})
+            ahead = [q["samples"] for q in points if q["reading"] == "lower"]
+            lead = min((q for q in points if q["difference"]["mean"] < 0), key=lambda q: q["difference"]["mean"], default=None)
+            behind_from = None
+            for q in reversed(points):
+                if q["reading"] != "higher":
+                    break
+                behind_from = q["samples"]
+            along.append({"family": fam, "batch": b, "seeds": sorted(curves), "points": points, "ahead_at": ahead,
+                          "largest_lead": {"samples": lead["samples"], "difference": lead["difference"]} if lead else None,
+                          "behind_from": behind_from})
+
     def diff_of(p, axis):
         return p["difference"] if axis == "samples" else p[f"difference_at_equal_{axis}"]
 
@@ -358,8 +397,52 @@ def main():
         md.append(f"No optimizer's mean paired difference from {a.reference} changes sign across the batch sizes that "
                   "finished, in any of the three readings.")
 
+    md_along = ["", f"## Along training, at equal samples, paired with {a.reference}", "",
+                f"Each run minus {a.reference}'s run with the same seed and batch at every validation evaluation both have "
+                "(samples = steps x batch); \"ahead\": the 95 % CI of the mean difference lies below 0, \"behind\": "
+                "above 0. The final loss is the last point.", "",
+                "| optimizer | batch | evaluations (seeds) | ahead at samples | largest lead [95 % CI] (samples) | "
+                "behind from samples to the end |", "|---|---|---|---|---|---|"]
+    for g in along:
+        lead = g["largest_lead"]
+        if len(g["seeds"]) < 2:
+            md_along.append(f"| {g['family']} | {g['batch']} | {len(g['points'])} (1) | 1 seed: no interval | | |")
+            continue
+        md_along.append(f"| {g['family']} | {g['batch']} | {len(g['points'])} ({len(g['seeds'])}) | "
+                        + (", ".join(f"{x:g}" for x in g["ahead_at"]) or "none") + " | "
+                        + (cell(lead["difference"], signed=True) + f" ({lead['samples']:g})" if lead else "none") + " | "
+                        + (f"{g['behind_from']:g}" if g["behind_from"] is not None else "not behind at the end") + " |")
+    if not along:
+        md_along.append("| (no paired runs with evaluations yet) | | | | | |")
+
     plots = os.path.join(a.out, "plots")
     os.makedirs(plots, exist_ok=True)
+    # The paired difference along training: one line per (optimizer, batch), colour by batch,
+    # dash pattern by optimizer; the zero line is where the two are level. Only pairs with 2+ seeds
+    # (a mean with an interval) are drawn.
+    drawn = [g for g in along if len(g["seeds"]) > 1]
+    with open(os.path.join(plots, "gap_vs_samples.dat"), "w") as f:
+        for g in drawn:
+            f.write(f"# {g['family']} batch {g['batch']}\n# samples mean ci95\n")
+            for q in g["points"]:
+                d = q["difference"]
+                f.write(f"{q['samples']} {d['mean']:.17g} {(d['ci95'] or 0):.17g}\n")
+            f.write("\n\n")
+    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+    others = [f for f in families if f != a.reference]
+    gp = ["if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {", "  set terminal pngcairo size 1000,640 font 'Sans,11' noenhanced",
+          "} else {", "  set terminal png size 1000,640 noenhanced", "}", "set output 'gap_vs_samples.png'",
+          f"set title 'Validation loss minus {a.reference} at equal samples along training (paired by seed; mean, 95 % CI)'",
+          "set xlabel 'training samples (sequences)'", f"set ylabel 'val loss minus {a.reference} (below 0: ahead)'",
+          "set grid", "set key bottom right box opaque", "set xzeroaxis lt -1 lw 1",
+          "plot " + ", \\\n     ".join(
+              f"'gap_vs_samples.dat' index {i} using 1:2:3 with yerrorlines lw 2 ps 0.6 "
+              f"lc rgb '{colours[batches.index(g['batch']) % len(colours)]}' dt {others.index(g['family']) % 5 + 1} "
+              f"pt {7 + 2 * (others.index(g['family']) % 4)} title '{g['family']}, batch {g['batch']}'"
+              for i, g in enumerate(drawn)),
+          "unset output"]
+    with open(os.path.join(plots, "gap_vs_samples.gp"), "w") as f:
+        f.write("\n".join(gp) + "\n")
     with open(os.path.join(plots, "noise_vs_batch.dat"), "w") as f:
         for fam in families:
             f.write(f"# {fam}\n# batch mean ci95\n")
@@ -381,15 +464,21 @@ def main():
     with open(os.path.join(plots, "noise_vs_batch.gp"), "w") as f:
         f.write("\n".join(gp) + "\n")
     gnuplot = shutil.which("gnuplot")
-    plotted = False
-    if gnuplot and any(r["final_val_loss"]["n"] > 0 for r in rows):
-        res = subprocess.run([gnuplot, "noise_vs_batch.gp"], cwd=plots, capture_output=True, text=True)
-        plotted = res.returncode == 0 and os.path.getsize(os.path.join(plots, "noise_vs_batch.png")) > 0
-        if not plotted:
-            print(f"study_noise_report: gnuplot failed: {res.stderr[-500:]}", file=sys.stderr)
-    md += ["", "![noise_vs_batch.png](plots/noise_vs_batch.png)" if plotted else
-           "Plot skipped: " + ("gnuplot is not installed" if not gnuplot else "nothing finished to plot" if not any(
-               r["final_val_loss"]["n"] > 0 for r in rows) else "gnuplot failed"), ""]
+
+    def draw(name, anything):
+        """Runs plots/NAME.gp when there is anything to plot; the markdown line for NAME.png."""
+        if not gnuplot or not anything:
+            return "Plot skipped: " + ("gnuplot is not installed" if not gnuplot else "nothing finished to plot")
+        res = subprocess.run([gnuplot, name + ".gp"], cwd=plots, capture_output=True, text=True)
+        if res.returncode == 0 and os.path.getsize(os.path.join(plots, name + ".png")) > 0:
+            return f"![{name}.png](plots/{name}.png)"
+        print(f"study_noise_report: gnuplot failed on {name}.gp: {res.stderr[-500:]}", file=sys.stderr)
+        return "Plot skipped: gnuplot failed"
+
+    batch_plot = draw("noise_vs_batch", any(r["final_val_loss"]["n"] > 0 for r in rows))
+    gap_plot = draw("gap_vs_samples", bool(drawn))
+    plotted = batch_plot.startswith("![")
+    md += ["", batch_plot] + md_along + ["", gap_plot, ""]
     with open(os.path.join(a.out, "noise.md"), "w") as f:
         f.write("\n".join(md))
     with open(os.path.join(a.out, "noise.json"), "w") as f:
@@ -398,7 +487,9 @@ def main():
                    "rows": rows, "paired": pairs, "crossings": crossings,
                    "equal_grad_evals": {str(b): point[("grad_evals", b)] for b in batches},
                    "equal_seconds": {str(b): point[("seconds", b)] for b in batches},
-                   "plot": "plots/noise_vs_batch.png" if plotted else None}, f, indent=1)
+                   "along_training": along,
+                   "plot": "plots/noise_vs_batch.png" if plotted else None,
+                   "gap_plot": "plots/gap_vs_samples.png" if gap_plot.startswith("![") else None}, f, indent=1)
     print(f"study_noise_report: {os.path.join(a.out, 'noise.md')}" + (" (with plot)" if plotted else ""))
 
 

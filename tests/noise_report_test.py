@@ -2,7 +2,8 @@
 """Test of experiments/study_noise_report.py: (1) on a real, tiny `limuon compare` (2 optimizer
 families x 2 batch sizes x 3 seeds) every number in noise.json and noise.md is recomputed here
 from the runs' summary.json files; (2) on a hand-written report, a sign change of the paired
-difference is reported as a crossing with the right readings, and none when there is none; with
+difference is reported as a crossing with the right readings, and none when there is none; a
+lead held only part of the way is found along training; with
 --with, another comparison's groups join at their batch size, and one that trained something else
 is refused; (3) bad input fails with a message naming the problem.
 
@@ -134,6 +135,36 @@ try:
     lx2 = next(x for x in nz["paired"] if x["family"] == "lx" and x["batch"] == 2)
     check("LiMuon exact: equal evaluations is not the final reading",
           abs(lx2["difference_at_equal_grad_evals"]["mean"] - lx2["difference"]["mean"]) > 1e-6, lx2)
+    # Along training: the paired difference at every evaluation step both runs of each seed have.
+    for b in (2, 4):
+        for fam in ("adamw", "lx"):
+            g = next((x for x in nz["along_training"] if x["family"] == fam and x["batch"] == b), None)
+            cur = {sd: ({st: v for st, _, v in evals(f"{fam}-b{b}", sd)}, {st: v for st, _, v in evals(f"muon-b{b}", sd)})
+                   for sd in (0, 1, 2)}
+            steps = sorted(set.intersection(*[set(x) & set(y) for x, y in cur.values()]))
+            want = []
+            for st in steps:
+                d = [x[st] - y[st] for x, y in cur.values()]
+                want.append((st * b, statistics.mean(d), ci95(d)))
+            ok = g is not None and g["seeds"] == [0, 1, 2] and len(g["points"]) == len(want) > 2 and all(
+                q["samples"] == x and close_enough(q["difference"]["mean"], m) and close_enough(q["difference"]["ci95"], h)
+                and q["reading"] == reading_of(m, h) for q, (x, m, h) in zip(g["points"], want))
+            check(f"along training {fam} b{b}", ok, (g, want))
+            if not ok:
+                continue
+            check(f"along training {fam} b{b}: its final point is the final paired difference",
+                  close_enough(want[-1][1], next(x for x in nz["paired"] if x["family"] == fam and x["batch"] == b)
+                               ["difference"]["mean"]), (want[-1], g["points"][-1]))
+            ahead = [x for x, m, h in want if m + h < 0]
+            behind = None
+            for x, m, h in reversed(want):
+                if m - h <= 0:
+                    break
+                behind = x
+            check(f"along training {fam} b{b}: ahead / behind-from", g["ahead_at"] == ahead and g["behind_from"] == behind,
+                  (g["ahead_at"], ahead, g["behind_from"], behind))
+    check("along training in noise.md", "## Along training, at equal samples, paired with muon" in md and
+          "| lx | 2 | " in md and "| adamw | 4 | " in md, md[-1500:])
     png = os.path.join(out, "plots", "noise_vs_batch.png")
     if shutil.which("gnuplot"):
         check("plot drawn", os.path.exists(png) and open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n" and
@@ -158,8 +189,36 @@ try:
                          "final_val_loss": base[b] + s * 0.05 + shift[fam][b] + (0.001 * s if fam != "muon" else 0)})
     runs.append({"config": "muon-b4", "lr": 0.02, "seed": 0, "status": "done", "final_val_loss": 9.0})  # another lr: ignored
     write(os.path.join(fake, "report.json"), {"configs": configs, "runs": runs})
+    # Evaluations along training for limuon-b4 and muon-b4: limuon ahead at steps 1 and 2 (samples 4
+    # and 8; the larger lead at 8), not distinguishable at step 3 (its seeds spread), behind from step
+    # 4 on; muon's extra evaluation at step 6 has no partner and is not read.
+    mu = [2.4, 2.3, 2.0, 1.9, 1.8]
+    li = [2.35, 2.1, 2.05, 2.0, 1.9]
+    for x in runs:
+        if x["config"] in ("limuon-b4", "muon-b4") and x["lr"] == 0.01:
+            x["dir"] = f"runs/{x['config']}/seed{x['seed']}"
+            curve = [v + 0.01 * x["seed"] + (0.001 * x["seed"] + (0.1 * (x["seed"] - 1) if i == 2 else 0)
+                                             if x["config"] == "limuon-b4" else 0)
+                     for i, v in enumerate(li if x["config"] == "limuon-b4" else mu)]
+            lines = [{"step": i + 1, "grad_evals": 4 * (i + 1), "val_loss": v} for i, v in enumerate(curve)]
+            if x["config"] == "muon-b4":
+                lines.append({"step": 6, "grad_evals": 24, "val_loss": 1.7})
+            os.makedirs(os.path.join(fake, x["dir"]), exist_ok=True)
+            with open(os.path.join(fake, x["dir"], "metrics.jsonl"), "w") as f:
+                f.write("".join(json.dumps(j) + "\n" for j in [{"step": 1, "loss": 3.0}] + lines))
+    write(os.path.join(fake, "report.json"), {"configs": configs, "runs": runs})
     r = report(fake)
     nz = json.load(open(os.path.join(fake, "noise.json")))
+    g = [x for x in nz["along_training"] if x["family"] == "limuon"]
+    check("along training: a lead part of the way", r.returncode == 0 and len(g) == 1 and g[0]["batch"] == 4 and
+          [q["samples"] for q in g[0]["points"]] == [4, 8, 12, 16, 20] and g[0]["ahead_at"] == [4, 8] and
+          g[0]["behind_from"] == 16 and g[0]["largest_lead"]["samples"] == 8 and
+          math.isclose(g[0]["largest_lead"]["difference"]["mean"], -0.2 + 0.001, rel_tol=1e-9) and
+          [q["reading"] for q in g[0]["points"]] == ["lower", "lower", "not distinguishable", "higher", "higher"],
+          (r.stderr, g))
+    fmd = open(os.path.join(fake, "noise.md")).read()
+    check("along training: the lead in noise.md", "| limuon | 4 | 5 (3) | 4, 8 | -0.1990 [" in fmd and "(n=3) (8) | 16 |" in fmd,
+          fmd[fmd.find("## Along"):])
     cross = nz["crossings"]
     check("one crossing, limuon between 4 and 16", r.returncode == 0 and len(cross) == 1 and cross[0]["family"] == "limuon" and
           cross[0]["between"] == [4, 16] and cross[0]["readings"] == ["lower", "higher"], (r.stderr, cross))
