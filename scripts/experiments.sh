@@ -33,8 +33,9 @@
 #   study_noise        issue 19's batch-size sweep (4, 16, 64 sequences at 16,000 sequences) for Muon,
 #                      LiMuon exact, LiMuon light r32 exact: 3-lr sweeps (+ beta for exact STORM)
 #                      + 3 seeds; then experiments/study_noise_report.py: loss vs batch, paired vs
-#                      Muon at equal samples, gradient evaluations and seconds, crossings (with
-#                      batch 8 from $OUT/study_lm when that study has a report)
+#                      Muon at equal samples, gradient evaluations and seconds, crossings, the
+#                      paired gap along training (with batch 8 from $OUT/study_lm when that study
+#                      has a report)
 #   study_memory       issue 19's memory reading: the LM study's configs at DistilGPT2 size, 3 steps
 # Use `limuon compare --spec experiments/NAME.json --out DIR --dry-run` to see every run.
 # Tables and plots again from the committed runs, without training (each study stopped first):
