@@ -119,6 +119,101 @@ def at(points, x):
     return None
 
 
+def along_training(evals, ref_evals, batch):
+    """The paired difference along training: for each evaluation step that every seed with
+    evaluations in both `evals` and `ref_evals` (seed -> [(step, grad_evals, val_loss)]) has in both,
+    the statistics of the per-seed differences, at samples = step x batch. Also the samples where it
+    reads "lower" (ahead), the largest lead (the most negative mean) and the first samples from which
+    every point reads "higher" to the end. None when no seed has evaluations in both."""
+    curves = {}
+    for seed, e in evals.items():
+        r = ref_evals.get(seed)
+        if e and r:
+            curves[seed] = ({st: v for st, _, v in e}, {st: v for st, _, v in r})
+    if not curves:
+        return None
+    steps = sorted(set.intersection(*[set(x) & set(y) for x, y in curves.values()]))
+    points = []
+    for st in steps:
+        d = stats([x[st] - y[st] for x, y in curves.values()])
+        points.append({"step": st, "samples": st * batch, "difference": d, "reading": reading(d)})
+    lead = min((q for q in points if q["difference"]["mean"] < 0), key=lambda q: q["difference"]["mean"], default=None)
+    behind_from = None
+    for q in reversed(points):
+        if q["reading"] != "higher":
+            break
+        behind_from = q["samples"]
+    return {"seeds": sorted(curves), "points": points, "ahead_at": [q["samples"] for q in points if q["reading"] == "lower"],
+            "largest_lead": {"samples": lead["samples"], "difference": lead["difference"]} if lead else None,
+            "behind_from": behind_from}
+
+
+ALONG_HEADER = ["| {what} | evaluations (seeds) | mean difference: first / middle / last evaluation | ahead at samples | "
+                "largest lead [95 % CI] (samples) | behind from samples to the end |", "|---|---|---|---|---|---|"]
+
+
+def along_text(reference, same="seed"):
+    return (f"Each run minus {reference}'s run with the same {same} at every validation evaluation both have "
+            "(samples = steps x batch); \"ahead\": the 95 % CI of the mean difference lies below 0, \"behind\": "
+            "above 0. The final loss is the last point. Each evaluation's interval stands alone (not corrected for "
+            "the number of evaluations): one point outside 0 among many is weak evidence, a run of them is not.")
+
+
+def along_row(label, g):
+    """One markdown row of the along-training table for `label` (its first cells, '|'-separated)."""
+    pts = g["points"]
+    trend = " / ".join(f"{q['difference']['mean']:+.4f}" for q in (pts[0], pts[len(pts) // 2], pts[-1])) if pts else "–"
+    if len(g["seeds"]) < 2:
+        return f"| {label} | {len(pts)} (1) | {trend} | 1 seed: no interval | | |"
+    lead = g["largest_lead"]
+    return (f"| {label} | {len(pts)} ({len(g['seeds'])}) | {trend} | "
+            + (", ".join(f"{x:g}" for x in g["ahead_at"]) or "none") + " | "
+            + (cell(lead["difference"], signed=True) + f" ({lead['samples']:g})" if lead else "none") + " | "
+            + (f"{g['behind_from']:g}" if g["behind_from"] is not None else "not behind at the end") + " |")
+
+
+def gap_plot(plots, lines, reference, x_label):
+    """Writes plots/gap_vs_samples.dat and .gp: one line per (title, along_training result, colour,
+    dash index) in `lines` (only those with 2+ seeds: a mean with an interval), the zero line where
+    the two are level. Returns how many lines it drew."""
+    drawn = [x for x in lines if len(x[1]["seeds"]) > 1]
+    with open(os.path.join(plots, "gap_vs_samples.dat"), "w") as f:
+        for title, g, _, _ in drawn:
+            f.write(f"# {title}\n# samples mean ci95\n")
+            for q in g["points"]:
+                d = q["difference"]
+                f.write(f"{q['samples']} {d['mean']:.17g} {(d['ci95'] or 0):.17g}\n")
+            f.write("\n\n")
+    gp = ["if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {", "  set terminal pngcairo size 1250,640 font 'Sans,11' noenhanced",
+          "} else {", "  set terminal png size 1250,640 noenhanced", "}", "set output 'gap_vs_samples.png'",
+          f"set title 'Validation loss minus {reference} at equal samples along training (paired by seed; mean, 95 % CI)'",
+          f"set xlabel '{x_label}'", f"set ylabel 'val loss minus {reference} (below 0: ahead)'",
+          "set grid", "set key outside right top box", "set xzeroaxis lt -1 lw 1",
+          "plot " + ", \\\n     ".join(
+              f"'gap_vs_samples.dat' index {i} using 1:2:3 with yerrorlines lw 2 ps 0.6 "
+              f"lc rgb '{colour}' dt {dash % 5 + 1} pt {7 + 2 * (dash % 4)} title '{title}'"
+              for i, (title, _, colour, dash) in enumerate(drawn)),
+          "unset output"]
+    with open(os.path.join(plots, "gap_vs_samples.gp"), "w") as f:
+        f.write("\n".join(gp) + "\n")
+    return len(drawn)
+
+
+COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+
+
+def draw(plots, name, anything):
+    """Runs plots/NAME.gp with gnuplot when there is anything to plot; the markdown line for NAME.png."""
+    gnuplot = shutil.which("gnuplot")
+    if not gnuplot or not anything:
+        return "Plot skipped: " + ("gnuplot is not installed" if not gnuplot else "nothing finished to plot")
+    res = subprocess.run([gnuplot, name + ".gp"], cwd=plots, capture_output=True, text=True)
+    if res.returncode == 0 and os.path.getsize(os.path.join(plots, name + ".png")) > 0:
+        return f"![{name}.png](plots/{name}.png)"
+    print(f"{os.path.basename(sys.argv[0])}: gnuplot failed on {name}.gp: {res.stderr[-500:]}", file=sys.stderr)
+    return "Plot skipped: gnuplot failed"
+
+
 # Flags a batch size legitimately changes or tuning chooses: ignored when --with checks that another
 # comparison trained the same thing. Everything else (model, data, dropout, optimizer, rank, ...) must match.
 SCALED_OR_TUNED = {"name", "lr", "beta", "tune", "tune-extend", "batch-size", "warmup", "eval-interval",
@@ -297,38 +392,16 @@ def main():
                             {f"difference_at_equal_{axis}": d, f"reading_at_equal_{axis}": reading(d)})
             pairs.append(pair)
 
-    # Along training, at equal samples: the paired difference at each evaluation step that every
-    # paired seed of both runs has (one batch = one evaluation interval, so the steps coincide).
+    # Along training, at equal samples (one batch = one evaluation interval, so the steps coincide).
     along = []
     for fam in families:
         if fam == a.reference:
             continue
         for b in batches:
             ch, ref = chosen.get((fam, b)), chosen.get((a.reference, b))
-            if not ch or not ref:
-                continue
-            curves = {}
-            for seed, e in ch["evals"].items():
-                r = ref["evals"].get(seed)
-                if e and r:
-                    curves[seed] = ({st: v for st, _, v in e}, {st: v for st, _, v in r})
-            if not curves:
-                continue
-            steps = sorted(set.intersection(*[set(x) & set(y) for x, y in curves.values()]))
-            points = []
-            for st in steps:
-                d = stats([x[st] - y[st] for x, y in curves.values()])
-                points.append({"step": st, "samples": st * b, "difference": d, "reading": reading(d)})
-            ahead = [q["samples"] for q in points if q["reading"] == "lower"]
-            lead = min((q for q in points if q["difference"]["mean"] < 0), key=lambda q: q["difference"]["mean"], default=None)
-            behind_from = None
-            for q in reversed(points):
-                if q["reading"] != "higher":
-                    break
-                behind_from = q["samples"]
-            along.append({"family": fam, "batch": b, "seeds": sorted(curves), "points": points, "ahead_at": ahead,
-                          "largest_lead": {"samples": lead["samples"], "difference": lead["difference"]} if lead else None,
-                          "behind_from": behind_from})
+            g = along_training(ch["evals"], ref["evals"], b) if ch and ref else None
+            if g:
+                along.append({"family": fam, "batch": b, **g})
 
     def diff_of(p, axis):
         return p["difference"] if axis == "samples" else p[f"difference_at_equal_{axis}"]
@@ -397,52 +470,20 @@ def main():
         md.append(f"No optimizer's mean paired difference from {a.reference} changes sign across the batch sizes that "
                   "finished, in any of the three readings.")
 
-    md_along = ["", f"## Along training, at equal samples, paired with {a.reference}", "",
-                f"Each run minus {a.reference}'s run with the same seed and batch at every validation evaluation both have "
-                "(samples = steps x batch); \"ahead\": the 95 % CI of the mean difference lies below 0, \"behind\": "
-                "above 0. The final loss is the last point.", "",
-                "| optimizer | batch | evaluations (seeds) | ahead at samples | largest lead [95 % CI] (samples) | "
-                "behind from samples to the end |", "|---|---|---|---|---|---|"]
-    for g in along:
-        lead = g["largest_lead"]
-        if len(g["seeds"]) < 2:
-            md_along.append(f"| {g['family']} | {g['batch']} | {len(g['points'])} (1) | 1 seed: no interval | | |")
-            continue
-        md_along.append(f"| {g['family']} | {g['batch']} | {len(g['points'])} ({len(g['seeds'])}) | "
-                        + (", ".join(f"{x:g}" for x in g["ahead_at"]) or "none") + " | "
-                        + (cell(lead["difference"], signed=True) + f" ({lead['samples']:g})" if lead else "none") + " | "
-                        + (f"{g['behind_from']:g}" if g["behind_from"] is not None else "not behind at the end") + " |")
+    md_along = ["", f"## Along training, at equal samples, paired with {a.reference}", "", along_text(a.reference, "seed and batch"), "",
+                ALONG_HEADER[0].format(what="optimizer | batch"), "|---" + ALONG_HEADER[1]]
+    md_along += [along_row(f"{g['family']} | {g['batch']}", g) for g in along]
     if not along:
-        md_along.append("| (no paired runs with evaluations yet) | | | | | |")
+        md_along.append("| (no paired runs with evaluations yet) | | | | | | |")
 
     plots = os.path.join(a.out, "plots")
     os.makedirs(plots, exist_ok=True)
     # The paired difference along training: one line per (optimizer, batch), colour by batch,
-    # dash pattern by optimizer; the zero line is where the two are level. Only pairs with 2+ seeds
-    # (a mean with an interval) are drawn.
-    drawn = [g for g in along if len(g["seeds"]) > 1]
-    with open(os.path.join(plots, "gap_vs_samples.dat"), "w") as f:
-        for g in drawn:
-            f.write(f"# {g['family']} batch {g['batch']}\n# samples mean ci95\n")
-            for q in g["points"]:
-                d = q["difference"]
-                f.write(f"{q['samples']} {d['mean']:.17g} {(d['ci95'] or 0):.17g}\n")
-            f.write("\n\n")
-    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+    # dash pattern by optimizer.
     others = [f for f in families if f != a.reference]
-    gp = ["if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {", "  set terminal pngcairo size 1000,640 font 'Sans,11' noenhanced",
-          "} else {", "  set terminal png size 1000,640 noenhanced", "}", "set output 'gap_vs_samples.png'",
-          f"set title 'Validation loss minus {a.reference} at equal samples along training (paired by seed; mean, 95 % CI)'",
-          "set xlabel 'training samples (sequences)'", f"set ylabel 'val loss minus {a.reference} (below 0: ahead)'",
-          "set grid", "set key bottom right box opaque", "set xzeroaxis lt -1 lw 1",
-          "plot " + ", \\\n     ".join(
-              f"'gap_vs_samples.dat' index {i} using 1:2:3 with yerrorlines lw 2 ps 0.6 "
-              f"lc rgb '{colours[batches.index(g['batch']) % len(colours)]}' dt {others.index(g['family']) % 5 + 1} "
-              f"pt {7 + 2 * (others.index(g['family']) % 4)} title '{g['family']}, batch {g['batch']}'"
-              for i, g in enumerate(drawn)),
-          "unset output"]
-    with open(os.path.join(plots, "gap_vs_samples.gp"), "w") as f:
-        f.write("\n".join(gp) + "\n")
+    drawn = gap_plot(plots, [(f"{g['family']}, batch {g['batch']}", g, COLOURS[batches.index(g["batch"]) % len(COLOURS)],
+                              others.index(g["family"])) for g in along],
+                     a.reference, "training samples (sequences)")
     with open(os.path.join(plots, "noise_vs_batch.dat"), "w") as f:
         for fam in families:
             f.write(f"# {fam}\n# batch mean ci95\n")
@@ -463,22 +504,10 @@ def main():
           "unset output"]
     with open(os.path.join(plots, "noise_vs_batch.gp"), "w") as f:
         f.write("\n".join(gp) + "\n")
-    gnuplot = shutil.which("gnuplot")
-
-    def draw(name, anything):
-        """Runs plots/NAME.gp when there is anything to plot; the markdown line for NAME.png."""
-        if not gnuplot or not anything:
-            return "Plot skipped: " + ("gnuplot is not installed" if not gnuplot else "nothing finished to plot")
-        res = subprocess.run([gnuplot, name + ".gp"], cwd=plots, capture_output=True, text=True)
-        if res.returncode == 0 and os.path.getsize(os.path.join(plots, name + ".png")) > 0:
-            return f"![{name}.png](plots/{name}.png)"
-        print(f"study_noise_report: gnuplot failed on {name}.gp: {res.stderr[-500:]}", file=sys.stderr)
-        return "Plot skipped: gnuplot failed"
-
-    batch_plot = draw("noise_vs_batch", any(r["final_val_loss"]["n"] > 0 for r in rows))
-    gap_plot = draw("gap_vs_samples", bool(drawn))
+    batch_plot = draw(plots, "noise_vs_batch", any(r["final_val_loss"]["n"] > 0 for r in rows))
+    gap_line = draw(plots, "gap_vs_samples", drawn > 0)
     plotted = batch_plot.startswith("![")
-    md += ["", batch_plot] + md_along + ["", gap_plot, ""]
+    md += ["", batch_plot] + md_along + ["", gap_line, ""]
     with open(os.path.join(a.out, "noise.md"), "w") as f:
         f.write("\n".join(md))
     with open(os.path.join(a.out, "noise.json"), "w") as f:
@@ -489,7 +518,7 @@ def main():
                    "equal_seconds": {str(b): point[("seconds", b)] for b in batches},
                    "along_training": along,
                    "plot": "plots/noise_vs_batch.png" if plotted else None,
-                   "gap_plot": "plots/gap_vs_samples.png" if gap_plot.startswith("![") else None}, f, indent=1)
+                   "gap_plot": "plots/gap_vs_samples.png" if gap_line.startswith("![") else None}, f, indent=1)
     print(f"study_noise_report: {os.path.join(a.out, 'noise.md')}" + (" (with plot)" if plotted else ""))
 
 

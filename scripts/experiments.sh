@@ -37,6 +37,9 @@
 #                      paired gap along training (with batch 8 from $OUT/study_lm when that study
 #                      has a report)
 #   study_memory       issue 19's memory reading: the LM study's configs at DistilGPT2 size, 3 steps
+# After each comparison whose spec names a reference (study_lm, study_vit),
+# experiments/along_report.py writes OUT/NAME/along.md: each group minus the reference, paired by
+# seed, at every evaluation along training.
 # Use `limuon compare --spec experiments/NAME.json --out DIR --dry-run` to see every run.
 # Tables and plots again from the committed runs, without training (each study stopped first):
 #   OUT=docs/results scripts/experiments.sh study_lm study_vit study_noise study_memory -- --report-only
@@ -67,6 +70,11 @@ for name in "${names[@]}"; do
     joined=()
     [ "$name" != study_noise ] || [ ! -f "$OUT/study_lm/report.json" ] || joined=(--with "$OUT/study_lm")
     python3 "experiments/${name}_report.py" "$OUT/$name" "${joined[@]}" || status=$?
+  fi
+  # A comparison with a reference (its report pairs groups with it): the paired gap along training
+  # (along.md); one without says so and writes nothing.
+  if [ -f "$OUT/$name/report.json" ]; then
+    python3 experiments/along_report.py "$OUT/$name" || status=$?
   fi
   echo "== $name: $(( $(date +%s) - start )) s; report $OUT/$name/report.md"
 done

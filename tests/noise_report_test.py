@@ -217,7 +217,7 @@ try:
           [q["reading"] for q in g[0]["points"]] == ["lower", "lower", "not distinguishable", "higher", "higher"],
           (r.stderr, g))
     fmd = open(os.path.join(fake, "noise.md")).read()
-    check("along training: the lead in noise.md", "| limuon | 4 | 5 (3) | 4, 8 | -0.1990 [" in fmd and "(n=3) (8) | 16 |" in fmd,
+    check("along training: the lead in noise.md", "| limuon | 4 | 5 (3) | -0.0490 / +0.0510 / +0.1010 | 4, 8 | -0.1990 [" in fmd and "(n=3) (8) | 16 |" in fmd,
           fmd[fmd.find("## Along"):])
     cross = nz["crossings"]
     check("one crossing, limuon between 4 and 16", r.returncode == 0 and len(cross) == 1 and cross[0]["family"] == "limuon" and
