@@ -1,14 +1,14 @@
 if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
-  set terminal pngcairo size 1000,640 font 'Sans,11' noenhanced
+  set terminal pngcairo size 1250,640 font 'Sans,11' noenhanced
 } else {
-  set terminal png size 1000,640 noenhanced
+  set terminal png size 1250,640 noenhanced
 }
 set output 'gap_vs_samples.png'
 set title 'Validation loss minus muon at equal samples along training (paired by seed; mean, 95 % CI)'
 set xlabel 'training samples (sequences)'
 set ylabel 'val loss minus muon (below 0: ahead)'
 set grid
-set key bottom right box opaque
+set key outside right top box
 set xzeroaxis lt -1 lw 1
 plot 'gap_vs_samples.dat' index 0 using 1:2:3 with yerrorlines lw 2 ps 0.6 lc rgb '#1f77b4' dt 1 pt 7 title 'limuon-exact, batch 4', \
      'gap_vs_samples.dat' index 1 using 1:2:3 with yerrorlines lw 2 ps 0.6 lc rgb '#ff7f0e' dt 1 pt 7 title 'limuon-exact, batch 8', \
