@@ -43,39 +43,45 @@
 # Use `limuon compare --spec experiments/NAME.json --out DIR --dry-run` to see every run.
 # Tables and plots again from the committed runs, without training (each study stopped first):
 #   OUT=docs/results scripts/experiments.sh study_lm study_vit study_noise study_memory -- --report-only
-set -euo pipefail
-cd "$(dirname "$0")/.."
-LIMUON=${LIMUON:-build/limuon}
-OUT=${OUT:-out/experiments}
-names=()
-extra=()
-while [ $# -gt 0 ]; do
-  if [ "$1" = "--" ]; then shift; extra=("$@"); break; fi
-  names+=("$1"); shift
-done
-[ ${#names[@]} -gt 0 ] || names=(lm vit orth_ablation memory_distilgpt2)
-[ -x "$LIMUON" ] || { echo "experiments: $LIMUON not built (scripts/build.sh)" >&2; exit 1; }
-threads=()
-[ -z "${THREADS:-}" ] || threads=(--threads "$THREADS")
-status=0
-for name in "${names[@]}"; do
-  spec="experiments/$name.json"
-  [ -f "$spec" ] || { echo "experiments: no $spec (valid: lm vit orth_ablation memory_distilgpt2 lm_family lm_family_quick vit_family study_lm study_vit study_noise study_memory)" >&2; exit 2; }
-  echo "== $name: $spec -> $OUT/$name"
-  start=$(date +%s)
-  "$LIMUON" compare --spec "$spec" --out "$OUT/$name" "${threads[@]}" "${extra[@]}" || status=$?
-  # A study's own reading on top of compare's report (study_noise: loss against batch size).
-  # study_noise also reads batch 8 from the main LM study when it has a report (same budget and model).
-  if [ -f "experiments/${name}_report.py" ] && [ -f "$OUT/$name/report.json" ]; then
-    joined=()
-    [ "$name" != study_noise ] || [ ! -f "$OUT/study_lm/report.json" ] || joined=(--with "$OUT/study_lm")
-    python3 "experiments/${name}_report.py" "$OUT/$name" "${joined[@]}" || status=$?
-  fi
-  # A comparison with a reference (its report pairs groups with it): the paired gap along training
-  # (along.md); one without says so and writes nothing.
-  if [ -f "$OUT/$name/report.json" ]; then
-    python3 experiments/along_report.py "$OUT/$name" || status=$?
-  fi
-  echo "== $name: $(( $(date +%s) - start )) s; report $OUT/$name/report.md"
-done
-exit $status
+# Everything runs inside main(), called on the script's last line together with exit: bash reads a
+# script as it executes it, so this way the whole file is parsed before anything runs, and editing
+# it while a study runs (hours) cannot change what the running copy does next.
+main() {
+  set -euo pipefail
+  cd "$(dirname "$0")/.."
+  LIMUON=${LIMUON:-build/limuon}
+  OUT=${OUT:-out/experiments}
+  names=()
+  extra=()
+  while [ $# -gt 0 ]; do
+    if [ "$1" = "--" ]; then shift; extra=("$@"); break; fi
+    names+=("$1"); shift
+  done
+  [ ${#names[@]} -gt 0 ] || names=(lm vit orth_ablation memory_distilgpt2)
+  [ -x "$LIMUON" ] || { echo "experiments: $LIMUON not built (scripts/build.sh)" >&2; exit 1; }
+  threads=()
+  [ -z "${THREADS:-}" ] || threads=(--threads "$THREADS")
+  status=0
+  for name in "${names[@]}"; do
+    spec="experiments/$name.json"
+    [ -f "$spec" ] || { echo "experiments: no $spec (valid: lm vit orth_ablation memory_distilgpt2 lm_family lm_family_quick vit_family study_lm study_vit study_noise study_memory)" >&2; exit 2; }
+    echo "== $name: $spec -> $OUT/$name"
+    start=$(date +%s)
+    "$LIMUON" compare --spec "$spec" --out "$OUT/$name" "${threads[@]}" "${extra[@]}" || status=$?
+    # A study's own reading on top of compare's report (study_noise: loss against batch size).
+    # study_noise also reads batch 8 from the main LM study when it has a report (same budget and model).
+    if [ -f "experiments/${name}_report.py" ] && [ -f "$OUT/$name/report.json" ]; then
+      joined=()
+      [ "$name" != study_noise ] || [ ! -f "$OUT/study_lm/report.json" ] || joined=(--with "$OUT/study_lm")
+      python3 "experiments/${name}_report.py" "$OUT/$name" "${joined[@]}" || status=$?
+    fi
+    # A comparison with a reference (its report pairs groups with it): the paired gap along training
+    # (along.md); one without says so and writes nothing.
+    if [ -f "$OUT/$name/report.json" ]; then
+      python3 experiments/along_report.py "$OUT/$name" || status=$?
+    fi
+    echo "== $name: $(( $(date +%s) - start )) s; report $OUT/$name/report.md"
+  done
+  return $status
+}
+main "$@"; exit $?

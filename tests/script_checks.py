@@ -1,7 +1,7 @@
 """Pass/fail bookkeeping shared by the CLI test scripts (compare_cli, noise_report_test,
-along_report_test, train_cli, fault_injection): every check() is counted, a failing one keeps its
-name and the tail of its detail, and finish() prints the failures and a summary line and exits 1
-if any failed."""
+along_report_test, experiments_script_test, train_cli, fault_injection): every check() is counted,
+a failing one keeps its name and the tail of its detail, and finish() prints the failures and a
+summary line and exits 1 if any failed."""
 import json
 import sys
 
