@@ -21,7 +21,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from study_noise_report import (ALONG_HEADER, COLOURS, along_row, along_text, along_training, batch_size,  # noqa: E402
-                                draw, evaluations, gap_plot, load)
+                                draw, evaluations, finished_runs, gap_plot, load)
 
 
 def main():
@@ -42,8 +42,7 @@ def main():
         c = configs.get(name)
         if c is None:
             sys.exit(f"along_report: report.json pairs '{name}', which its configs do not list")
-        runs[name] = {r["seed"]: evaluations(a.out, r) for r in report["runs"]
-                      if r["config"] == name and r["lr"] == c["lr"] and r["status"] == "done"}
+        runs[name] = {r["seed"]: evaluations(a.out, r) for r in finished_runs(report, c)}
 
     def batch_of(name):
         # A variant (e.g. limuon-exact-beta0.6) trains with its group's flags unless it names its own.

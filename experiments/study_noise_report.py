@@ -172,6 +172,12 @@ def along_row(label, g):
             + (f"{g['behind_from']:g}" if g["behind_from"] is not None else "not behind at the end") + " |")
 
 
+def png_terminal(png, width):
+    """gnuplot's first lines for a WIDTH x 640 PNG: cairo where the build has it, plain png otherwise."""
+    return ["if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {", f"  set terminal pngcairo size {width},640 font 'Sans,11' noenhanced",
+            "} else {", f"  set terminal png size {width},640 noenhanced", "}", f"set output '{png}'"]
+
+
 def gap_plot(plots, lines, reference, x_label):
     """Writes plots/gap_vs_samples.dat and .gp: one line per (title, along_training result, colour,
     dash index) in `lines` (only those with 2+ seeds: a mean with an interval), the zero line where
@@ -184,8 +190,7 @@ def gap_plot(plots, lines, reference, x_label):
                 d = q["difference"]
                 f.write(f"{q['samples']} {d['mean']:.17g} {(d['ci95'] or 0):.17g}\n")
             f.write("\n\n")
-    gp = ["if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {", "  set terminal pngcairo size 1250,640 font 'Sans,11' noenhanced",
-          "} else {", "  set terminal png size 1250,640 noenhanced", "}", "set output 'gap_vs_samples.png'",
+    gp = png_terminal("gap_vs_samples.png", 1250) + [
           f"set title 'Validation loss minus {reference} at equal samples along training (paired by seed; mean, 95 % CI)'",
           f"set xlabel '{x_label}'", f"set ylabel 'val loss minus {reference} (below 0: ahead)'",
           "set grid", "set key outside right top box", "set xzeroaxis lt -1 lw 1",
@@ -247,6 +252,11 @@ def load(out):
     return spec, report
 
 
+def finished_runs(report, c):
+    """The finished runs of report.json's config entry c (a group's selected config) at its chosen lr."""
+    return [r for r in report["runs"] if r["config"] == c["config"] and r["lr"] == c["lr"] and r["status"] == "done"]
+
+
 def select(out, report, family_of, batch_of, strict):
     """The selected config of each group in family_of and its finished runs, by seed:
     (family, batch) -> {"group", "config", "lr", "loss", "evals", "ms"}. A group of report.json that is
@@ -259,7 +269,7 @@ def select(out, report, family_of, batch_of, strict):
             if strict:
                 sys.exit(f"study_noise_report: report.json's config '{name}' is not in spec.json (a report of another spec?)")
             continue
-        done = [r for r in report["runs"] if r["config"] == name and r["lr"] == c["lr"] and r["status"] == "done"]
+        done = finished_runs(report, c)
         chosen[(family_of[group], batch_of[group])] = {
             "group": group, "config": name, "lr": c["lr"], "loss": {r["seed"]: r.get("final_val_loss") for r in done},
             "evals": {r["seed"]: evaluations(out, r) for r in done},
@@ -492,8 +502,7 @@ def main():
                 if r["family"] == fam and s["n"] > 0:
                     f.write(f"{r['batch']} {s['mean']:.17g} {(s['ci95'] or 0):.17g}\n")
             f.write("\n\n")
-    gp = ["if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {", "  set terminal pngcairo size 1000,640 font 'Sans,11' noenhanced",
-          "} else {", "  set terminal png size 1000,640 noenhanced", "}", "set output 'noise_vs_batch.png'",
+    gp = png_terminal("noise_vs_batch.png", 1000) + [
           "set title 'Final validation loss vs batch size at an equal sample budget (mean, 95 % CI over seeds; each at its chosen lr)'",
           "set xlabel 'batch size (sequences per step; smaller = noisier gradients, more steps)'",
           "set ylabel 'final validation loss'", "set logscale x 2", "set grid", "set key top left box opaque",
