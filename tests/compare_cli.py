@@ -116,9 +116,19 @@ check("the report was redrawn after the run that finished before the kill",
 before = {x for x in RUNS if os.path.exists(os.path.join(run_dir(*x), "summary.json"))}
 before_mtimes = {x: os.stat(os.path.join(run_dir(*x), "summary.json")).st_mtime_ns for x in before}
 
-# resumed: only the unfinished runs execute
-r = run(["compare", "--spec", spec_path, "--out", out])
+# resumed: only the unfinished runs execute. gnuplot is a logging stand-in in front of the real one:
+# the report is drawn once after each run and not again at the end (the last pass already shows it).
+stub_bin = os.path.join(TMP, "stub-bin")
+os.makedirs(stub_bin, exist_ok=True)
+gnuplot_calls = os.path.join(TMP, "gnuplot-calls.log")
+with open(os.path.join(stub_bin, "gnuplot"), "w") as f:
+    f.write(f'#!/bin/sh\necho "$PWD" >> {gnuplot_calls}\nexec {shutil.which("gnuplot")} "$@"\n')
+os.chmod(os.path.join(stub_bin, "gnuplot"), 0o755)
+r = run(["compare", "--spec", spec_path, "--out", out], env=dict(os.environ, PATH=stub_bin + os.pathsep + os.environ["PATH"]))
 check("resumed compare exit", r.returncode == 0, r.stdout + r.stderr)
+draws = open(gnuplot_calls).read().splitlines() if os.path.exists(gnuplot_calls) else []
+check("the report is drawn once per executed run, not again at the end", len(draws) == 6 - len(before) and
+      r.stdout.count("report: ") == 1, (draws, r.stdout))
 check("resume skips finished runs", r.stdout.count("done already, skipped") == len(before) and
       f"{6 - len(before)} runs executed, {len(before)} already done" in r.stdout, r.stdout)
 for x in before:
@@ -372,6 +382,17 @@ r = run(["compare", "--spec", spec_path, "--out", out, "--report-only"])
 rep_t = json.load(open(os.path.join(out, "report.json")))
 check("without timing.json the runs' clocks again", close({c["config"]: c for c in rep_t["configs"]}["adamw"]["metrics"]["wall_s"]["mean"],
                                                           mean_std([nums[("adamw", best_lr, sd)]["wall_s"] for sd in (0, 1)])[0]))
+
+# the committed results regenerate byte-identical wherever the comparison lies: report-only on a
+# copy in another directory writes the same report and plot data (no absolute path in any of them)
+out_moved = os.path.join(TMP, "elsewhere", "cmp")
+shutil.copytree(out, out_moved)
+r = run(["compare", "--spec", spec_path, "--out", out_moved, "--report-only"])
+texts = ["report.md", "report.json"] + sorted(os.path.join("plots", f) for f in os.listdir(os.path.join(out, "plots"))
+                                                if f.endswith((".gp", ".dat")))
+differ = [f for f in texts if open(os.path.join(out, f), "rb").read() != open(os.path.join(out_moved, f), "rb").read()]
+check("report-only elsewhere regenerates the same files", r.returncode == 0 and len(texts) > 4 and not differ,
+      (differ, r.stdout + r.stderr))
 
 # compress_metrics: finished runs' metrics.jsonl become metrics.jsonl.gz (here: runs done already,
 # compressed when the comparison passes over them), holding the same bytes, and the report read

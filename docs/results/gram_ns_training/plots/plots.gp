@@ -1,4 +1,4 @@
-# limuon compare: plots of /work/main/out/experiments/gram_ns_training (run: gnuplot plots.gp in this directory)
+# limuon compare: plots of gram_ns_training (run: gnuplot plots.gp in this directory)
 if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
   set terminal pngcairo size 1000,640 font 'Sans,11' noenhanced
 } else {

@@ -1,4 +1,4 @@
-# limuon compare: plots of /work/main/docs/results/study_memory (run: gnuplot plots.gp in this directory)
+# limuon compare: plots of study_memory (run: gnuplot plots.gp in this directory)
 if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
   set terminal pngcairo size 1000,640 font 'Sans,11' noenhanced
 } else {
@@ -13,48 +13,48 @@ set output 'val_loss_vs_samples.png'
 set title 'Validation loss vs samples (1 seed, each config at its best lr; budget 3 steps)'
 set xlabel 'training samples'
 set ylabel 'validation loss'
-plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.02)', \
-     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact (lr 0.01)', \
-     'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r32-exact (lr 0.01)', \
-     'curves.dat' index 3 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'adamw (lr 0.004)', \
-     'curves.dat' index 4 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r8-exact (lr 0.02)', \
-     'curves.dat' index 5 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-paper-r32-exact (lr 0.02)', \
-     'curves.dat' index 6 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-approx (lr 0.02)', \
-     'curves.dat' index 7 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-preset-paper (lr 0.02)', \
-     'curves.dat' index 8 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon-mvr1 (lr 0.002)', \
-     'curves.dat' index 9 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muoneq (lr 0.002)'
+plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon (lr 0.02)', \
+     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.8 title 'limuon-exact (lr 0.01)', \
+     'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-exact (lr 0.01)', \
+     'curves.dat' index 3 using 2:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.8 title 'adamw (lr 0.004)', \
+     'curves.dat' index 4 using 2:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.8 title 'limuon-light-r8-exact (lr 0.02)', \
+     'curves.dat' index 5 using 2:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 7 dt 1 ps 0.8 title 'limuon-paper-r32-exact (lr 0.02)', \
+     'curves.dat' index 6 using 2:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.8 title 'limuon-approx (lr 0.02)', \
+     'curves.dat' index 7 using 2:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.8 title 'limuon-preset-paper (lr 0.02)', \
+     'curves.dat' index 8 using 2:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.8 title 'muon-mvr1 (lr 0.002)', \
+     'curves.dat' index 9 using 2:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.8 title 'muoneq (lr 0.002)'
 unset output
 
 set output 'val_loss_vs_grad_evals.png'
 set title 'Validation loss vs gradient evaluations (1 seed; LiMuon storm=exact spends 2 per step)'
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 set ylabel 'validation loss'
-plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.02)', \
-     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact (lr 0.01)', \
-     'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r32-exact (lr 0.01)', \
-     'curves.dat' index 3 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'adamw (lr 0.004)', \
-     'curves.dat' index 4 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r8-exact (lr 0.02)', \
-     'curves.dat' index 5 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-paper-r32-exact (lr 0.02)', \
-     'curves.dat' index 6 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-approx (lr 0.02)', \
-     'curves.dat' index 7 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-preset-paper (lr 0.02)', \
-     'curves.dat' index 8 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon-mvr1 (lr 0.002)', \
-     'curves.dat' index 9 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muoneq (lr 0.002)'
+plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon (lr 0.02)', \
+     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.8 title 'limuon-exact (lr 0.01)', \
+     'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-exact (lr 0.01)', \
+     'curves.dat' index 3 using 3:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.8 title 'adamw (lr 0.004)', \
+     'curves.dat' index 4 using 3:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.8 title 'limuon-light-r8-exact (lr 0.02)', \
+     'curves.dat' index 5 using 3:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 7 dt 1 ps 0.8 title 'limuon-paper-r32-exact (lr 0.02)', \
+     'curves.dat' index 6 using 3:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.8 title 'limuon-approx (lr 0.02)', \
+     'curves.dat' index 7 using 3:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.8 title 'limuon-preset-paper (lr 0.02)', \
+     'curves.dat' index 8 using 3:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.8 title 'muon-mvr1 (lr 0.002)', \
+     'curves.dat' index 9 using 3:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.8 title 'muoneq (lr 0.002)'
 unset output
 
 set output 'val_loss_vs_seconds.png'
 set title 'Validation loss vs wall-clock time (1 seed)'
 set xlabel 'training time, s (steps only, evaluation excluded)'
 set ylabel 'validation loss'
-plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon (lr 0.02)', \
-     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-exact (lr 0.01)', \
-     'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r32-exact (lr 0.01)', \
-     'curves.dat' index 3 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'adamw (lr 0.004)', \
-     'curves.dat' index 4 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-light-r8-exact (lr 0.02)', \
-     'curves.dat' index 5 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-paper-r32-exact (lr 0.02)', \
-     'curves.dat' index 6 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-approx (lr 0.02)', \
-     'curves.dat' index 7 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'limuon-preset-paper (lr 0.02)', \
-     'curves.dat' index 8 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muon-mvr1 (lr 0.002)', \
-     'curves.dat' index 9 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.8 title 'muoneq (lr 0.002)'
+plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon (lr 0.02)', \
+     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.8 title 'limuon-exact (lr 0.01)', \
+     'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-exact (lr 0.01)', \
+     'curves.dat' index 3 using 4:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.8 title 'adamw (lr 0.004)', \
+     'curves.dat' index 4 using 4:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.8 title 'limuon-light-r8-exact (lr 0.02)', \
+     'curves.dat' index 5 using 4:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 7 dt 1 ps 0.8 title 'limuon-paper-r32-exact (lr 0.02)', \
+     'curves.dat' index 6 using 4:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.8 title 'limuon-approx (lr 0.02)', \
+     'curves.dat' index 7 using 4:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.8 title 'limuon-preset-paper (lr 0.02)', \
+     'curves.dat' index 8 using 4:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.8 title 'muon-mvr1 (lr 0.002)', \
+     'curves.dat' index 9 using 4:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.8 title 'muoneq (lr 0.002)'
 unset output
 
 if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
@@ -67,40 +67,40 @@ set multiplot layout 1,3 title 'Validation loss, one line per optimizer (1 seed,
 set ylabel 'validation loss (nats per token)'
 set title ''
 set xlabel 'training samples (sequences)'
-plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon (lr 0.02)', \
-     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact (lr 0.01)', \
-     'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-light-r32-exact (lr 0.01)', \
-     'curves.dat' index 3 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'adamw (lr 0.004)', \
-     'curves.dat' index 4 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-light-r8-exact (lr 0.02)', \
-     'curves.dat' index 5 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-paper-r32-exact (lr 0.02)', \
-     'curves.dat' index 6 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-approx (lr 0.02)', \
-     'curves.dat' index 7 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-preset-paper (lr 0.02)', \
-     'curves.dat' index 8 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon-mvr1 (lr 0.002)', \
-     'curves.dat' index 9 using 2:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muoneq (lr 0.002)'
+plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon (lr 0.02)', \
+     'curves.dat' index 1 using 2:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.6 title 'limuon-exact (lr 0.01)', \
+     'curves.dat' index 2 using 2:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-exact (lr 0.01)', \
+     'curves.dat' index 3 using 2:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.6 title 'adamw (lr 0.004)', \
+     'curves.dat' index 4 using 2:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.6 title 'limuon-light-r8-exact (lr 0.02)', \
+     'curves.dat' index 5 using 2:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 7 dt 1 ps 0.6 title 'limuon-paper-r32-exact (lr 0.02)', \
+     'curves.dat' index 6 using 2:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.6 title 'limuon-approx (lr 0.02)', \
+     'curves.dat' index 7 using 2:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-preset-paper (lr 0.02)', \
+     'curves.dat' index 8 using 2:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.6 title 'muon-mvr1 (lr 0.002)', \
+     'curves.dat' index 9 using 2:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.6 title 'muoneq (lr 0.002)'
 set title ''
 set xlabel 'gradient evaluations (samples × evaluations per step)'
-plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon (lr 0.02)', \
-     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact (lr 0.01)', \
-     'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-light-r32-exact (lr 0.01)', \
-     'curves.dat' index 3 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'adamw (lr 0.004)', \
-     'curves.dat' index 4 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-light-r8-exact (lr 0.02)', \
-     'curves.dat' index 5 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-paper-r32-exact (lr 0.02)', \
-     'curves.dat' index 6 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-approx (lr 0.02)', \
-     'curves.dat' index 7 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-preset-paper (lr 0.02)', \
-     'curves.dat' index 8 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon-mvr1 (lr 0.002)', \
-     'curves.dat' index 9 using 3:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muoneq (lr 0.002)'
+plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon (lr 0.02)', \
+     'curves.dat' index 1 using 3:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.6 title 'limuon-exact (lr 0.01)', \
+     'curves.dat' index 2 using 3:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-exact (lr 0.01)', \
+     'curves.dat' index 3 using 3:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.6 title 'adamw (lr 0.004)', \
+     'curves.dat' index 4 using 3:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.6 title 'limuon-light-r8-exact (lr 0.02)', \
+     'curves.dat' index 5 using 3:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 7 dt 1 ps 0.6 title 'limuon-paper-r32-exact (lr 0.02)', \
+     'curves.dat' index 6 using 3:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.6 title 'limuon-approx (lr 0.02)', \
+     'curves.dat' index 7 using 3:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-preset-paper (lr 0.02)', \
+     'curves.dat' index 8 using 3:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.6 title 'muon-mvr1 (lr 0.002)', \
+     'curves.dat' index 9 using 3:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.6 title 'muoneq (lr 0.002)'
 set title ''
 set xlabel 'training time, s (steps only, evaluation excluded)'
-plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon (lr 0.02)', \
-     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-exact (lr 0.01)', \
-     'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-light-r32-exact (lr 0.01)', \
-     'curves.dat' index 3 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'adamw (lr 0.004)', \
-     'curves.dat' index 4 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-light-r8-exact (lr 0.02)', \
-     'curves.dat' index 5 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-paper-r32-exact (lr 0.02)', \
-     'curves.dat' index 6 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-approx (lr 0.02)', \
-     'curves.dat' index 7 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'limuon-preset-paper (lr 0.02)', \
-     'curves.dat' index 8 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muon-mvr1 (lr 0.002)', \
-     'curves.dat' index 9 using 4:5:6 with yerrorlines lw 2 pt 7 ps 0.6 title 'muoneq (lr 0.002)'
+plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon (lr 0.02)', \
+     'curves.dat' index 1 using 4:5:6 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 ps 0.6 title 'limuon-exact (lr 0.01)', \
+     'curves.dat' index 2 using 4:5:6 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-exact (lr 0.01)', \
+     'curves.dat' index 3 using 4:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.6 title 'adamw (lr 0.004)', \
+     'curves.dat' index 4 using 4:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.6 title 'limuon-light-r8-exact (lr 0.02)', \
+     'curves.dat' index 5 using 4:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 7 dt 1 ps 0.6 title 'limuon-paper-r32-exact (lr 0.02)', \
+     'curves.dat' index 6 using 4:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.6 title 'limuon-approx (lr 0.02)', \
+     'curves.dat' index 7 using 4:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-preset-paper (lr 0.02)', \
+     'curves.dat' index 8 using 4:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.6 title 'muon-mvr1 (lr 0.002)', \
+     'curves.dat' index 9 using 4:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.6 title 'muoneq (lr 0.002)'
 unset multiplot
 unset output
 set ylabel 'validation loss'

@@ -1,4 +1,4 @@
-# limuon compare: plots of /work/main/docs/results/study_vit (run: gnuplot plots.gp in this directory)
+# limuon compare: plots of study_vit (run: gnuplot plots.gp in this directory)
 if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
   set terminal pngcairo size 1000,640 font 'Sans,11' noenhanced
 } else {
