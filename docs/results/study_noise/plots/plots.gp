@@ -122,7 +122,8 @@ plot 'lr_sweep.dat' index 0 using 1:2:3 with yerrorlines lw 2 lc rgb '#1f77b4' p
      'lr_sweep.dat' index 2 using 1:2:3 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 title 'limuon-light-r32-exact-b4', \
      'lr_sweep.dat' index 3 using 1:2:3 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 title 'muon-b16', \
      'lr_sweep.dat' index 4 using 1:2:3 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 title 'limuon-exact-b16', \
-     'lr_sweep.dat' index 5 using 1:2:3 with yerrorlines lw 2 lc rgb '#8c564b' pt 7 dt 1 title 'limuon-light-r32-exact-b16'
+     'lr_sweep.dat' index 5 using 1:2:3 with yerrorlines lw 2 lc rgb '#8c564b' pt 7 dt 1 title 'limuon-light-r32-exact-b16', \
+     'lr_sweep.dat' index 6 using 1:2:3 with yerrorlines lw 2 lc rgb '#8c564b' pt 9 dt 3 title 'limuon-light-r32-exact-b16-beta1'
 unset output
 unset logscale x
 
