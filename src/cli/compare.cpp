@@ -36,6 +36,7 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -1985,10 +1986,9 @@ int cmd_compare(Args& args) {
   }
 
   int failed = 0;
-  // The last report pass, and whether it still shows every run's state: then the end of the
-  // comparison announces it rather than drawing the same report again.
-  ReportDrawn drawn;
-  bool drawn_current = false;
+  // The last report pass while it still shows every run's state (empty once a run changes): the end
+  // of the comparison then announces it rather than drawing the same report again.
+  std::optional<ReportDrawn> drawn;
   if (!report_only) {
     const std::string self = fs::read_symlink("/proc/self/exe").string();
     int64_t executed = 0, skipped = 0;
@@ -2040,7 +2040,7 @@ int cmd_compare(Args& args) {
                   << std::endl;
         break;
       }
-      drawn_current = false;  // this run's state changes from here on
+      drawn.reset();  // this run's state changes from here on
       fs::create_directories(r.dir);
       io::atomic_write_file((r.dir / "run.json").string(), r.options.dump(2) + "\n");
       fs::remove(r.dir / "failed");
@@ -2084,7 +2084,6 @@ int cmd_compare(Args& args) {
       // 4 s on issue 19's studies, against runs of 10-40 minutes); the end announces the last pass.
       try {
         drawn = write_report(out, spec, runs);
-        drawn_current = true;
       } catch (const std::exception& e) {
         std::cout << "warning: report not redrawn after this run (" << e.what() << "); the next run or --report-only redraws it"
                   << std::endl;
@@ -2092,8 +2091,8 @@ int cmd_compare(Args& args) {
     }
     std::cout << executed << " runs executed, " << skipped << " already done" << std::endl;
   }
-  if (!drawn_current) drawn = write_report(out, spec, runs);
-  announce_report(out, drawn);
+  if (!drawn) drawn = write_report(out, spec, runs);
+  announce_report(out, *drawn);
   if (failed > 0) {
     std::cerr << "limuon compare: " << failed << " run(s) failed (see the report's Runs table and their train.log); "
               << "the same command retries them\n";
