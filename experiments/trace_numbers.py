@@ -34,6 +34,7 @@ Usage: trace_numbers.py [--sources DIR] [--from TEXT [--to TEXT]] DOC [DOC ...]
 """
 import argparse
 import bisect
+import collections
 import glob
 import json
 import os
@@ -59,6 +60,10 @@ def fail(msg):
 
 def signed_value(sign, body):
     return -float(body) if sign in ("-", "\u2212") else float(body)
+
+
+def decimals_of(text):
+    return len(text.split(".")[1]) if "." in text else 0
 
 
 def sign_of(text, m):
@@ -118,13 +123,18 @@ def load_sources(root):
 
 
 class Number:
-    def __init__(self, sign, whole, frac, line_no, line, percent_ok):
-        self.text = sign + whole + "." + frac
-        self.signed = bool(sign)
-        self.value = signed_value(sign, whole + "." + frac)
-        self.decimals = len(frac)
+    """A number as a document writes it: "+0.0666", "1.31", "\u22122.46"."""
+
+    def __init__(self, written, line_no=0, line="", percent_ok=False):
+        body = written.lstrip("+-\u2212")
+        self.text = written
+        self.signed = body != written
+        self.value = signed_value(written[0] if self.signed else "", body)
+        self.decimals = decimals_of(body)
         self.line_no, self.line, self.percent_ok = line_no, line, percent_ok
-        self.reason = ""
+
+
+Finding = collections.namedtuple("Finding", "line_no text reason line")
 
 
 class Group:
@@ -206,55 +216,39 @@ def read_groups(path, start=None, end=None):
             idx = next((i for i, (a, b) in enumerate(cells) if a < m.start() < b), None)
             in_col = idx is not None and idx < len(percent_heads) and percent_heads[idx]
             percent_ok = in_col or (not row and bool(PERCENT_WORDS.search(near)))
-            group.numbers.append(Number(sign_of(text, m), m.group(2), m.group(3), no, raw, percent_ok))
+            written = sign_of(text, m) + m.group(2) + "." + m.group(3)
+            group.numbers.append(Number(written, no, raw, percent_ok))
     return groups
 
 
-def decimals_of(text):
-    return len(text.split(".")[1]) if "." in text else 0
-
-
 def check_doc(path, src, start=None, end=None):
-    """The numbers of path that are not traced, each with .reason set."""
+    """The numbers of path (or of its part from start to end) that are not traced, as Findings."""
+
+    def traced(n):
+        return src.has(n.value, n.decimals, n.signed) or (
+            n.percent_ok and src.has(n.value / 100, n.decimals + 2, n.signed))
+
     untraced = []
-
-    def traced(text_or_number):
-        if isinstance(text_or_number, Number):
-            n = text_or_number
-            return src.has(n.value, n.decimals, n.signed) or (
-                n.percent_ok and src.has(n.value / 100, n.decimals + 2, n.signed))
-        sign = text_or_number[0] if text_or_number[0] in "+-\u2212" else ""
-        body = text_or_number.lstrip("+-\u2212")
-        return src.has(signed_value(sign, body), decimals_of(body), bool(sign))
-
     for group in read_groups(path, start, end):
-        declared = {}
+        declared = set()
         for no, x, a, op, b in group.derived:
             if a is None:
-                n = Number("", "0", "00", no, f"derived: {x}", False)
-                n.text, n.reason = x, "a derivation must read X = A - B or X = A + B"
-                untraced.append(n)
+                untraced.append(Finding(no, x, "a derivation must read X = A - B or X = A + B", f"derived: {x}"))
                 continue
-            va = signed_value(a[0] if a[0] in "+-\u2212" else "", a.lstrip("+-\u2212"))
-            vb = float(b)
-            vx = signed_value(x[0] if x[0] in "+-\u2212" else "", x.lstrip("+-\u2212"))
-            result = va - vb if op in ("-", "\u2212") else va + vb
-            tol = 0.5 * (10 ** -decimals_of(x) + 10 ** -decimals_of(a) + 10 ** -decimals_of(b)) + 1e-12
-            problems = [f"{v} is not in the sources" for v in (a, b) if not traced(v)]
-            if abs(result - vx) > tol and abs(abs(result) - abs(vx)) > tol:
+            nx, na, nb = Number(x), Number(a), Number(b)
+            result = na.value - nb.value if op in ("-", "\u2212") else na.value + nb.value
+            tol = 0.5 * (10 ** -nx.decimals + 10 ** -na.decimals + 10 ** -nb.decimals) + 1e-12
+            problems = [f"{n.text} is not in the sources" for n in (na, nb) if not traced(n)]
+            if abs(result - nx.value) > tol and abs(abs(result) - abs(nx.value)) > tol:
                 problems.append(f"{a} {op} {b} = {result:.6g}, not {x}")
             if problems:
-                n = Number("", "0", "00", no, f"derived: {x} = {a} {op} {b}", False)
-                n.text, n.reason = x, "; ".join(problems)
-                untraced.append(n)
+                untraced.append(Finding(no, x, "; ".join(problems), f"derived: {x} = {a} {op} {b}"))
             else:
-                declared[x.lstrip("+-\u2212")] = True
+                declared.add(abs(nx.value))
         for n in group.numbers:
-            if traced(n) or n.text.lstrip("+-\u2212") in declared:
-                continue
-            n.reason = "not in the sources"
-            untraced.append(n)
-    return sorted(untraced, key=lambda n: n.line_no)
+            if not traced(n) and abs(n.value) not in declared:
+                untraced.append(Finding(n.line_no, n.text, "not in the sources", n.line))
+    return sorted(untraced, key=lambda f: f.line_no)
 
 
 def main():
@@ -273,9 +267,9 @@ def main():
         fail(f"--sources {args.sources}: no numbers found (no *.md or summary.json under it)")
     total = 0
     for doc in args.docs:
-        for n in check_doc(doc, src, args.start, args.end):
+        for f in check_doc(doc, src, args.start, args.end):
             total += 1
-            print(f"{doc}:{n.line_no}: {n.text}: {n.reason}: {n.line.strip()[:140]}")
+            print(f"{doc}:{f.line_no}: {f.text}: {f.reason}: {f.line.strip()[:140]}")
     print(f"trace_numbers: {total} untraced number(s) in {len(args.docs)} document(s), against "
           f"{src.files} source files holding {len(src.signed)} numbers", file=sys.stderr)
     return 1 if total else 0

@@ -88,6 +88,7 @@ try:
         "| config | loss | Δ acc. |",                                          # 13
         "|---|---|---|",                                                       # 14
         "| limuon | 1.3789 | -1.96 |",                                         # 15 column not a percentage
+        "A sign in U+2212: \u22120.0666 flipped, \u22120.0196 right.",            # 16
         "",
     ]))
     r = run("--sources", src, bad)
@@ -100,9 +101,11 @@ try:
                                (7, "0.091", "a derivation declared in another paragraph"),
                                (10, "0.068", "wrong arithmetic"), (11, "0.101", "an untraced operand"),
                                (12, "0.202", "a malformed derivation"),
-                               (15, "-1.96", "a percentage in a column that does not say so")]:
+                               (15, "-1.96", "a percentage in a column that does not say so"),
+                               (16, "\u22120.0666", "a flipped sign written U+2212")]:
         check(f"bad document: {what} ({number}, line {line}) listed", (line, number) in got, r.stdout)
-    check("bad document: the traced 1.3789 not listed", not any(n == "1.3789" for _, n in got), r.stdout)
+    check("bad document: the traced 1.3789 and \u22120.0196 not listed",
+          not any(n in ("1.3789", "\u22120.0196") for _, n in got), r.stdout)
     check("bad document: the wrong arithmetic named",
           "1.3789 - 1.3091 = 0.0698, not 0.068" in r.stdout, r.stdout)
     check("bad document: the untraced operand named", "1.4123 is not in the sources" in r.stdout, r.stdout)
