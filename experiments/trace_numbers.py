@@ -17,6 +17,10 @@ best_* results; its settings are inputs, not results). A number is traced when
     script checks: <!-- derived: 0.031 = 0.3253 - 0.2939 --> (sums and differences of traced
     numbers, within their rounding; several declarations separated by ";").
 
+A mean (or difference) with its interval, "X [A, B]" (also "X ± S, CI [A, B]" and "X points [A, B]",
+across a line break too), must besides come from one line of one source: three numbers each found
+somewhere, but not together, are a slip (a neighbouring row's bound, say).
+
 Not checked: integers and one-decimal figures (counts, seeds, hours, MiB at one decimal), numbers in
 code spans and fenced blocks (commands and flags), paper identifiers (arXiv) and software versions
 (LibTorch, PyTorch). Untraced numbers are listed as FILE:LINE with their context; the exit status is 1
@@ -24,9 +28,10 @@ if there is any, 2 for bad input.
 
 How much it catches: a wrong number passes only when it happens to equal some other committed number
 at the precision written, and the committed study holds about 6,500 numbers, many near any loss. On
-docs/RESULTS.md (300 of its 1,484 checked numbers drawn at random, each changed alone), raising the
-last digit by one was caught 61 % of the time and replacing the number with a made-up one within
-50 % of it 64 %: a net for slips and stale figures, not a proof.
+docs/RESULTS.md (300 of its 1,526 checked numbers drawn at random, each changed alone), raising the
+last digit by one was caught 73 % of the time, and replacing the number with a made-up one within
+50 % of it 73 % (61 % and 64 % without the interval rule): a net for slips and stale figures, not a
+proof.
 
 Usage: trace_numbers.py [--sources DIR] [--from TEXT [--to TEXT]] DOC [DOC ...]
   --from/--to check only a part of each document: from the first line containing --from up to the
@@ -37,6 +42,7 @@ import bisect
 import collections
 import glob
 import json
+import math
 import os
 import re
 import sys
@@ -46,6 +52,9 @@ NUMBER = re.compile(r"(?<![\w.])([-+\u2212]?)(\d+(?:\.\d+)?)")
 # A number the documents are checked for: two or more decimals.
 CHECKED = re.compile(r"(?<![\w.])([-+\u2212]?)(\d+)\.(\d{2,})(?![\d.]*\d)")
 RANGE_DASH = re.compile(r"[\d)\]]$")
+_SIGNED = r"[-+\u2212]?\d+\.\d{2,}"
+INTERVAL = re.compile(r"(?<![\w.])(" + _SIGNED + r")(?:\s*±\s*\d+\.\d+)?(?:\s*points)?(?:,?\s*(?:95\s*%\s*)?CI)?"
+                      r"\s*\[\s*(" + _SIGNED + r")\s*,\s*(" + _SIGNED + r")\s*\]")
 NOT_RESULTS = re.compile(r"(?:arXiv:?|LibTorch|PyTorch|torch)\s*\d+(?:\.\d+)+")
 COMMENT = re.compile(r"<!--(.*?)-->")
 DERIVED = re.compile(r"^\s*([-+\u2212]?\d+\.\d+)\s*=\s*([-+\u2212]?\d+\.\d+)\s*([-+\u2212])\s*(\d+\.\d+)\s*$")
@@ -73,10 +82,13 @@ def sign_of(text, m):
 
 
 class Sources:
-    """The committed results' numbers, signed and by magnitude, sorted for lookup."""
+    """The committed results' numbers, signed and by magnitude, sorted for lookup; and, line by line,
+    which numbers a Markdown source writes together (a mean and its interval, say)."""
 
     def __init__(self):
         self.signed, self.magnitude, self.files = [], [], 0
+        self.lines = []    # each Markdown line's magnitudes
+        self.index = {}    # decimals -> {value in units of the last decimal: ids of the lines holding it}
 
     def add(self, value):
         if value == value and abs(value) != float("inf"):
@@ -84,8 +96,12 @@ class Sources:
             self.magnitude.append(abs(value))
 
     def add_text(self, text):
-        for m in NUMBER.finditer(text):
-            self.add(signed_value(sign_of(text, m), m.group(2)))
+        for line in text.split("\n"):
+            values = [signed_value(sign_of(line, m), m.group(2)) for m in NUMBER.finditer(line)]
+            for v in values:
+                self.add(v)
+            if len(values) > 2:
+                self.lines.append([abs(v) for v in values if v == v and abs(v) != float("inf")])
 
     def finish(self):
         self.signed.sort()
@@ -98,6 +114,30 @@ class Sources:
         half = 0.5 * 10 ** -decimals * (1 + 1e-9)
         i = bisect.bisect_left(pool, target - half)
         return i < len(pool) and pool[i] <= target + half
+
+    def _units(self, decimals):
+        """The line index at one precision: a value indexed under each unit it is within half a unit of."""
+        if decimals not in self.index:
+            table = collections.defaultdict(set)
+            scale = 10 ** decimals
+            for line_id, values in enumerate(self.lines):
+                for v in values:
+                    x = v * scale + 0.5
+                    for unit in {math.floor(x - 1e-6), math.floor(x + 1e-6)}:
+                        table[unit].add(line_id)
+            self.index[decimals] = table
+        return self.index[decimals]
+
+    def together(self, numbers, scale=1.0, extra_decimals=0):
+        """Some Markdown source line holds every one of numbers (by magnitude, at the precision written)."""
+        lines = None
+        for n in numbers:
+            d = n.decimals + extra_decimals
+            held = self._units(d).get(round(abs(n.value) * scale * 10 ** d), set())
+            lines = held if lines is None else lines & held
+            if not lines:
+                return False
+        return True
 
 
 def load_sources(root):
@@ -142,6 +182,28 @@ class Group:
 
     def __init__(self):
         self.numbers, self.derived = [], []  # derived: (line_no, x, a, op, b) as written
+        self.pieces = []  # (line_no, the line with code, comments and versions blanked)
+
+    def intervals(self):
+        """Each "X [A, B]" the group writes (a mean or difference and its interval; the brackets may
+        follow "± S", "CI" or "points", and may continue on the next line): (its numbers, line_no)."""
+        text, starts = "", []
+        for no, piece in self.pieces:
+            starts.append((len(text), no))
+            text += piece + " "
+        by_place = {(n.line_no, n.text): n for n in self.numbers}
+        out = []
+        for m in INTERVAL.finditer(text):
+            no = starts[bisect.bisect_right([o for o, _ in starts], m.start()) - 1][1]
+            trio = [Number(w, no) for w in m.group(1, 2, 3)]
+            # a percentage if it says "points" or any of the three was read as one where it stands
+            percent = "points" in m.group(0) or any(
+                by_place.get((line_no, n.text)) is not None and by_place[(line_no, n.text)].percent_ok
+                for n in trio for line_no in (no, no + 1))
+            for n in trio:
+                n.percent_ok = percent
+            out.append((trio, no))
+        return out
 
 
 def blank(text, pattern):
@@ -210,6 +272,7 @@ def read_groups(path, start=None, end=None):
         if row and header is not raw:
             percent_heads = [bool(PERCENT_WORDS.search(header[a:b])) for a, b in table_cells(header)]
         cells = table_cells(raw) if row else []
+        group.pieces.append((no, text.replace("**", "  ")))
         for m in CHECKED.finditer(text):
             near = text[max(0, m.start() - PERCENT_REACH): m.end() + PERCENT_REACH]
             # a row's cells need not line up with the header's: go by cell index
@@ -245,9 +308,20 @@ def check_doc(path, src, start=None, end=None):
                 untraced.append(Finding(no, x, "; ".join(problems), f"derived: {x} = {a} {op} {b}"))
             else:
                 declared.add(abs(nx.value))
+        missing = set()
         for n in group.numbers:
             if not traced(n) and abs(n.value) not in declared:
                 untraced.append(Finding(n.line_no, n.text, "not in the sources", n.line))
+                missing.add((n.line_no, n.text))
+        # A mean and its interval, each traced, must also come from one line of one source: three
+        # numbers found in three different places are a slip (a neighbouring row's bound, say).
+        for trio, no in group.intervals():
+            if any((no, n.text) in missing for n in trio):
+                continue
+            if not (src.together(trio) or (trio[0].percent_ok and src.together(trio, 0.01, 2))):
+                written = f"{trio[0].text} [{trio[1].text}, {trio[2].text}]"
+                untraced.append(Finding(no, written, "not written together in any line of the sources",
+                                        next((n.line for n in group.numbers if n.line_no == no), "")))
     return sorted(untraced, key=lambda f: f.line_no)
 
 

@@ -65,6 +65,9 @@ try:
         "|---|---|---|",                                                       # 13
         "| limuon | 1.3789 | -1.96 [-2.46, -1.45] |",                          # 14
         "| range | 1.3122-1.3229 | – |",                                        # 15
+        "",                                                                    # 16
+        "An interval across lines: 1.3122 ± 0.0067, CI [1.3016,",               # 17
+        "1.3229], and +0.0666, CI [+0.0633, +0.0700].",                       # 18
         "",
     ]))
     r = run("--sources", src, good)
@@ -89,6 +92,7 @@ try:
         "|---|---|---|",                                                       # 14
         "| limuon | 1.3789 | -1.96 |",                                         # 15 column not a percentage
         "A sign in U+2212: \u22120.0666 flipped, \u22120.0196 right.",            # 16
+        "A mean with another row's bound: 1.3122 [1.3016, 1.3789].",          # 17
         "",
     ]))
     r = run("--sources", src, bad)
@@ -102,7 +106,8 @@ try:
                                (10, "0.068", "wrong arithmetic"), (11, "0.101", "an untraced operand"),
                                (12, "0.202", "a malformed derivation"),
                                (15, "-1.96", "a percentage in a column that does not say so"),
-                               (16, "\u22120.0666", "a flipped sign written U+2212")]:
+                               (16, "\u22120.0666", "a flipped sign written U+2212"),
+                               (17, "1.3122 [1.3016, 1.3789]", "an interval whose numbers are not from one line")]:
         check(f"bad document: {what} ({number}, line {line}) listed", (line, number) in got, r.stdout)
     check("bad document: the traced 1.3789 and \u22120.0196 not listed",
           not any(n in ("1.3789", "\u22120.0196") for _, n in got), r.stdout)
