@@ -10,7 +10,7 @@ set ylabel 'validation loss'
 set yrange [*:*]
 
 set output 'val_loss_vs_samples.png'
-set title 'Validation loss vs samples (mean ± std over 4 seeds, each config at its best lr; budget 16000 samples)'
+set title 'Validation loss vs samples (mean ± std over 1-4 seeds, each config at its best lr; budget 16000 samples)'
 set xlabel 'training samples'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon (lr 0.01)', \
@@ -22,11 +22,12 @@ plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 6 using 2:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.8 title 'limuon-approx (lr 0.01)', \
      'curves.dat' index 7 using 2:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.8 title 'limuon-preset-paper (lr 0.04)', \
      'curves.dat' index 8 using 2:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.8 title 'muon-mvr1 (lr 0.002)', \
-     'curves.dat' index 9 using 2:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.8 title 'muoneq (lr 0.002)'
+     'curves.dat' index 9 using 2:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.8 title 'muoneq (lr 0.002)', \
+     'curves.dat' index 10 using 2:5:6 with yerrorlines lw 2 lc rgb '#000000' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-approx (lr 0.005)'
 unset output
 
 set output 'val_loss_vs_grad_evals.png'
-set title 'Validation loss vs gradient evaluations (mean ± std over 4 seeds; LiMuon storm=exact spends 2 per step)'
+set title 'Validation loss vs gradient evaluations (mean ± std over 1-4 seeds; LiMuon storm=exact spends 2 per step)'
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon (lr 0.01)', \
@@ -38,11 +39,12 @@ plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 6 using 3:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.8 title 'limuon-approx (lr 0.01)', \
      'curves.dat' index 7 using 3:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.8 title 'limuon-preset-paper (lr 0.04)', \
      'curves.dat' index 8 using 3:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.8 title 'muon-mvr1 (lr 0.002)', \
-     'curves.dat' index 9 using 3:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.8 title 'muoneq (lr 0.002)'
+     'curves.dat' index 9 using 3:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.8 title 'muoneq (lr 0.002)', \
+     'curves.dat' index 10 using 3:5:6 with yerrorlines lw 2 lc rgb '#000000' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-approx (lr 0.005)'
 unset output
 
 set output 'val_loss_vs_seconds.png'
-set title 'Validation loss vs wall-clock time (mean ± std over 4 seeds)'
+set title 'Validation loss vs wall-clock time (mean ± std over 1-4 seeds)'
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon (lr 0.01)', \
@@ -54,7 +56,8 @@ plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 6 using 4:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.8 title 'limuon-approx (lr 0.01)', \
      'curves.dat' index 7 using 4:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.8 title 'limuon-preset-paper (lr 0.04)', \
      'curves.dat' index 8 using 4:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.8 title 'muon-mvr1 (lr 0.002)', \
-     'curves.dat' index 9 using 4:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.8 title 'muoneq (lr 0.002)'
+     'curves.dat' index 9 using 4:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.8 title 'muoneq (lr 0.002)', \
+     'curves.dat' index 10 using 4:5:6 with yerrorlines lw 2 lc rgb '#000000' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-approx (lr 0.005)'
 unset output
 
 if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
@@ -63,7 +66,7 @@ if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
   set terminal png size 1800,600 noenhanced
 }
 set output 'val_loss_overview.png'
-set multiplot layout 1,3 title 'Validation loss, one line per optimizer (mean ± std over 4 seeds, each config at its best lr; budget 16000 samples)'
+set multiplot layout 1,3 title 'Validation loss, one line per optimizer (mean ± std over 1-4 seeds, each config at its best lr; budget 16000 samples)'
 set ylabel 'validation loss (nats per token)'
 set title ''
 set xlabel 'training samples (sequences)'
@@ -76,7 +79,8 @@ plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 6 using 2:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.6 title 'limuon-approx (lr 0.01)', \
      'curves.dat' index 7 using 2:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-preset-paper (lr 0.04)', \
      'curves.dat' index 8 using 2:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.6 title 'muon-mvr1 (lr 0.002)', \
-     'curves.dat' index 9 using 2:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.6 title 'muoneq (lr 0.002)'
+     'curves.dat' index 9 using 2:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.6 title 'muoneq (lr 0.002)', \
+     'curves.dat' index 10 using 2:5:6 with yerrorlines lw 2 lc rgb '#000000' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-approx (lr 0.005)'
 set title ''
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon (lr 0.01)', \
@@ -88,7 +92,8 @@ plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 6 using 3:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.6 title 'limuon-approx (lr 0.01)', \
      'curves.dat' index 7 using 3:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-preset-paper (lr 0.04)', \
      'curves.dat' index 8 using 3:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.6 title 'muon-mvr1 (lr 0.002)', \
-     'curves.dat' index 9 using 3:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.6 title 'muoneq (lr 0.002)'
+     'curves.dat' index 9 using 3:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.6 title 'muoneq (lr 0.002)', \
+     'curves.dat' index 10 using 3:5:6 with yerrorlines lw 2 lc rgb '#000000' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-approx (lr 0.005)'
 set title ''
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon (lr 0.01)', \
@@ -100,7 +105,8 @@ plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 6 using 4:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.6 title 'limuon-approx (lr 0.01)', \
      'curves.dat' index 7 using 4:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-preset-paper (lr 0.04)', \
      'curves.dat' index 8 using 4:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.6 title 'muon-mvr1 (lr 0.002)', \
-     'curves.dat' index 9 using 4:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.6 title 'muoneq (lr 0.002)'
+     'curves.dat' index 9 using 4:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.6 title 'muoneq (lr 0.002)', \
+     'curves.dat' index 10 using 4:5:6 with yerrorlines lw 2 lc rgb '#000000' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-approx (lr 0.005)'
 unset multiplot
 unset output
 set ylabel 'validation loss'
@@ -115,7 +121,7 @@ set output 'memory.png'
 set multiplot layout 1,2 title 'Memory per optimizer (each config at its best lr, mean over seeds)'
 set style fill solid 0.6 border -1
 set boxwidth 0.6
-set xrange [-0.6:9.6]
+set xrange [-0.6:10.6]
 set yrange [0:*]
 set xtics rotate by -30 nomirror
 set key off
