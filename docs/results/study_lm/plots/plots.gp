@@ -23,7 +23,7 @@ plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 7 using 2:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.8 title 'limuon-preset-paper (lr 0.04)', \
      'curves.dat' index 8 using 2:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.8 title 'muon-mvr1 (lr 0.002)', \
      'curves.dat' index 9 using 2:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.8 title 'muoneq (lr 0.002)', \
-     'curves.dat' index 10 using 2:5:6 with yerrorlines lw 2 lc rgb '#000000' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-approx (lr 0.005)'
+     'curves.dat' index 10 using 2:5:6 with yerrorlines lw 2 lc rgb '#000000' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-approx (lr 0.01)'
 unset output
 
 set output 'val_loss_vs_grad_evals.png'
@@ -40,7 +40,7 @@ plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 7 using 3:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.8 title 'limuon-preset-paper (lr 0.04)', \
      'curves.dat' index 8 using 3:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.8 title 'muon-mvr1 (lr 0.002)', \
      'curves.dat' index 9 using 3:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.8 title 'muoneq (lr 0.002)', \
-     'curves.dat' index 10 using 3:5:6 with yerrorlines lw 2 lc rgb '#000000' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-approx (lr 0.005)'
+     'curves.dat' index 10 using 3:5:6 with yerrorlines lw 2 lc rgb '#000000' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-approx (lr 0.01)'
 unset output
 
 set output 'val_loss_vs_seconds.png'
@@ -57,7 +57,7 @@ plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 7 using 4:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.8 title 'limuon-preset-paper (lr 0.04)', \
      'curves.dat' index 8 using 4:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.8 title 'muon-mvr1 (lr 0.002)', \
      'curves.dat' index 9 using 4:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.8 title 'muoneq (lr 0.002)', \
-     'curves.dat' index 10 using 4:5:6 with yerrorlines lw 2 lc rgb '#000000' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-approx (lr 0.005)'
+     'curves.dat' index 10 using 4:5:6 with yerrorlines lw 2 lc rgb '#000000' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-approx (lr 0.01)'
 unset output
 
 if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
@@ -80,7 +80,7 @@ plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 7 using 2:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-preset-paper (lr 0.04)', \
      'curves.dat' index 8 using 2:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.6 title 'muon-mvr1 (lr 0.002)', \
      'curves.dat' index 9 using 2:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.6 title 'muoneq (lr 0.002)', \
-     'curves.dat' index 10 using 2:5:6 with yerrorlines lw 2 lc rgb '#000000' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-approx (lr 0.005)'
+     'curves.dat' index 10 using 2:5:6 with yerrorlines lw 2 lc rgb '#000000' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-approx (lr 0.01)'
 set title ''
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon (lr 0.01)', \
@@ -93,7 +93,7 @@ plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 7 using 3:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-preset-paper (lr 0.04)', \
      'curves.dat' index 8 using 3:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.6 title 'muon-mvr1 (lr 0.002)', \
      'curves.dat' index 9 using 3:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.6 title 'muoneq (lr 0.002)', \
-     'curves.dat' index 10 using 3:5:6 with yerrorlines lw 2 lc rgb '#000000' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-approx (lr 0.005)'
+     'curves.dat' index 10 using 3:5:6 with yerrorlines lw 2 lc rgb '#000000' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-approx (lr 0.01)'
 set title ''
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon (lr 0.01)', \
@@ -106,7 +106,7 @@ plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 7 using 4:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-preset-paper (lr 0.04)', \
      'curves.dat' index 8 using 4:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.6 title 'muon-mvr1 (lr 0.002)', \
      'curves.dat' index 9 using 4:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.6 title 'muoneq (lr 0.002)', \
-     'curves.dat' index 10 using 4:5:6 with yerrorlines lw 2 lc rgb '#000000' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-approx (lr 0.005)'
+     'curves.dat' index 10 using 4:5:6 with yerrorlines lw 2 lc rgb '#000000' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-approx (lr 0.01)'
 unset multiplot
 unset output
 set ylabel 'validation loss'
@@ -157,13 +157,14 @@ plot 'lr_sweep.dat' index 0 using 1:2:3 with yerrorlines lw 2 lc rgb '#1f77b4' p
      'lr_sweep.dat' index 7 using 1:2:3 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 title 'limuon-preset-paper', \
      'lr_sweep.dat' index 8 using 1:2:3 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 title 'muon-mvr1', \
      'lr_sweep.dat' index 9 using 1:2:3 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 title 'muoneq', \
-     'lr_sweep.dat' index 10 using 1:2:3 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 5 dt 2 title 'limuon-exact-beta0.3', \
-     'lr_sweep.dat' index 11 using 1:2:3 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 11 dt 4 title 'limuon-exact-beta0.6', \
-     'lr_sweep.dat' index 12 using 1:2:3 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 13 dt 5 title 'limuon-exact-beta1', \
-     'lr_sweep.dat' index 13 using 1:2:3 with yerrorlines lw 2 lc rgb '#2ca02c' pt 5 dt 2 title 'limuon-light-r32-exact-beta0.3', \
-     'lr_sweep.dat' index 14 using 1:2:3 with yerrorlines lw 2 lc rgb '#2ca02c' pt 11 dt 4 title 'limuon-light-r32-exact-beta0.6', \
-     'lr_sweep.dat' index 15 using 1:2:3 with yerrorlines lw 2 lc rgb '#2ca02c' pt 13 dt 5 title 'limuon-light-r32-exact-beta1', \
-     'lr_sweep.dat' index 16 using 1:2:3 with yerrorlines lw 2 lc rgb '#9467bd' pt 9 dt 3 title 'limuon-light-r8-exact-beta1'
+     'lr_sweep.dat' index 10 using 1:2:3 with yerrorlines lw 2 lc rgb '#000000' pt 7 dt 1 title 'limuon-light-r32-approx', \
+     'lr_sweep.dat' index 11 using 1:2:3 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 5 dt 2 title 'limuon-exact-beta0.3', \
+     'lr_sweep.dat' index 12 using 1:2:3 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 11 dt 4 title 'limuon-exact-beta0.6', \
+     'lr_sweep.dat' index 13 using 1:2:3 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 13 dt 5 title 'limuon-exact-beta1', \
+     'lr_sweep.dat' index 14 using 1:2:3 with yerrorlines lw 2 lc rgb '#2ca02c' pt 5 dt 2 title 'limuon-light-r32-exact-beta0.3', \
+     'lr_sweep.dat' index 15 using 1:2:3 with yerrorlines lw 2 lc rgb '#2ca02c' pt 11 dt 4 title 'limuon-light-r32-exact-beta0.6', \
+     'lr_sweep.dat' index 16 using 1:2:3 with yerrorlines lw 2 lc rgb '#2ca02c' pt 13 dt 5 title 'limuon-light-r32-exact-beta1', \
+     'lr_sweep.dat' index 17 using 1:2:3 with yerrorlines lw 2 lc rgb '#9467bd' pt 9 dt 3 title 'limuon-light-r8-exact-beta1'
 unset output
 unset logscale x
 
