@@ -10,7 +10,7 @@ set ylabel 'validation loss'
 set yrange [*:*]
 
 set output 'val_loss_vs_samples.png'
-set title 'Validation loss vs samples (mean ± std over 4 seeds, each config at its best lr; budget 16000 samples)'
+set title 'Validation loss vs samples (mean ± std over 1-4 seeds, each config at its best lr; budget 16000 samples)'
 set xlabel 'training samples'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon-b4 (lr 0.005)', \
@@ -19,11 +19,12 @@ plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 3 using 2:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.8 title 'muon-b16 (lr 0.01)', \
      'curves.dat' index 4 using 2:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.8 title 'limuon-exact-b16 (lr 0.04)', \
      'curves.dat' index 5 using 2:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 9 dt 3 ps 0.8 title 'limuon-light-r32-exact-b16-beta1 (lr 0.08)', \
-     'curves.dat' index 6 using 2:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.8 title 'muon-b64 (lr 0.02)'
+     'curves.dat' index 6 using 2:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.8 title 'muon-b64 (lr 0.02)', \
+     'curves.dat' index 7 using 2:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.8 title 'limuon-exact-b64 (lr 0.01)'
 unset output
 
 set output 'val_loss_vs_grad_evals.png'
-set title 'Validation loss vs gradient evaluations (mean ± std over 4 seeds; LiMuon storm=exact spends 2 per step)'
+set title 'Validation loss vs gradient evaluations (mean ± std over 1-4 seeds; LiMuon storm=exact spends 2 per step)'
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon-b4 (lr 0.005)', \
@@ -32,11 +33,12 @@ plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 3 using 3:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.8 title 'muon-b16 (lr 0.01)', \
      'curves.dat' index 4 using 3:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.8 title 'limuon-exact-b16 (lr 0.04)', \
      'curves.dat' index 5 using 3:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 9 dt 3 ps 0.8 title 'limuon-light-r32-exact-b16-beta1 (lr 0.08)', \
-     'curves.dat' index 6 using 3:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.8 title 'muon-b64 (lr 0.02)'
+     'curves.dat' index 6 using 3:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.8 title 'muon-b64 (lr 0.02)', \
+     'curves.dat' index 7 using 3:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.8 title 'limuon-exact-b64 (lr 0.01)'
 unset output
 
 set output 'val_loss_vs_seconds.png'
-set title 'Validation loss vs wall-clock time (mean ± std over 4 seeds)'
+set title 'Validation loss vs wall-clock time (mean ± std over 1-4 seeds)'
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon-b4 (lr 0.005)', \
@@ -45,7 +47,8 @@ plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 3 using 4:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.8 title 'muon-b16 (lr 0.01)', \
      'curves.dat' index 4 using 4:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.8 title 'limuon-exact-b16 (lr 0.04)', \
      'curves.dat' index 5 using 4:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 9 dt 3 ps 0.8 title 'limuon-light-r32-exact-b16-beta1 (lr 0.08)', \
-     'curves.dat' index 6 using 4:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.8 title 'muon-b64 (lr 0.02)'
+     'curves.dat' index 6 using 4:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.8 title 'muon-b64 (lr 0.02)', \
+     'curves.dat' index 7 using 4:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.8 title 'limuon-exact-b64 (lr 0.01)'
 unset output
 
 if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
@@ -54,7 +57,7 @@ if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
   set terminal png size 1800,600 noenhanced
 }
 set output 'val_loss_overview.png'
-set multiplot layout 1,3 title 'Validation loss, one line per optimizer (mean ± std over 4 seeds, each config at its best lr; budget 16000 samples)'
+set multiplot layout 1,3 title 'Validation loss, one line per optimizer (mean ± std over 1-4 seeds, each config at its best lr; budget 16000 samples)'
 set ylabel 'validation loss (nats per token)'
 set title ''
 set xlabel 'training samples (sequences)'
@@ -64,7 +67,8 @@ plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 3 using 2:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.6 title 'muon-b16 (lr 0.01)', \
      'curves.dat' index 4 using 2:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.6 title 'limuon-exact-b16 (lr 0.04)', \
      'curves.dat' index 5 using 2:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 9 dt 3 ps 0.6 title 'limuon-light-r32-exact-b16-beta1 (lr 0.08)', \
-     'curves.dat' index 6 using 2:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.6 title 'muon-b64 (lr 0.02)'
+     'curves.dat' index 6 using 2:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.6 title 'muon-b64 (lr 0.02)', \
+     'curves.dat' index 7 using 2:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-exact-b64 (lr 0.01)'
 set title ''
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon-b4 (lr 0.005)', \
@@ -73,7 +77,8 @@ plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 3 using 3:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.6 title 'muon-b16 (lr 0.01)', \
      'curves.dat' index 4 using 3:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.6 title 'limuon-exact-b16 (lr 0.04)', \
      'curves.dat' index 5 using 3:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 9 dt 3 ps 0.6 title 'limuon-light-r32-exact-b16-beta1 (lr 0.08)', \
-     'curves.dat' index 6 using 3:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.6 title 'muon-b64 (lr 0.02)'
+     'curves.dat' index 6 using 3:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.6 title 'muon-b64 (lr 0.02)', \
+     'curves.dat' index 7 using 3:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-exact-b64 (lr 0.01)'
 set title ''
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon-b4 (lr 0.005)', \
@@ -82,7 +87,8 @@ plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 3 using 4:5:6 with yerrorlines lw 2 lc rgb '#d62728' pt 7 dt 1 ps 0.6 title 'muon-b16 (lr 0.01)', \
      'curves.dat' index 4 using 4:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.6 title 'limuon-exact-b16 (lr 0.04)', \
      'curves.dat' index 5 using 4:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 9 dt 3 ps 0.6 title 'limuon-light-r32-exact-b16-beta1 (lr 0.08)', \
-     'curves.dat' index 6 using 4:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.6 title 'muon-b64 (lr 0.02)'
+     'curves.dat' index 6 using 4:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.6 title 'muon-b64 (lr 0.02)', \
+     'curves.dat' index 7 using 4:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-exact-b64 (lr 0.01)'
 unset multiplot
 unset output
 set ylabel 'validation loss'
@@ -97,7 +103,7 @@ set output 'memory.png'
 set multiplot layout 1,2 title 'Memory per optimizer (each config at its best lr, mean over seeds)'
 set style fill solid 0.6 border -1
 set boxwidth 0.6
-set xrange [-0.6:6.6]
+set xrange [-0.6:7.6]
 set yrange [0:*]
 set xtics rotate by -30 nomirror
 set key off
