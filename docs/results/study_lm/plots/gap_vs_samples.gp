@@ -18,5 +18,6 @@ plot 'gap_vs_samples.dat' index 0 using 1:2:3 with yerrorlines lw 2 ps 0.6 lc rg
      'gap_vs_samples.dat' index 5 using 1:2:3 with yerrorlines lw 2 ps 0.6 lc rgb '#8c564b' dt 1 pt 7 title 'limuon-approx', \
      'gap_vs_samples.dat' index 6 using 1:2:3 with yerrorlines lw 2 ps 0.6 lc rgb '#e377c2' dt 1 pt 7 title 'limuon-preset-paper', \
      'gap_vs_samples.dat' index 7 using 1:2:3 with yerrorlines lw 2 ps 0.6 lc rgb '#7f7f7f' dt 1 pt 7 title 'muon-mvr1', \
-     'gap_vs_samples.dat' index 8 using 1:2:3 with yerrorlines lw 2 ps 0.6 lc rgb '#bcbd22' dt 1 pt 7 title 'muoneq'
+     'gap_vs_samples.dat' index 8 using 1:2:3 with yerrorlines lw 2 ps 0.6 lc rgb '#bcbd22' dt 1 pt 7 title 'muoneq', \
+     'gap_vs_samples.dat' index 9 using 1:2:3 with yerrorlines lw 2 ps 0.6 lc rgb '#17becf' dt 1 pt 7 title 'limuon-light-r32-approx'
 unset output
