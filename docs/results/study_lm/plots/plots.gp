@@ -10,7 +10,7 @@ set ylabel 'validation loss'
 set yrange [*:*]
 
 set output 'val_loss_vs_samples.png'
-set title 'Validation loss vs samples (mean ± std over 3-4 seeds, each config at its best lr; budget 16000 samples)'
+set title 'Validation loss vs samples (mean ± std over 4 seeds, each config at its best lr; budget 16000 samples)'
 set xlabel 'training samples'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon (lr 0.01)', \
@@ -27,7 +27,7 @@ plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
 unset output
 
 set output 'val_loss_vs_grad_evals.png'
-set title 'Validation loss vs gradient evaluations (mean ± std over 3-4 seeds; LiMuon storm=exact spends 2 per step)'
+set title 'Validation loss vs gradient evaluations (mean ± std over 4 seeds; LiMuon storm=exact spends 2 per step)'
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon (lr 0.01)', \
@@ -44,7 +44,7 @@ plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
 unset output
 
 set output 'val_loss_vs_seconds.png'
-set title 'Validation loss vs wall-clock time (mean ± std over 3-4 seeds)'
+set title 'Validation loss vs wall-clock time (mean ± std over 4 seeds)'
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon (lr 0.01)', \
@@ -66,7 +66,7 @@ if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
   set terminal png size 1800,600 noenhanced
 }
 set output 'val_loss_overview.png'
-set multiplot layout 1,3 title 'Validation loss, one line per optimizer (mean ± std over 3-4 seeds, each config at its best lr; budget 16000 samples)'
+set multiplot layout 1,3 title 'Validation loss, one line per optimizer (mean ± std over 4 seeds, each config at its best lr; budget 16000 samples)'
 set ylabel 'validation loss (nats per token)'
 set title ''
 set xlabel 'training samples (sequences)'
