@@ -39,6 +39,35 @@ def check(name, cond, detail=""):
 
 
 
+def run_set(d):
+    """The (config, lr, seed) of every run directory under a comparison's runs/."""
+    rd = os.path.join(d, "runs")
+    return {(cfg, float(lr[2:]), int(sd[4:])) for cfg in os.listdir(rd)
+            for lr in os.listdir(os.path.join(rd, cfg)) for sd in os.listdir(os.path.join(rd, cfg, lr))}
+
+
+def check_resumed_search(label, spec_path, full_out, full_stdout, first):
+    """Interrupt a fresh copy of a finished comparison inside the first run the search added beyond
+    its starting plan (`first(config, lr)` picks it from the full run's progress lines), run it again,
+    and check it resumes that run and ends with the same runs: an unfinished run must not steer the
+    search (a restarted study once dropped its interrupted lr-walk run and tuned on without it)."""
+    lines = [l for l in full_stdout.splitlines() if l.startswith("[")]
+    k = next((i for i, l in enumerate(lines) if (m := re.match(r"\[\d+/\d+\] (\S+) lr (\S+) seed", l)) and
+              first(m.group(1), float(m.group(2)))), None)
+    check(f"{label}: the full run's progress names the search's first candidate", k is not None and k > 0, full_stdout)
+    if not k:
+        return
+    d = full_out + "-resumed"
+    r = run(["compare", "--spec", spec_path, "--out", d, "--stop-after-runs", str(k), "--stop-after-steps", "2"])
+    check(f"{label}: interrupted inside the candidate", r.returncode == 0 and "stopped after step 2" in r.stdout,
+          r.stdout[-3000:] + r.stderr)
+    r = run(["compare", "--spec", spec_path, "--out", d])
+    check(f"{label}: run again, the interrupted candidate resumes", r.returncode == 0 and "resuming from step 2" in r.stdout,
+          r.stdout[-3000:] + r.stderr)
+    check(f"{label}: run again, the search ends with the uninterrupted one's runs", run_set(d) == run_set(full_out),
+          (sorted(run_set(d)), sorted(run_set(full_out))))
+
+
 def is_png(path):
     if not os.path.isfile(path) or os.path.getsize(path) < 1000:
         return False
@@ -699,6 +728,7 @@ check("tune_extend runs exactly the candidates the rule asks for, then the seeds
       found == {(c, lr, 0) for c, lr in tried} | {(lead[0], lead[1], 1)} and None not in tried.values(), (sorted(found), tried))
 check("tune_extend went beyond the tuned range, and only on the winning side",
       ("aw-warmup100", base_lr, 0) in found and not any(c == "aw-warmup3000" for c, _, _ in found), sorted(found))
+check_resumed_search("tune_extend", te_path, te_out, r.stdout, lambda cfg, lr: cfg in ("aw-warmup100", "aw-warmup30", "aw-warmup3000"))
 te_rep = json.load(open(os.path.join(te_out, "report.json")))
 check("report: the tuned-flags rows are the values run", sorted(t["value"] for t in te_rep["tuned"]) == sorted(at_base) and
       all(close(t["final_val_loss"]["mean"], at_base[t["value"]]) for t in te_rep["tuned"]), te_rep["tuned"])
@@ -777,6 +807,7 @@ found = {(float(d[2:]), int(sd[4:])) for d in os.listdir(os.path.join(ext_out, "
 check("extend_lrs runs the candidates the rule asks for, then the seeds at the best",
       found == {(lr, 0) for lr in tried} | {(best, 1)} and None not in tried.values(), (sorted(found), tried))
 check("extend_lrs went beyond the grid", len(tried) > 2, tried)
+check_resumed_search("extend_lrs", ext_path, ext_out, r.stdout, lambda cfg, lr: lr not in (0.001, 0.002))
 ext_rep = json.load(open(os.path.join(ext_out, "report.json")))
 edge = best in (min(tried), max(tried))
 sel_row = [x for x in ext_rep["sweep"] if x["selected"]]

@@ -1278,7 +1278,9 @@ struct Plan {
 //     it too, and a value that takes the lead there walks the lr grid in turn;
 //  3. once a group's tuning is settled, the other seeds at its choice (config and lr).
 // The choice picks the lowest mean validation loss (final, or best with "select": "best") over the
-// sweep seeds, preferring lrs whose sweep runs all finished with a finite loss.
+// sweep seeds, preferring lrs whose sweep runs all finished with a finite loss. A run an earlier
+// invocation started and did not finish steers none of these steps: the search wants it again when
+// it reaches it, and it resumes from its checkpoint.
 Plan plan_state(const Spec& spec, const std::vector<Run>& runs, const std::vector<RunResult>& results,
                 const std::set<size_t>& attempted = {}) {
   const std::string key = spec.select == "best" ? "best_val_loss" : "final_val_loss";
@@ -1299,6 +1301,16 @@ Plan plan_state(const Spec& spec, const std::vector<Run>& runs, const std::vecto
   auto considered = [&](const ConfigSpec* c, double lr) {
     bool k = false;
     sweep_runs(c, lr, [&](size_t i) { k = k || p.want[i] || results[i].status != "missing"; });
+    return k;
+  };
+  // Whether the tuning has tried config c at lr: planned now, or finished. A run an earlier
+  // invocation started but did not finish (interrupted, or failed) is not a point of the search:
+  // counting it would end an lr walk or a flag's extension at a value with no result, and the
+  // comparison would drop that run and tune on without it; left out, the search reaches it again
+  // and it resumes (or reruns) like any pending run.
+  auto tried_at = [&](const ConfigSpec* c, double lr) {
+    bool k = false;
+    sweep_runs(c, lr, [&](size_t i) { k = k || p.want[i] || results[i].status == "done"; });
     return k;
   };
   auto choose = [&](const ConfigSpec& c, std::map<double, Stat>* stats) {
@@ -1350,7 +1362,7 @@ Plan plan_state(const Spec& spec, const std::vector<Run>& runs, const std::vecto
       if (std::isnan(best.lr)) break;
       std::vector<double> tried, below, above;
       for (double lr : b.lrs)
-        if (considered(&b, lr)) tried.push_back(lr);
+        if (tried_at(&b, lr)) tried.push_back(lr);
       const double lo = *std::min_element(tried.begin(), tried.end()), hi = *std::max_element(tried.begin(), tried.end());
       double next = NAN;
       for (size_t k = b.grid; k < b.lrs.size(); ++k) {
@@ -1388,7 +1400,7 @@ Plan plan_state(const Spec& spec, const std::vector<Run>& runs, const std::vecto
         for (const auto& m : spec.configs) {
           if (m.group != g || !(&m == &spec.configs[g] || m.tuned == flag)) continue;
           const json v = config_flag(spec, m, flag);
-          if (&m != &spec.configs[g] && !considered(&m, base.lr)) {
+          if (&m != &spec.configs[g] && !tried_at(&m, base.lr)) {
             if (m.extra) beyond.push_back({v.get<double>(), NAN, &m});
             continue;
           }
@@ -1440,7 +1452,7 @@ Plan plan_state(const Spec& spec, const std::vector<Run>& runs, const std::vecto
         if (nb < grid.size()) want(lead.config, grid[nb]);
       if (waiting) break;
       if (!added && lead.lr != base.lr)
-        for (const ConfigSpec* c : flag_neighbours(spec, *lead.config, [&](const ConfigSpec* m) { return considered(m, base.lr); }))
+        for (const ConfigSpec* c : flag_neighbours(spec, *lead.config, [&](const ConfigSpec* m) { return tried_at(m, base.lr); }))
           want(c, lead.lr);
       if (!added || waiting) break;
     }
