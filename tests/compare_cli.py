@@ -633,6 +633,25 @@ r2 = run(["compare", "--spec", write(os.path.join(TMP, "many.json"), many_spec),
 many_plots = plot_styles(open(os.path.join(many_out, "plots", "plots.gp")).read()) if r2.returncode == 0 else []
 check("twelve configs get twelve styles in each plot", len(many_plots) >= 3 and
       all(len(p) == 12 and len({st for st, _ in p}) == 12 for p in many_plots), (r2.stdout[-1500:] + r2.stderr, many_plots))
+
+
+def key_placements(gp):
+    """The key setting each plot command of a plots.gp draws under (the last `set key` before it)."""
+    key, out = "default (inside)", []
+    for line in gp.splitlines():
+        if line.startswith("set key"):
+            key = line
+        elif line.startswith("plot "):
+            out.append(key)
+    return out
+
+
+# The key stands outside the axes, never over a curve: a study's dozen configs filled the corner a
+# key inside takes (issue 19's LM plot hid part of a curve). In the overview only the last panel has one.
+many_gp = open(os.path.join(many_out, "plots", "plots.gp")).read() if r2.returncode == 0 else ""
+keys = [k for k in key_placements(many_gp) if k != "set key off"]
+check("plot keys stand outside the axes", len(keys) >= 4 and all(" outside " in k or " at screen " in k for k in keys) and
+      sum(" at screen " in k for k in keys) == 1, key_placements(many_gp))
 r2 = run(["compare", "--spec", tune_path, "--out", tune_out])
 check("a finished tuning reruns nothing", r2.returncode == 0 and "0 runs executed" in r2.stdout, r2.stdout[-2000:] + r2.stderr)
 # timing.json without a figure for a variant: one whose tuned flag leaves the arithmetic alone (beta,

@@ -1,11 +1,11 @@
 # limuon compare: plots of study_vit (run: gnuplot plots.gp in this directory)
 if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
-  set terminal pngcairo size 1000,640 font 'Sans,11' noenhanced
+  set terminal pngcairo size 1300,640 font 'Sans,11' noenhanced
 } else {
-  set terminal png size 1000,640 noenhanced
+  set terminal png size 1300,640 noenhanced
 }
 set grid
-set key top right box opaque
+set key outside right top Left reverse box width 2
 set ylabel 'validation loss'
 set yrange [*:*]
 
@@ -58,13 +58,14 @@ plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
 unset output
 
 if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
-  set terminal pngcairo size 1800,600 font 'Sans,10' noenhanced
+  set terminal pngcairo size 2100,600 font 'Sans,10' noenhanced
 } else {
-  set terminal png size 1800,600 noenhanced
+  set terminal png size 2100,600 noenhanced
 }
 set output 'val_loss_overview.png'
-set multiplot layout 1,3 title 'Validation loss, one line per optimizer (mean ± std over 4 seeds, each config at its best lr; budget 180000 samples)'
+set multiplot layout 1,3 margins 0.04,0.81,0.14,0.89 spacing 0.045,0 title 'Validation loss, one line per optimizer (mean ± std over 4 seeds, each config at its best lr; budget 180000 samples)'
 set ylabel 'validation loss (nats per token)'
+set key off
 set title ''
 set xlabel 'training samples (sequences)'
 plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon (lr 0.0025)', \
@@ -77,6 +78,7 @@ plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 7 using 2:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-preset-paper (lr 0.005)', \
      'curves.dat' index 8 using 2:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.6 title 'muon-mvr1 (lr 0.001)', \
      'curves.dat' index 9 using 2:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.6 title 'muoneq (lr 0.002)'
+set key off
 set title ''
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon (lr 0.0025)', \
@@ -89,6 +91,7 @@ plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 7 using 3:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-preset-paper (lr 0.005)', \
      'curves.dat' index 8 using 3:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.6 title 'muon-mvr1 (lr 0.001)', \
      'curves.dat' index 9 using 3:5:6 with yerrorlines lw 2 lc rgb '#17becf' pt 7 dt 1 ps 0.6 title 'muoneq (lr 0.002)'
+set key at screen 0.82,0.89 left top Left reverse box width 2
 set title ''
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon (lr 0.0025)', \
@@ -104,11 +107,12 @@ plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
 unset multiplot
 unset output
 set ylabel 'validation loss'
+set key outside right top Left reverse box width 2
 
 if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
-  set terminal pngcairo size 1000,640 font 'Sans,11' noenhanced
+  set terminal pngcairo size 1300,640 font 'Sans,11' noenhanced
 } else {
-  set terminal png size 1000,640 noenhanced
+  set terminal png size 1300,640 noenhanced
 }
 
 set output 'val_accuracy_vs_samples.png'
@@ -146,7 +150,7 @@ unset multiplot
 unset output
 set xtics norotate mirror
 set autoscale x
-set key top right box opaque
+set key outside right top Left reverse box width 2
 
 set output 'lr_sweep.png'
 set title 'Learning-rate sweep: final validation loss (1 seed)'
