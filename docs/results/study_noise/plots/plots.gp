@@ -1,11 +1,11 @@
 # limuon compare: plots of study_noise (run: gnuplot plots.gp in this directory)
 if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
-  set terminal pngcairo size 1000,640 font 'Sans,11' noenhanced
+  set terminal pngcairo size 1300,640 font 'Sans,11' noenhanced
 } else {
-  set terminal png size 1000,640 noenhanced
+  set terminal png size 1300,640 noenhanced
 }
 set grid
-set key top right box opaque
+set key outside right top Left reverse box width 2
 set ylabel 'validation loss'
 set yrange [*:*]
 
@@ -52,13 +52,14 @@ plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
 unset output
 
 if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
-  set terminal pngcairo size 1800,600 font 'Sans,10' noenhanced
+  set terminal pngcairo size 2100,600 font 'Sans,10' noenhanced
 } else {
-  set terminal png size 1800,600 noenhanced
+  set terminal png size 2100,600 noenhanced
 }
 set output 'val_loss_overview.png'
-set multiplot layout 1,3 title 'Validation loss, one line per optimizer (mean ± std over 1-4 seeds, each config at its best lr; budget 16000 samples)'
+set multiplot layout 1,3 margins 0.04,0.81,0.14,0.89 spacing 0.045,0 title 'Validation loss, one line per optimizer (mean ± std over 1-4 seeds, each config at its best lr; budget 16000 samples)'
 set ylabel 'validation loss (nats per token)'
+set key off
 set title ''
 set xlabel 'training samples (sequences)'
 plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon-b4 (lr 0.005)', \
@@ -69,6 +70,7 @@ plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 5 using 2:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 9 dt 3 ps 0.6 title 'limuon-light-r32-exact-b16-beta1 (lr 0.08)', \
      'curves.dat' index 6 using 2:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.6 title 'muon-b64 (lr 0.02)', \
      'curves.dat' index 7 using 2:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-exact-b64 (lr 0.04)'
+set key off
 set title ''
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon-b4 (lr 0.005)', \
@@ -79,6 +81,7 @@ plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 5 using 3:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 9 dt 3 ps 0.6 title 'limuon-light-r32-exact-b16-beta1 (lr 0.08)', \
      'curves.dat' index 6 using 3:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.6 title 'muon-b64 (lr 0.02)', \
      'curves.dat' index 7 using 3:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-exact-b64 (lr 0.04)'
+set key at screen 0.82,0.89 left top Left reverse box width 2
 set title ''
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.6 title 'muon-b4 (lr 0.005)', \
@@ -92,11 +95,12 @@ plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
 unset multiplot
 unset output
 set ylabel 'validation loss'
+set key outside right top Left reverse box width 2
 
 if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
-  set terminal pngcairo size 1000,640 font 'Sans,11' noenhanced
+  set terminal pngcairo size 1300,640 font 'Sans,11' noenhanced
 } else {
-  set terminal png size 1000,640 noenhanced
+  set terminal png size 1300,640 noenhanced
 }
 
 set output 'memory.png'
@@ -118,7 +122,7 @@ unset multiplot
 unset output
 set xtics norotate mirror
 set autoscale x
-set key top right box opaque
+set key outside right top Left reverse box width 2
 
 set output 'lr_sweep.png'
 set title 'Learning-rate sweep: final validation loss (1 seed)'
@@ -153,6 +157,7 @@ set key outside right top Left reverse box width 2
 plot 'tune_beta.dat' index 0 using 1:2:3 with yerrorlines lw 2 lc rgb '#ff7f0e' pt 7 dt 1 title 'limuon-exact-b4 (lr 0.02)', \
      'tune_beta.dat' index 1 using 1:2:3 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 title 'limuon-light-r32-exact-b4 (lr 0.02)', \
      'tune_beta.dat' index 2 using 1:2:3 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 title 'limuon-exact-b16 (lr 0.04)', \
-     'tune_beta.dat' index 3 using 1:2:3 with yerrorlines lw 2 lc rgb '#8c564b' pt 7 dt 1 title 'limuon-light-r32-exact-b16 (lr 0.04)'
+     'tune_beta.dat' index 3 using 1:2:3 with yerrorlines lw 2 lc rgb '#8c564b' pt 7 dt 1 title 'limuon-light-r32-exact-b16 (lr 0.04)', \
+     'tune_beta.dat' index 4 using 1:2:3 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 title 'limuon-exact-b64 (lr 0.04)'
 unset output
 unset logscale x
