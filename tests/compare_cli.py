@@ -565,11 +565,7 @@ for base, values, grid in (("aw", {"aw": 1000, "aw-warmup1": 1}, [0.0003, 0.001,
     expect.add((lead[0], lead[1], 1))
     choice[base] = lead
 expect |= {("mu", 0.02, 0), ("mu", 0.02, 1)}
-found = set()
-for cfg in os.listdir(os.path.join(tune_out, "runs")):
-    for lr in os.listdir(os.path.join(tune_out, "runs", cfg)):
-        for sd in os.listdir(os.path.join(tune_out, "runs", cfg, lr)):
-            found.add((cfg, float(lr[2:]), int(sd[4:])))
+found = run_set(tune_out)
 check("tune runs exactly the planned runs", found == expect and all(final_loss(*x) is not None for x in expect),
       (sorted(found - expect), sorted(expect - found)))
 check("the warm-up variant leads and walks the grid", choice["aw"][0] == "aw-warmup1" and
@@ -741,8 +737,7 @@ while True:
 tried = {("aw", lr): te_loss("aw", lr, 0) for lr in grid}
 tried.update({(name[v], base_lr): x for v, x in at_base.items()})
 lead = lr_walk(tried, "aw", grid, te_loss, {name[v]: v for v in name}, base_lr)  # as in 2b
-found = {(cfg, float(lr[2:]), int(sd[4:])) for cfg in os.listdir(os.path.join(te_out, "runs"))
-         for lr in os.listdir(os.path.join(te_out, "runs", cfg)) for sd in os.listdir(os.path.join(te_out, "runs", cfg, lr))}
+found = run_set(te_out)
 check("tune_extend runs exactly the candidates the rule asks for, then the seeds at the choice",
       found == {(c, lr, 0) for c, lr in tried} | {(lead[0], lead[1], 1)} and None not in tried.values(), (sorted(found), tried))
 check("tune_extend went beyond the tuned range, and only on the winning side",
@@ -785,8 +780,7 @@ tried = {("aw", lr): rc_loss("aw", lr, 0) for lr in grid}
 base_lr = min(grid, key=lambda lr: tried[("aw", lr)])
 tried.update({(v, base_lr): rc_loss(v, base_lr, 0) for v in ("aw-warmup1", "aw-warmup2")})
 lead = lr_walk(tried, "aw", grid, rc_loss, values, base_lr)
-found = {(cfg, float(lr[2:]), int(sd[4:])) for cfg in os.listdir(os.path.join(rc_out, "runs"))
-         for lr in os.listdir(os.path.join(rc_out, "runs", cfg)) for sd in os.listdir(os.path.join(rc_out, "runs", cfg, lr))}
+found = run_set(rc_out)
 check("recheck runs exactly what the restated rule asks for", found == {(c, lr, 0) for c, lr in tried} and
       None not in tried.values(), (sorted(found), tried))
 other = ({"aw-warmup1", "aw-warmup2"} - {lead[0]}).pop() if lead[0] != "aw" else None
@@ -821,8 +815,7 @@ while True:
     if nxt is None:
         break
     tried[nxt] = ext_loss(nxt, 0)
-found = {(float(d[2:]), int(sd[4:])) for d in os.listdir(os.path.join(ext_out, "runs", "aw"))
-         for sd in os.listdir(os.path.join(ext_out, "runs", "aw", d))}
+found = {(lr, sd) for cfg, lr, sd in run_set(ext_out) if cfg == "aw"}
 check("extend_lrs runs the candidates the rule asks for, then the seeds at the best",
       found == {(lr, 0) for lr in tried} | {(best, 1)} and None not in tried.values(), (sorted(found), tried))
 check("extend_lrs went beyond the grid", len(tried) > 2, tried)
