@@ -10,7 +10,7 @@ set ylabel 'validation loss'
 set yrange [*:*]
 
 set output 'val_loss_vs_samples.png'
-set title 'Validation loss vs samples (mean ± std over 4 seeds, each config at its best lr; budget 16000 samples)'
+set title 'Validation loss vs samples (mean ± std over 1-4 seeds, each config at its best lr; budget 16000 samples)'
 set xlabel 'training samples'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon-b4 (lr 0.005)', \
@@ -20,11 +20,12 @@ plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 4 using 2:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.8 title 'limuon-exact-b16 (lr 0.04)', \
      'curves.dat' index 5 using 2:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 9 dt 3 ps 0.8 title 'limuon-light-r32-exact-b16-beta1 (lr 0.08)', \
      'curves.dat' index 6 using 2:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.8 title 'muon-b64 (lr 0.02)', \
-     'curves.dat' index 7 using 2:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.8 title 'limuon-exact-b64 (lr 0.04)'
+     'curves.dat' index 7 using 2:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.8 title 'limuon-exact-b64 (lr 0.04)', \
+     'curves.dat' index 8 using 2:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-exact-b64 (lr 0.01)'
 unset output
 
 set output 'val_loss_vs_grad_evals.png'
-set title 'Validation loss vs gradient evaluations (mean ± std over 4 seeds; LiMuon storm=exact spends 2 per step)'
+set title 'Validation loss vs gradient evaluations (mean ± std over 1-4 seeds; LiMuon storm=exact spends 2 per step)'
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon-b4 (lr 0.005)', \
@@ -34,11 +35,12 @@ plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 4 using 3:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.8 title 'limuon-exact-b16 (lr 0.04)', \
      'curves.dat' index 5 using 3:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 9 dt 3 ps 0.8 title 'limuon-light-r32-exact-b16-beta1 (lr 0.08)', \
      'curves.dat' index 6 using 3:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.8 title 'muon-b64 (lr 0.02)', \
-     'curves.dat' index 7 using 3:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.8 title 'limuon-exact-b64 (lr 0.04)'
+     'curves.dat' index 7 using 3:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.8 title 'limuon-exact-b64 (lr 0.04)', \
+     'curves.dat' index 8 using 3:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-exact-b64 (lr 0.01)'
 unset output
 
 set output 'val_loss_vs_seconds.png'
-set title 'Validation loss vs wall-clock time (mean ± std over 4 seeds)'
+set title 'Validation loss vs wall-clock time (mean ± std over 1-4 seeds)'
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon-b4 (lr 0.005)', \
@@ -48,7 +50,8 @@ plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 4 using 4:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.8 title 'limuon-exact-b16 (lr 0.04)', \
      'curves.dat' index 5 using 4:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 9 dt 3 ps 0.8 title 'limuon-light-r32-exact-b16-beta1 (lr 0.08)', \
      'curves.dat' index 6 using 4:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.8 title 'muon-b64 (lr 0.02)', \
-     'curves.dat' index 7 using 4:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.8 title 'limuon-exact-b64 (lr 0.04)'
+     'curves.dat' index 7 using 4:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.8 title 'limuon-exact-b64 (lr 0.04)', \
+     'curves.dat' index 8 using 4:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-exact-b64 (lr 0.01)'
 unset output
 
 if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
@@ -57,7 +60,7 @@ if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
   set terminal png size 2100,600 noenhanced
 }
 set output 'val_loss_overview.png'
-set multiplot layout 1,3 margins 0.04,0.81,0.14,0.89 spacing 0.045,0 title 'Validation loss, one line per optimizer (mean ± std over 4 seeds, each config at its best lr; budget 16000 samples)'
+set multiplot layout 1,3 margins 0.04,0.81,0.14,0.89 spacing 0.045,0 title 'Validation loss, one line per optimizer (mean ± std over 1-4 seeds, each config at its best lr; budget 16000 samples)'
 set ylabel 'validation loss (nats per token)'
 set key off
 set title ''
@@ -69,7 +72,8 @@ plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 4 using 2:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.6 title 'limuon-exact-b16 (lr 0.04)', \
      'curves.dat' index 5 using 2:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 9 dt 3 ps 0.6 title 'limuon-light-r32-exact-b16-beta1 (lr 0.08)', \
      'curves.dat' index 6 using 2:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.6 title 'muon-b64 (lr 0.02)', \
-     'curves.dat' index 7 using 2:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-exact-b64 (lr 0.04)'
+     'curves.dat' index 7 using 2:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-exact-b64 (lr 0.04)', \
+     'curves.dat' index 8 using 2:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-exact-b64 (lr 0.01)'
 set key off
 set title ''
 set xlabel 'gradient evaluations (samples × evaluations per step)'
@@ -80,7 +84,8 @@ plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 4 using 3:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.6 title 'limuon-exact-b16 (lr 0.04)', \
      'curves.dat' index 5 using 3:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 9 dt 3 ps 0.6 title 'limuon-light-r32-exact-b16-beta1 (lr 0.08)', \
      'curves.dat' index 6 using 3:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.6 title 'muon-b64 (lr 0.02)', \
-     'curves.dat' index 7 using 3:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-exact-b64 (lr 0.04)'
+     'curves.dat' index 7 using 3:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-exact-b64 (lr 0.04)', \
+     'curves.dat' index 8 using 3:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-exact-b64 (lr 0.01)'
 set key at screen 0.82,0.89 left top Left reverse box width 2
 set title ''
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
@@ -91,7 +96,8 @@ plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 4 using 4:5:6 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 ps 0.6 title 'limuon-exact-b16 (lr 0.04)', \
      'curves.dat' index 5 using 4:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 9 dt 3 ps 0.6 title 'limuon-light-r32-exact-b16-beta1 (lr 0.08)', \
      'curves.dat' index 6 using 4:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.6 title 'muon-b64 (lr 0.02)', \
-     'curves.dat' index 7 using 4:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-exact-b64 (lr 0.04)'
+     'curves.dat' index 7 using 4:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-exact-b64 (lr 0.04)', \
+     'curves.dat' index 8 using 4:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-exact-b64 (lr 0.01)'
 unset multiplot
 unset output
 set ylabel 'validation loss'
@@ -107,7 +113,7 @@ set output 'memory.png'
 set multiplot layout 1,2 title 'Memory per optimizer (each config at its best lr, mean over seeds)'
 set style fill solid 0.6 border -1
 set boxwidth 0.6
-set xrange [-0.6:7.6]
+set xrange [-0.6:8.6]
 set yrange [0:*]
 set xtics rotate by -30 nomirror
 set key off
