@@ -165,6 +165,7 @@ plot 'tune_beta.dat' index 0 using 1:2:3 with yerrorlines lw 2 lc rgb '#ff7f0e' 
      'tune_beta.dat' index 1 using 1:2:3 with yerrorlines lw 2 lc rgb '#2ca02c' pt 7 dt 1 title 'limuon-light-r32-exact-b4 (lr 0.02)', \
      'tune_beta.dat' index 2 using 1:2:3 with yerrorlines lw 2 lc rgb '#9467bd' pt 7 dt 1 title 'limuon-exact-b16 (lr 0.04)', \
      'tune_beta.dat' index 3 using 1:2:3 with yerrorlines lw 2 lc rgb '#8c564b' pt 7 dt 1 title 'limuon-light-r32-exact-b16 (lr 0.04)', \
-     'tune_beta.dat' index 4 using 1:2:3 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 title 'limuon-exact-b64 (lr 0.04)'
+     'tune_beta.dat' index 4 using 1:2:3 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 title 'limuon-exact-b64 (lr 0.04)', \
+     'tune_beta.dat' index 5 using 1:2:3 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 title 'limuon-light-r32-exact-b64 (lr 0.04)'
 unset output
 unset logscale x
