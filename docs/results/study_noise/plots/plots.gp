@@ -21,7 +21,7 @@ plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 5 using 2:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 9 dt 3 ps 0.8 title 'limuon-light-r32-exact-b16-beta1 (lr 0.08)', \
      'curves.dat' index 6 using 2:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.8 title 'muon-b64 (lr 0.02)', \
      'curves.dat' index 7 using 2:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.8 title 'limuon-exact-b64 (lr 0.04)', \
-     'curves.dat' index 8 using 2:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-exact-b64 (lr 0.04)'
+     'curves.dat' index 8 using 2:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 9 dt 3 ps 0.8 title 'limuon-light-r32-exact-b64-beta1 (lr 0.04)'
 unset output
 
 set output 'val_loss_vs_grad_evals.png'
@@ -36,7 +36,7 @@ plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 5 using 3:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 9 dt 3 ps 0.8 title 'limuon-light-r32-exact-b16-beta1 (lr 0.08)', \
      'curves.dat' index 6 using 3:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.8 title 'muon-b64 (lr 0.02)', \
      'curves.dat' index 7 using 3:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.8 title 'limuon-exact-b64 (lr 0.04)', \
-     'curves.dat' index 8 using 3:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-exact-b64 (lr 0.04)'
+     'curves.dat' index 8 using 3:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 9 dt 3 ps 0.8 title 'limuon-light-r32-exact-b64-beta1 (lr 0.04)'
 unset output
 
 set output 'val_loss_vs_seconds.png'
@@ -51,7 +51,7 @@ plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 5 using 4:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 9 dt 3 ps 0.8 title 'limuon-light-r32-exact-b16-beta1 (lr 0.08)', \
      'curves.dat' index 6 using 4:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.8 title 'muon-b64 (lr 0.02)', \
      'curves.dat' index 7 using 4:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.8 title 'limuon-exact-b64 (lr 0.04)', \
-     'curves.dat' index 8 using 4:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.8 title 'limuon-light-r32-exact-b64 (lr 0.04)'
+     'curves.dat' index 8 using 4:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 9 dt 3 ps 0.8 title 'limuon-light-r32-exact-b64-beta1 (lr 0.04)'
 unset output
 
 if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
@@ -73,7 +73,7 @@ plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 5 using 2:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 9 dt 3 ps 0.6 title 'limuon-light-r32-exact-b16-beta1 (lr 0.08)', \
      'curves.dat' index 6 using 2:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.6 title 'muon-b64 (lr 0.02)', \
      'curves.dat' index 7 using 2:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-exact-b64 (lr 0.04)', \
-     'curves.dat' index 8 using 2:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-exact-b64 (lr 0.04)'
+     'curves.dat' index 8 using 2:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 9 dt 3 ps 0.6 title 'limuon-light-r32-exact-b64-beta1 (lr 0.04)'
 set key off
 set title ''
 set xlabel 'gradient evaluations (samples × evaluations per step)'
@@ -85,7 +85,7 @@ plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 5 using 3:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 9 dt 3 ps 0.6 title 'limuon-light-r32-exact-b16-beta1 (lr 0.08)', \
      'curves.dat' index 6 using 3:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.6 title 'muon-b64 (lr 0.02)', \
      'curves.dat' index 7 using 3:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-exact-b64 (lr 0.04)', \
-     'curves.dat' index 8 using 3:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-exact-b64 (lr 0.04)'
+     'curves.dat' index 8 using 3:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 9 dt 3 ps 0.6 title 'limuon-light-r32-exact-b64-beta1 (lr 0.04)'
 set key at screen 0.82,0.89 left top Left reverse box width 2
 set title ''
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
@@ -97,7 +97,7 @@ plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
      'curves.dat' index 5 using 4:5:6 with yerrorlines lw 2 lc rgb '#8c564b' pt 9 dt 3 ps 0.6 title 'limuon-light-r32-exact-b16-beta1 (lr 0.08)', \
      'curves.dat' index 6 using 4:5:6 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 ps 0.6 title 'muon-b64 (lr 0.02)', \
      'curves.dat' index 7 using 4:5:6 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 ps 0.6 title 'limuon-exact-b64 (lr 0.04)', \
-     'curves.dat' index 8 using 4:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 ps 0.6 title 'limuon-light-r32-exact-b64 (lr 0.04)'
+     'curves.dat' index 8 using 4:5:6 with yerrorlines lw 2 lc rgb '#bcbd22' pt 9 dt 3 ps 0.6 title 'limuon-light-r32-exact-b64-beta1 (lr 0.04)'
 unset multiplot
 unset output
 set ylabel 'validation loss'
