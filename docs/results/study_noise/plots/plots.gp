@@ -148,7 +148,8 @@ plot 'lr_sweep.dat' index 0 using 1:2:3 with yerrorlines lw 2 lc rgb '#1f77b4' p
      'lr_sweep.dat' index 6 using 1:2:3 with yerrorlines lw 2 lc rgb '#e377c2' pt 7 dt 1 title 'muon-b64', \
      'lr_sweep.dat' index 7 using 1:2:3 with yerrorlines lw 2 lc rgb '#7f7f7f' pt 7 dt 1 title 'limuon-exact-b64', \
      'lr_sweep.dat' index 8 using 1:2:3 with yerrorlines lw 2 lc rgb '#bcbd22' pt 7 dt 1 title 'limuon-light-r32-exact-b64', \
-     'lr_sweep.dat' index 9 using 1:2:3 with yerrorlines lw 2 lc rgb '#8c564b' pt 9 dt 3 title 'limuon-light-r32-exact-b16-beta1'
+     'lr_sweep.dat' index 9 using 1:2:3 with yerrorlines lw 2 lc rgb '#8c564b' pt 9 dt 3 title 'limuon-light-r32-exact-b16-beta1', \
+     'lr_sweep.dat' index 10 using 1:2:3 with yerrorlines lw 2 lc rgb '#bcbd22' pt 9 dt 3 title 'limuon-light-r32-exact-b64-beta1'
 unset output
 unset logscale x
 
