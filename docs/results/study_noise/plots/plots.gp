@@ -10,7 +10,7 @@ set ylabel 'validation loss'
 set yrange [*:*]
 
 set output 'val_loss_vs_samples.png'
-set title 'Validation loss vs samples (mean ± std over 3-4 seeds, each config at its best lr; budget 16000 samples)'
+set title 'Validation loss vs samples (mean ± std over 4 seeds, each config at its best lr; budget 16000 samples)'
 set xlabel 'training samples'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon-b4 (lr 0.005)', \
@@ -25,7 +25,7 @@ plot 'curves.dat' index 0 using 2:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
 unset output
 
 set output 'val_loss_vs_grad_evals.png'
-set title 'Validation loss vs gradient evaluations (mean ± std over 3-4 seeds; LiMuon storm=exact spends 2 per step)'
+set title 'Validation loss vs gradient evaluations (mean ± std over 4 seeds; LiMuon storm=exact spends 2 per step)'
 set xlabel 'gradient evaluations (samples × evaluations per step)'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon-b4 (lr 0.005)', \
@@ -40,7 +40,7 @@ plot 'curves.dat' index 0 using 3:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 
 unset output
 
 set output 'val_loss_vs_seconds.png'
-set title 'Validation loss vs wall-clock time (mean ± std over 3-4 seeds)'
+set title 'Validation loss vs wall-clock time (mean ± std over 4 seeds)'
 set xlabel 'training time, s (steps × ms/step measured on a quiet machine)'
 set ylabel 'validation loss'
 plot 'curves.dat' index 0 using 4:5:6 with yerrorlines lw 2 lc rgb '#1f77b4' pt 7 dt 1 ps 0.8 title 'muon-b4 (lr 0.005)', \
@@ -60,7 +60,7 @@ if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
   set terminal png size 2100,600 noenhanced
 }
 set output 'val_loss_overview.png'
-set multiplot layout 1,3 margins 0.04,0.81,0.14,0.89 spacing 0.045,0 title 'Validation loss, one line per optimizer (mean ± std over 3-4 seeds, each config at its best lr; budget 16000 samples)'
+set multiplot layout 1,3 margins 0.04,0.81,0.14,0.89 spacing 0.045,0 title 'Validation loss, one line per optimizer (mean ± std over 4 seeds, each config at its best lr; budget 16000 samples)'
 set ylabel 'validation loss (nats per token)'
 set key off
 set title ''
